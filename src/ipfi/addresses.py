@@ -1,0 +1,75 @@
+"""One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``stdio:``, ``exec:cmd args``."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from .errors import AddressError
+
+SCHEMES = ("unix", "tcp", "stdio", "exec")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    scheme: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    argv: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix:{self.path}"
+        if self.scheme == "tcp":
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"tcp://{host}:{self.port}"
+        if self.scheme == "exec":
+            return "exec:" + shlex.join(self.argv)
+        return "stdio:"
+
+
+def parse_address(text: str) -> Address:
+    """Parse an address string; raises :class:`~ipfi.errors.AddressError` with the reason.
+
+    >>> parse_address("tcp://127.0.0.1:7000")
+    Address(scheme='tcp', path='', host='127.0.0.1', port=7000, argv=())
+    """
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme not in SCHEMES:
+        raise AddressError(f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD")
+    if scheme == "unix":
+        path = rest.removeprefix("//")
+        if not path:
+            raise AddressError(f"{text!r}: a unix address needs a path")
+        return Address("unix", path=path)
+    if scheme == "tcp":
+        return _parse_tcp(text, rest)
+    if scheme == "stdio":
+        if rest:
+            raise AddressError(f"{text!r}: stdio takes nothing after the colon")
+        return Address("stdio")
+    argv = tuple(shlex.split(rest))
+    if not argv:
+        raise AddressError(f"{text!r}: exec needs a program")
+    return Address("exec", argv=argv)
+
+
+def _parse_tcp(text: str, rest: str) -> Address:
+    if not rest.startswith("//"):
+        raise AddressError(f"{text!r}: expected tcp://HOST:PORT")
+    hostport = rest[2:]
+    if hostport.startswith("["):
+        host, bracket, port_text = hostport[1:].partition("]")
+        if not bracket or not port_text.startswith(":"):
+            raise AddressError(f"{text!r}: expected tcp://[IPv6]:PORT")
+        port_text = port_text[1:]
+    else:
+        host, colon, port_text = hostport.rpartition(":")
+        if not colon:
+            raise AddressError(f"{text!r}: missing port")
+    if not host:
+        raise AddressError(f"{text!r}: missing host")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise AddressError(f"{text!r}: port must be 0..65535")
+    return Address("tcp", host=host, port=int(port_text))

@@ -1,0 +1,7 @@
+"""The asyncio driver (see :mod:`ipfi` for the names most programs use)."""
+
+from .connect import Server, accept_stream, connect, connect_stream, pair, serve
+from .peer import CallStream, Message, Peer, Proxy
+
+__all__ = ["CallStream", "Message", "Peer", "Proxy", "Server", "accept_stream", "connect", "connect_stream",
+           "pair", "serve"]

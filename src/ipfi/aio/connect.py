@@ -1,0 +1,269 @@
+"""Opening connections and servers by address, and over memory or any byte source/sink."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import socket
+import stat
+import sys
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+from ..addresses import Address, parse_address
+from ..errors import AddressError, HandshakeError
+from ..interface import Interface
+from ..options import Options, make_options
+from ..protocol import Role
+from .peer import Peer
+from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
+
+log = logging.getLogger("ipfi.aio")
+
+
+class _Opening:
+    """``await`` it for a :class:`Peer`, or use it as ``async with`` to close the peer afterwards."""
+
+    def __init__(self, opener: Coroutine[Any, Any, Peer]) -> None:
+        self._opener = opener
+        self._peer: Peer | None = None
+
+    def __await__(self) -> Generator[Any, None, Peer]:
+        return self._opener.__await__()
+
+    async def __aenter__(self) -> Peer:
+        self._peer = await self._opener
+        return self._peer
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._peer is not None:
+            await self._peer.aclose()
+
+
+async def _handshaken(peer: Peer) -> Peer:
+    try:
+        await asyncio.wait_for(peer.wait_opened(), peer.options.limits.handshake_timeout)
+    except TimeoutError:
+        peer.close()
+        raise HandshakeError(f"no handshake reply within {peer.options.limits.handshake_timeout} s") from None
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+def connect(address: str, iface: Interface | None = None, **options: Any) -> _Opening:
+    """Connect to ``address`` (``unix:``, ``tcp://``, ``stdio:``, ``exec:``) and complete the handshake.
+
+    ``iface`` is what this side offers the peer (it may call back). Options: see :class:`~ipfi.Options`.
+    """
+    return _Opening(_connect(parse_address(address), iface, make_options(**options)))
+
+
+async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
+    loop = asyncio.get_running_loop()
+    peer = Peer(Role.CLIENT, iface, options)
+    if address.scheme == "unix":
+        await loop.create_unix_connection(lambda: peer, address.path)
+    elif address.scheme == "tcp":
+        transport, _ = await loop.create_connection(lambda: peer, address.host, address.port)
+        _set_nodelay(transport)
+    elif address.scheme == "stdio":
+        await _open_stdio(peer)
+    else:
+        await ChildProcessTransport.spawn(peer, address.argv)
+    return await _handshaken(peer)
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def _open_stdio(peer: Peer) -> None:
+    # Our frames own fd 1 from here on: a stray print() goes to stderr instead of corrupting them.
+    sys.stdout.flush()
+    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    frames_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    await PipePairTransport.open(peer, frames_in, frames_out, {"peername": "stdio"})
+
+
+def connect_stream(
+    source: AsyncIterable[bytes],
+    sink: Callable[[bytes], Awaitable[None] | None],
+    iface: Interface | None = None,
+    **options: Any,
+) -> _Opening:
+    """Connect as the client over any byte source (async iterable of chunks) and sink (callable)."""
+    return _Opening(_over_callbacks(Role.CLIENT, source, sink, iface, make_options(**options)))
+
+
+def accept_stream(
+    source: AsyncIterable[bytes],
+    sink: Callable[[bytes], Awaitable[None] | None],
+    iface: Interface | None = None,
+    **options: Any,
+) -> _Opening:
+    """Like :func:`connect_stream`, as the server side (waits for the client's hello)."""
+    return _Opening(_over_callbacks(Role.SERVER, source, sink, iface, make_options(**options)))
+
+
+async def _over_callbacks(
+    role: Role,
+    source: AsyncIterable[bytes],
+    sink: Callable[[bytes], Awaitable[None] | None],
+    iface: Interface | None,
+    options: Options,
+) -> Peer:
+    peer = Peer(role, iface, options)
+    CallbackTransport(peer, source, sink)
+    return await _handshaken(peer)
+
+
+async def pair(
+    client_iface: Interface | None = None, server_iface: Interface | None = None, **options: Any
+) -> tuple[Peer, Peer]:
+    """Two connected peers in this process, over memory: ``(client, server)``."""
+    settings = make_options(**options)
+    client = Peer(Role.CLIENT, client_iface, settings)
+    server = Peer(Role.SERVER, server_iface, settings)
+    client_end, server_end = MemoryTransport("memory:server"), MemoryTransport("memory:client")
+    client_end.protocol, server_end.protocol = client, server
+    client_end.other, server_end.other = server_end, client_end
+    server.connection_made(server_end)
+    client.connection_made(client_end)
+    await asyncio.gather(_handshaken(client), _handshaken(server))
+    return client, server
+
+
+class Server:
+    """Serves one :class:`~ipfi.Interface` to every connection on one address.
+
+    >>> # async with await ipfi.serve("unix:/tmp/calc.sock", iface) as server:
+    >>> #     await server.serve_forever()
+    """
+
+    def __init__(self, address: Address, iface: Interface | None, options: Options) -> None:
+        self.address = address
+        self.interface = iface
+        self.options = options
+        self.connections: set[Peer] = set()
+        self._listener: asyncio.Server | None = None
+        self._stdio_peer: Peer | None = None
+        self._ids = itertools.count(1)
+        self._unlink_on_close = False
+        self._closed = asyncio.get_running_loop().create_future()
+
+    def _new_peer(self) -> asyncio.Protocol:
+        if len(self.connections) >= self.options.limits.max_connections:
+            log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
+            return _Refuser()
+        peer = Peer(
+            Role.SERVER,
+            self.interface,
+            self.options,
+            peer_id=f"peer-{next(self._ids)}",
+            on_close=self.connections.discard,
+        )
+        self.connections.add(peer)
+        return peer
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        address = self.address
+        if address.scheme == "unix":
+            _remove_stale_socket(address.path)
+            self._listener = await loop.create_unix_server(self._new_peer, address.path)
+            self._unlink_on_close = True
+        elif address.scheme == "tcp":
+            self._listener = await loop.create_server(self._new_peer, address.host, address.port)
+            for sock in self._listener.sockets:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif address.scheme == "stdio":
+            peer = self._stdio_peer = Peer(Role.SERVER, self.interface, self.options, on_close=self.connections.discard)
+            self.connections.add(peer)
+            await _open_stdio(peer)
+        else:
+            raise AddressError(f"cannot serve on {address}: exec addresses are for connect()")
+
+    @property
+    def bound_address(self) -> str:
+        """The address clients can use, with the real port of a ``tcp://host:0`` server."""
+        if self.address.scheme == "tcp" and self._listener is not None and self._listener.sockets:
+            host, port = self._listener.sockets[0].getsockname()[:2]
+            return str(Address("tcp", host=host, port=port))
+        return str(self.address)
+
+    async def serve_forever(self) -> None:
+        """Run until :meth:`close` (or, for ``stdio:``, until the one connection ends)."""
+        if self._stdio_peer is not None:
+            await self._stdio_peer.wait_closed()
+            self.close()
+        await asyncio.shield(self._closed)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection (their pending calls raise ``ConnectionLost``)."""
+        if self._listener is not None:
+            self._listener.close()
+        for peer in list(self.connections):
+            peer.close()
+        if self._unlink_on_close:
+            self._unlink_on_close = False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address.path)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        peers = list(self.connections)
+        await asyncio.gather(*(peer.wait_closed() for peer in peers))
+        if self._listener is not None:
+            await self._listener.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class _Refuser(asyncio.Protocol):
+    """Closes a connection over the server's limit at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Unlink a socket file nobody listens on (left by a crashed server); refuse a live one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise AddressError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)
+            return
+        raise
+    finally:
+        probe.close()
+    raise AddressError(f"{path}: another server is listening there")
+
+
+async def serve(address: str, iface: Interface | None, **options: Any) -> Server:
+    """Listen on ``address`` and serve ``iface`` to every connection. Options: see :class:`~ipfi.Options`."""
+    server = Server(parse_address(address), iface, make_options(**options))
+    await server.start()
+    return server

@@ -1,0 +1,811 @@
+"""The asyncio driver: a :class:`Peer` is one connection, an ``asyncio.Protocol`` around the core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import Any
+
+from ..errors import (
+    Cancelled,
+    ConnectionLost,
+    DeadlineExceeded,
+    FrameError,
+    HandshakeError,
+    IpfiError,
+    ProcedureNotFound,
+    ProtocolError,
+    RemoteError,
+)
+from ..events import (
+    CallReceived,
+    CancelReceived,
+    CreditReceived,
+    ErrorReceived,
+    HandshakeComplete,
+    ItemsReceived,
+    MessageReceived,
+    PongReceived,
+    ResultReceived,
+    ShutdownAcknowledged,
+    ShutdownRequested,
+    StreamEnded,
+)
+from ..handshake import Hello
+from ..interface import Interface, Kind, Procedure, current_peer_var
+from ..options import Options
+from ..protocol import Connection, Role
+from .streams import ItemQueue
+
+log = logging.getLogger("ipfi.aio")
+
+Message = MessageReceived
+
+
+class _UnaryCall:
+    """A call awaited by :meth:`Peer.call`; stream items, if any, are collected into a list."""
+
+    __slots__ = ("collected", "future", "grant")
+
+    def __init__(self, future: asyncio.Future[Any], grant: Callable[[int], None]) -> None:
+        self.future = future
+        self.grant = grant
+        self.collected: list[Any] | None = None
+
+    def on_result(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+    def on_items(self, items: list[Any]) -> None:
+        if self.collected is None:
+            self.collected = []
+        self.collected += items
+        self.grant(len(items))
+
+    def on_end(self) -> None:
+        self.on_result(self.collected or [])
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class _StreamCall(ItemQueue):
+    """A call consumed by ``async for`` over :meth:`Peer.stream`; a unary result is one item."""
+
+    def on_result(self, value: Any) -> None:
+        self.push([value])
+        self.finish()
+
+    on_items = ItemQueue.push
+
+    def on_end(self) -> None:
+        self.finish()
+
+    def fail(self, error: BaseException) -> None:
+        self.finish(error)
+
+
+class _Serving:
+    """A procedure running here for the peer."""
+
+    __slots__ = ("deadline", "input", "reason", "task")
+
+    def __init__(self, task: asyncio.Task[None], input_queue: ItemQueue | None) -> None:
+        self.task = task
+        self.input = input_queue
+        self.deadline: asyncio.TimerHandle | None = None
+        self.reason = ""
+
+
+class Peer(asyncio.Protocol):
+    """One connection: call the peer, stream from it, serve it an :class:`~ipfi.Interface`.
+
+    Obtained from :func:`ipfi.connect` (client side) or a server (one per accepted connection).
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        interface: Interface | None,
+        options: Options,
+        *,
+        peer_id: str = "peer-1",
+        on_close: Callable[[Peer], None] | None = None,
+    ) -> None:
+        self.interface = interface
+        self.options = options
+        self._core = Connection(
+            role,
+            limits=options.limits,
+            codecs=options.codecs,
+            channels=options.channels,
+            auth_token=options.auth_token if role is Role.CLIENT else None,
+            peer_id=peer_id,
+            rpc=options.rpc,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._on_close = on_close
+        self._transport: asyncio.BaseTransport | None = None
+        self._calls: dict[int, _UnaryCall | _StreamCall] = {}
+        self._serving: dict[int, _Serving] = {}
+        self._notifications: set[asyncio.Task[None]] = set()
+        self._credit_waiters: dict[int, asyncio.Future[None]] = {}
+        self._messages: deque[Message] = deque()
+        self._message_waiter: asyncio.Future[None] | None = None
+        self._pings: deque[asyncio.Future[float] | None] = deque()
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._close_error: ConnectionLost | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._read_pauses: set[str] = set()
+        self._last_received = self._loop.time()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ResultReceived: self._on_result,
+            ErrorReceived: self._on_error,
+            ItemsReceived: self._on_items,
+            StreamEnded: self._on_end,
+            CallReceived: self._on_call,
+            CancelReceived: self._on_cancel,
+            CreditReceived: self._on_credit,
+            MessageReceived: self._on_message,
+            PongReceived: self._on_pong,
+            HandshakeComplete: self._on_handshake,
+            ShutdownRequested: self._on_shutdown_request,
+            ShutdownAcknowledged: self._on_shutdown_ack,
+        }
+        self._shutdown_acked: asyncio.Future[None] | None = None
+
+    # -- what the peer said about itself ---------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        """The server-assigned id of this connection (``peer-N``)."""
+        return self._core.peer_id
+
+    @property
+    def hello(self) -> Hello | None:
+        """The peer's hello (client) or reply (server), once the handshake is done."""
+        return self._core.peer_hello
+
+    @property
+    def auth_token(self) -> str | None:
+        """The token a client sent in its hello (server side only); never logged."""
+        hello = self._core.peer_hello
+        return hello.auth_token if hello is not None else None
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return self._core.channels
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated codec, or ``None`` for a plain framed peer."""
+        return self._core.codec.name if self._core.codec else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport details, e.g. ``"peername"``, ``"sockname"``."""
+        return self._transport.get_extra_info(name, default) if self._transport else default
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._core.start()
+        self._flush()
+        self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_received = self._loop.time()
+        try:
+            events = self._core.receive_data(data)
+            handlers = self._handlers
+            for event in events:
+                handlers[type(event)](event)
+        except (FrameError, ProtocolError) as exc:
+            self._violation(exc)
+            return
+        except ConnectionLost:
+            return
+        self._flush()
+
+    def eof_received(self) -> bool:
+        try:
+            self._core.receive_eof()
+        except ConnectionLost as exc:
+            self._close_error = exc
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed.done():
+            return
+        error = self._close_error or ConnectionLost(
+            f"connection to {self.peer_id or 'peer'} lost" + (f": {exc}" if exc else "")
+        )
+        self._core.close()
+        for timer in (self._timer, self._flush_handle):
+            if timer is not None:
+                timer.cancel()
+        calls, self._calls = self._calls, {}
+        for call in calls.values():
+            call.fail(error)
+        serving, self._serving = self._serving, {}
+        for entry in serving.values():
+            entry.reason = "lost"
+            entry.task.cancel()
+            if entry.input is not None:
+                entry.input.finish(error)
+        for task in self._notifications:
+            task.cancel()
+        for waiter in self._credit_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+        self._credit_waiters.clear()
+        for ping in self._pings:
+            if ping is not None and not ping.done():
+                ping.set_exception(error)
+        self._pings.clear()
+        self._wake_messages()
+        if not self._opened.done():
+            self._opened.set_exception(
+                HandshakeError(f"the connection closed during the handshake ({error})")
+                if self._close_error is None or "handshake" not in str(error)
+                else error
+            )
+            self._opened.exception()  # a server-side peer may never be awaited
+        if self._shutdown_acked is not None and not self._shutdown_acked.done():
+            self._shutdown_acked.set_result(None)
+        self._close_error = error
+        self._closed.set_result(None)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def pause_writing(self) -> None:
+        self._pause_reading("writes")
+
+    def resume_writing(self) -> None:
+        self._resume_reading("writes")
+        for waiter in self._credit_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_pauses and isinstance(self._transport, asyncio.ReadTransport):
+            self._transport.pause_reading()
+        self._read_pauses.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._read_pauses:
+            return
+        self._read_pauses.discard(reason)
+        if not self._read_pauses and isinstance(self._transport, asyncio.ReadTransport):
+            self._transport.resume_reading()
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        data = self._core.data_to_send()
+        transport = self._transport
+        if not data or transport is None or transport.is_closing():
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        if len(data) == 1:
+            transport.write(data[0])
+        else:
+            transport.writelines(data)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _violation(self, exc: Exception) -> None:
+        log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
+        self._close_error = ConnectionLost(f"protocol error: {exc}")
+        self._abort()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort() if isinstance(self._transport, asyncio.WriteTransport) else None
+            self._transport.close()
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if not self._opened.done():
+            self._violation(HandshakeError(f"no handshake within {self.options.limits.handshake_timeout} s"))
+
+    def _watchdog(self) -> None:
+        """Keepalive pings and the idle timeout, on one timer."""
+        options = self.options
+        silent = self._loop.time() - self._last_received
+        silence_limit = options.silence_limit
+        if silence_limit is not None and silent >= silence_limit:
+            self._close_error = ConnectionLost(f"keepalive: the peer was silent for {silent:.1f} s")
+            log.warning("peer %s: %s; closing the connection", self.peer_id, self._close_error)
+            self._abort()
+            return
+        idle = options.limits.idle_timeout
+        if idle is not None and silent >= idle and not self._calls and not self._serving:
+            log.info("peer %s: idle for %.1f s; closing the connection", self.peer_id, silent)
+            self._close_error = ConnectionLost(f"idle timeout ({idle} s)")
+            self._abort()
+            return
+        if options.keepalive is not None and silent >= options.keepalive and not self._pings:
+            self._pings.append(None)
+            self._core.send_ping()
+            self._flush()
+        self._timer = self._loop.call_later(self._watch_period(), self._watchdog)
+
+    def _watch_period(self) -> float:
+        periods = [self.options.keepalive or 0.0, (self.options.limits.idle_timeout or 0.0) / 2]
+        return min(period for period in periods if period > 0)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _on_handshake(self, event: HandshakeComplete) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        authenticate = self.options.authenticate
+        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
+            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+        log.debug("peer %s: open (rpc=%s, channels=%s)", self.peer_id, event.rpc, list(self.channels))
+        if self.options.keepalive is not None or self.options.limits.idle_timeout is not None:
+            self._timer = self._loop.call_later(self._watch_period(), self._watchdog)
+        self._opened.set_result(None)
+
+    def _on_result(self, event: ResultReceived) -> None:
+        call = self._calls.pop(event.call_id, None)
+        if call is not None:
+            call.on_result(event.value)
+
+    def _on_error(self, event: ErrorReceived) -> None:
+        call = self._calls.pop(event.call_id, None)
+        if call is not None:
+            call.fail(event.error)
+
+    def _on_items(self, event: ItemsReceived) -> None:
+        call = self._calls.get(event.call_id)
+        if call is not None:
+            call.on_items(event.items)
+            return
+        serving = self._serving.get(event.call_id)
+        if serving is not None and serving.input is not None:
+            serving.input.push(event.items)
+
+    def _on_end(self, event: StreamEnded) -> None:
+        call = self._calls.pop(event.call_id, None)
+        if call is not None:
+            call.on_end()
+            return
+        serving = self._serving.get(event.call_id)
+        if serving is not None and serving.input is not None:
+            serving.input.finish()
+
+    def _on_cancel(self, event: CancelReceived) -> None:
+        serving = self._serving.pop(event.call_id, None)
+        if serving is not None:
+            serving.reason = "cancelled"
+            serving.task.cancel()
+
+    def _on_credit(self, event: CreditReceived) -> None:
+        waiter = self._credit_waiters.pop(event.call_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_message(self, event: MessageReceived) -> None:
+        self._messages.append(event)
+        if len(self._messages) >= self.options.limits.max_queued_messages:
+            self._pause_reading("messages")
+        self._wake_messages()
+
+    def _wake_messages(self) -> None:
+        waiter = self._message_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_pong(self, event: PongReceived) -> None:
+        waiter = self._pings.popleft() if self._pings else None
+        if waiter is not None and not waiter.done() and event.round_trip is not None:
+            waiter.set_result(event.round_trip)
+
+    def _on_shutdown_request(self, event: ShutdownRequested) -> None:
+        log.info("peer %s asked to shut down%s", self.peer_id, " (forced)" if event.force else "")
+        self._close_error = ConnectionLost("the peer shut the connection down")
+        self._flush()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _on_shutdown_ack(self, _: ShutdownAcknowledged) -> None:
+        if self._shutdown_acked is not None and not self._shutdown_acked.done():
+            self._shutdown_acked.set_result(None)
+
+    # -- serving the peer's calls --------------------------------------------------------------------
+
+    def _on_call(self, event: CallReceived) -> None:
+        call_id = event.call_id
+        procedure = self.interface.get(event.name) if self.interface is not None else None
+        if procedure is None:
+            if call_id:
+                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {event.name!r}")
+            else:
+                self._core.finish_notification()
+                log.warning("peer %s: notification for unknown procedure %r", self.peer_id, event.name)
+            return
+        args = event.args
+        input_queue = None
+        if event.has_input:
+            input_queue = ItemQueue(self._granter(call_id), self.options.limits.stream_window)
+            args.insert(0, input_queue)
+        token = current_peer_var.set(self)
+        try:
+            if procedure.kind is Kind.FUNCTION and not procedure.blocking:
+                # The fast path: a plain function runs inline, no task.
+                try:
+                    result = procedure.function(*args, **event.kwargs)
+                except Exception as exc:
+                    self._reply_error(call_id, procedure, exc, args, event.kwargs)
+                else:
+                    self._reply(call_id, result)
+                return
+            task = self._loop.create_task(self._serve(call_id, procedure, args, event.kwargs))
+        finally:
+            current_peer_var.reset(token)
+        if not call_id:
+            self._notifications.add(task)
+            task.add_done_callback(self._notifications.discard)
+            return
+        serving = self._serving[call_id] = _Serving(task, input_queue)
+        if event.timeout is not None:
+            serving.deadline = self._loop.call_later(event.timeout, self._deadline_passed, call_id)
+
+    def _deadline_passed(self, call_id: int) -> None:
+        serving = self._serving.get(call_id)
+        if serving is not None:
+            serving.reason = "deadline"
+            serving.task.cancel()
+
+    async def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            kind = procedure.kind
+            if kind is Kind.COROUTINE:
+                result = await procedure.function(*args, **kwargs)
+            elif kind is Kind.FUNCTION:
+                result = await asyncio.to_thread(procedure.function, *args, **kwargs)
+            else:
+                await self._produce(call_id, procedure, procedure.function(*args, **kwargs))
+                return
+        except asyncio.CancelledError:
+            serving = self._serving.get(call_id)
+            if serving is not None and serving.reason == "deadline":
+                self._core.send_error(call_id, DeadlineExceeded.wire_type, f"{procedure.name} exceeded its deadline")
+            elif serving is not None and not serving.reason:  # cancelled from outside, e.g. loop shutdown
+                self._core.send_error(call_id, Cancelled.wire_type, f"{procedure.name} was cancelled")
+        except Exception as exc:
+            self._reply_error(call_id, procedure, exc, args, kwargs)
+        else:
+            self._reply(call_id, result)
+        finally:
+            self._finish_serving(call_id)
+
+    async def _produce(self, call_id: int, procedure: Procedure, iterator: Any) -> None:
+        self._core.open_output_stream(call_id)
+        if procedure.kind is Kind.ASYNC_GENERATOR:
+            try:
+                async for item in iterator:
+                    await self._send_item(call_id, item)
+            finally:
+                await iterator.aclose()
+        elif procedure.blocking:
+            sentinel = object()
+            while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
+                await self._send_item(call_id, item)
+        else:
+            for item in iterator:
+                await self._send_item(call_id, item)
+        self._core.send_end(call_id)
+
+    async def _send_item(self, call_id: int, item: Any) -> None:
+        core = self._core
+        while core.credit(call_id) <= 0 or "writes" in self._read_pauses:
+            if not core.stream_open(call_id):
+                raise ConnectionLost(f"stream {call_id} is closed")
+            waiter = self._credit_waiters[call_id] = self._loop.create_future()
+            self._flush()
+            await waiter
+        core.send_item(call_id, item)
+        self._schedule_flush()
+
+    def _finish_serving(self, call_id: int) -> None:
+        if call_id == 0:
+            self._core.finish_notification()
+            return
+        serving = self._serving.pop(call_id, None)
+        if serving is not None and serving.deadline is not None:
+            serving.deadline.cancel()
+        self._credit_waiters.pop(call_id, None)
+        self._schedule_flush()
+
+    def _reply(self, call_id: int, result: Any) -> None:
+        if call_id == 0:
+            return
+        try:
+            self._core.send_result(call_id, result)
+        except (TypeError, IpfiError) as exc:
+            self._core.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+
+    def _reply_error(
+        self, call_id: int, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        log.debug("peer %s: %s raised %r", self.peer_id, procedure.name, exc, exc_info=exc)
+        if call_id == 0:
+            return
+        if isinstance(exc, RemoteError):
+            self._core.send_error(call_id, exc.remote_type, exc.message, exc.data)
+        elif isinstance(exc, TypeError) and not procedure.arguments_fit(args, kwargs):
+            self._core.send_error(call_id, "InvalidArguments", f"{procedure.name}: {exc}")
+        else:
+            self._core.send_error(call_id, type(exc).__name__, str(exc))
+
+    def _granter(self, call_id: int) -> Callable[[int], None]:
+        def grant(credit: int) -> None:
+            self._core.grant_credit(call_id, credit)
+            self._schedule_flush()
+
+        return grant
+
+    # -- calling the peer ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        input: Iterable[Any] | AsyncIterable[Any] | None = None,  # noqa: A002 - reads best at call sites
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``name`` on the peer and return its result.
+
+        A streaming procedure's items come back as a list. ``timeout`` (seconds) travels with the
+        call: the peer cancels the procedure when it passes, and :class:`DeadlineExceeded` is raised.
+        ``input`` streams items to the procedure (it receives them as its first argument).
+        Cancelling the awaiting task cancels the remote procedure.
+        """
+        core = self._core
+        call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input is not None)
+        future = self._loop.create_future()
+        self._calls[call_id] = _UnaryCall(future, self._granter(call_id))
+        self._schedule_flush()
+        timer = self._loop.call_later(timeout, self._call_expired, call_id, name) if timeout else None
+        feeder = self._loop.create_task(self._feed(call_id, input)) if input is not None else None
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._give_up(call_id)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if feeder is not None:
+                feeder.cancel()
+
+    def stream(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        input: Iterable[Any] | AsyncIterable[Any] | None = None,  # noqa: A002
+        **kwargs: Any,
+    ) -> CallStream:
+        """Call a streaming procedure; iterate the result with ``async for``.
+
+        Use as ``async with peer.stream(...) as items:`` to cancel the remote generator on early exit.
+        """
+        return CallStream(self, name, args, kwargs, timeout, input)
+
+    def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
+        """Call ``name`` without waiting for (or getting) a reply."""
+        self._core.send_notify(name, args, kwargs)
+        self._schedule_flush()
+
+    def proxy(self) -> Proxy:
+        """An object whose attributes call the peer: ``await peer.proxy().add(1, 2)``."""
+        return Proxy(self)
+
+    def _call_expired(self, call_id: int, name: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            self._give_up(call_id)
+            call.fail(DeadlineExceeded(f"{name} did not answer in time"))
+
+    def _give_up(self, call_id: int) -> None:
+        if self._calls.pop(call_id, None) is not None and self._core.is_open:
+            self._core.send_cancel(call_id)
+            self._schedule_flush()
+
+    async def _feed(self, call_id: int, source: Iterable[Any] | AsyncIterable[Any]) -> None:
+        try:
+            if isinstance(source, AsyncIterable):
+                async for item in source:
+                    await self._send_item(call_id, item)
+            else:
+                for item in source:
+                    await self._send_item(call_id, item)
+            if self._core.is_open:
+                self._core.send_end(call_id)
+                self._schedule_flush()
+        except ConnectionLost:
+            return
+        except Exception as exc:
+            call = self._calls.get(call_id)
+            if call is not None:
+                self._give_up(call_id)
+                call.fail(exc)
+
+    # -- plain messages ------------------------------------------------------------------------------
+
+    def send(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        """Send a plain frame on a negotiated channel (not the RPC channel 1 of an ipfi peer)."""
+        self._core.send_message(channel, payload)
+        self._schedule_flush()
+
+    async def receive(self) -> Message:
+        """The next plain frame from the peer; raises :class:`ConnectionLost` after the end."""
+        while not self._messages:
+            if self._closed.done():
+                raise self._close_error or ConnectionLost("connection closed")
+            self._message_waiter = self._loop.create_future()
+            try:
+                await self._message_waiter
+            finally:
+                self._message_waiter = None
+        message = self._messages.popleft()
+        if len(self._messages) <= self.options.limits.max_queued_messages // 2:
+            self._resume_reading("messages")
+        return message
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Plain frames until the connection closes."""
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionLost:
+                return
+
+    # -- control ---------------------------------------------------------------------------------------
+
+    async def ping(self, timeout: float | None = 5.0) -> float:
+        """Round-trip time in seconds of a ping/pong on the control channel."""
+        if not self._core.is_open:
+            raise ConnectionLost("connection is not open")
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        self._pings.append(waiter)
+        self._core.send_ping()
+        self._flush()
+        return await asyncio.wait_for(waiter, timeout)
+
+    async def wait_opened(self) -> None:
+        await self._opened
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def aclose(self, timeout: float = 1.0) -> None:
+        """Graceful close: ``shutdown_request``, wait up to ``timeout`` for the ack, then close."""
+        if self._closed.done():
+            return
+        if self._core.is_open:
+            self._shutdown_acked = self._loop.create_future()
+            self._core.send_shutdown_request()
+            self._flush()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._shutdown_acked), timeout)
+            except TimeoutError:
+                log.debug("peer %s: no shutdown_ack within %s s", self.peer_id, timeout)
+        self._close_error = self._close_error or ConnectionLost("connection closed")
+        self.close()
+        await self.wait_closed()
+
+    def close(self) -> None:
+        """Close at once; pending calls raise :class:`ConnectionLost`."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._close_error = self._close_error or ConnectionLost("connection closed")
+            self._transport.close()
+
+    async def __aenter__(self) -> Peer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class CallStream:
+    """The items of one streaming call (see :meth:`Peer.stream`)."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+    ) -> None:
+        self._peer = peer
+        self._request = (name, args, kwargs, timeout, input_items)
+        self._call_id = 0
+        self._queue: _StreamCall | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._feeder: asyncio.Task[None] | None = None
+
+    def _start(self) -> _StreamCall:
+        peer = self._peer
+        name, args, kwargs, timeout, input_items = self._request
+        call_id = peer._core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
+        self._call_id = call_id
+        queue = self._queue = _StreamCall(peer._granter(call_id), peer.options.limits.stream_window)
+        peer._calls[call_id] = queue
+        peer._schedule_flush()
+        if timeout:
+            self._timer = peer._loop.call_later(timeout, peer._call_expired, call_id, name)
+        if input_items is not None:
+            self._feeder = peer._loop.create_task(peer._feed(call_id, input_items))
+        return queue
+
+    def __aiter__(self) -> CallStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        queue = self._queue or self._start()
+        try:
+            return await queue.__anext__()
+        except BaseException:
+            self._stop()
+            raise
+
+    async def aclose(self) -> None:
+        """Stop early: cancels the remote generator."""
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._queue is not None and not self._queue.finished:
+            self._peer._give_up(self._call_id)
+            self._queue.finish(ConnectionLost("stream closed"))
+        for handle in (self._timer, self._feeder):
+            if handle is not None:
+                handle.cancel()
+
+    async def __aenter__(self) -> CallStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop()
+
+
+class Proxy:
+    """Attribute access turns into calls: ``await proxy.add(1, 2)``."""
+
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        peer = self._peer
+
+        def remote(*args: Any, **kwargs: Any) -> Any:
+            return peer.call(name, *args, **kwargs)
+
+        remote.__name__ = name
+        return remote

@@ -1,0 +1,65 @@
+"""Receiving ends of streams in the asyncio driver: items queue up, and consuming them grants credit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+
+class ItemQueue:
+    """Items of one stream, consumed by ``async for``; grants credit back as they are consumed.
+
+    Memory stays bounded by the stream window: the producer may not run ahead of the credit.
+    """
+
+    def __init__(self, grant: Callable[[int], None], window: int) -> None:
+        self._items: deque[Any] = deque()
+        self._grant = grant
+        self._grant_at = max(1, window // 2)
+        self._consumed = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._finished = False
+        self._error: BaseException | None = None
+
+    def push(self, items: list[Any]) -> None:
+        self._items.extend(items)
+        self._wake()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._error = error
+        self._wake()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> ItemQueue:
+        return self
+
+    async def __anext__(self) -> Any:
+        items = self._items
+        while not items:
+            if self._finished:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._consumed += 1
+        if self._consumed >= self._grant_at and not self._finished:
+            self._grant(self._consumed)
+            self._consumed = 0
+        return items.popleft()

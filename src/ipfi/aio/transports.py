@@ -1,0 +1,383 @@
+"""Transports for wires that are not one socket: a pipe pair, a child process, memory, user callbacks.
+
+Each presents the ``asyncio.Transport`` surface a :class:`~ipfi.aio.peer.Peer` uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any
+
+log = logging.getLogger("ipfi.aio")
+
+Data = bytes | bytearray | memoryview
+
+
+class _ForwardingProtocol(asyncio.Protocol):
+    """Hands a pipe's events to the peer protocol."""
+
+    def __init__(self, target: asyncio.Protocol, on_lost: Callable[[Exception | None], None]) -> None:
+        self._target = target
+        self._on_lost = on_lost
+
+    def data_received(self, data: bytes) -> None:
+        self._target.data_received(data)
+
+    def eof_received(self) -> bool:
+        self._target.eof_received()
+        return False
+
+    def pause_writing(self) -> None:
+        self._target.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._target.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(exc)
+
+
+class PipePairTransport(asyncio.Transport):
+    """A duplex transport made of a read pipe and a write pipe (stdio, a child's stdin/stdout)."""
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(extra)
+        self.reader: asyncio.ReadTransport | None = None
+        self.writer: asyncio.WriteTransport | None = None
+        self._protocol: asyncio.Protocol | None = None
+        self._closing = False
+        self._lost = False
+
+    @classmethod
+    async def open(
+        cls, protocol: asyncio.Protocol, read_pipe: Any, write_pipe: Any, extra: dict[str, Any] | None = None
+    ) -> PipePairTransport:
+        loop = asyncio.get_running_loop()
+        transport = cls(extra)
+        transport._protocol = protocol
+        transport.reader, _ = await loop.connect_read_pipe(
+            lambda: _ForwardingProtocol(protocol, transport._side_lost), read_pipe
+        )
+        transport.writer, _ = await loop.connect_write_pipe(
+            lambda: _ForwardingProtocol(protocol, transport._side_lost), write_pipe
+        )
+        protocol.connection_made(transport)
+        return transport
+
+    def _side_lost(self, exc: Exception | None) -> None:
+        # Either side ending ends the connection: close the other one too.
+        self.close()
+        if not self._lost and self._protocol is not None:
+            self._lost = True
+            self._protocol.connection_lost(exc)
+
+    def write(self, data: Data) -> None:
+        if self.writer is not None and not self._closing:
+            self.writer.write(data)
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        if self.writer is not None and not self._closing:
+            self.writer.writelines(list_of_data)
+
+    def pause_reading(self) -> None:
+        if self.reader is not None:
+            self.reader.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reader is not None:
+            self.reader.resume_reading()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        for side in (self.writer, self.reader):
+            if side is not None:
+                side.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        if self.writer is not None:
+            self.writer.abort()
+        if self.reader is not None:
+            self.reader.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self.writer.get_write_buffer_size() if self.writer is not None else 0
+
+
+class ChildProcessTransport(asyncio.Transport):
+    """Talks to a spawned child over its stdin/stdout; its stderr is inherited.
+
+    Closing closes the child's stdin; a child that does not exit within ``exit_timeout`` is killed.
+    """
+
+    def __init__(self, exit_timeout: float = 2.0) -> None:
+        super().__init__()
+        self._process: asyncio.SubprocessTransport | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._closing = False
+        self._exit_timeout = exit_timeout
+
+    @classmethod
+    async def spawn(cls, protocol: asyncio.Protocol, argv: tuple[str, ...]) -> ChildProcessTransport:
+        loop = asyncio.get_running_loop()
+        transport = cls()
+        process, _ = await loop.subprocess_exec(
+            lambda: _ChildProtocol(protocol, transport),
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,
+        )
+        transport._process = process
+        stdin = process.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        transport._stdin = stdin
+        transport._extra["pid"] = process.get_pid()
+        protocol.connection_made(transport)
+        return transport
+
+    def write(self, data: Data) -> None:
+        if self._stdin is not None and not self._closing:
+            self._stdin.write(data)
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        if self._stdin is not None and not self._closing:
+            self._stdin.writelines(list_of_data)
+
+    def pause_reading(self) -> None:
+        if self._process is not None:
+            stdout = self._process.get_pipe_transport(1)
+            if isinstance(stdout, asyncio.ReadTransport):
+                stdout.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._process is not None:
+            stdout = self._process.get_pipe_transport(1)
+            if isinstance(stdout, asyncio.ReadTransport):
+                stdout.resume_reading()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing or self._process is None:
+            return
+        self._closing = True
+        if self._stdin is not None:
+            self._stdin.close()
+        process = self._process
+        asyncio.get_running_loop().call_later(self._exit_timeout, self._kill_if_alive, process)
+
+    def abort(self) -> None:
+        self.close()
+        if self._process is not None:
+            self._kill_if_alive(self._process)
+
+    @staticmethod
+    def _kill_if_alive(process: asyncio.SubprocessTransport) -> None:
+        if process.get_returncode() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        process.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self._stdin.get_write_buffer_size() if self._stdin is not None else 0
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    def __init__(self, target: asyncio.Protocol, transport: ChildProcessTransport) -> None:
+        self._target = target
+        self._transport = transport
+        self._lost = False
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 1 and isinstance(data, bytes):
+            self._target.data_received(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # the child's stdout ended: it exited or closed it
+            self._target.eof_received()
+            self._lost_once(exc)
+        elif fd == 0 and exc is not None:  # writing to the child failed (it died)
+            self._lost_once(exc)
+
+    def process_exited(self) -> None:
+        self._lost_once(None)
+
+    def pause_writing(self) -> None:
+        self._target.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._target.resume_writing()
+
+    def _lost_once(self, exc: Exception | None) -> None:
+        if not self._lost:
+            self._lost = True
+            self._transport.close()
+            self._target.connection_lost(exc)
+
+
+class MemoryTransport(asyncio.Transport):
+    """One end of an in-memory pair: writes are delivered to the other end on the next loop turn."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__({"peername": name})
+        self.protocol: asyncio.Protocol | None = None
+        self.other: MemoryTransport | None = None
+        self._closing = False
+        self._paused = False
+        self._backlog: deque[bytes] = deque()
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: Data) -> None:
+        other = self.other
+        if self._closing or other is None or other._closing:
+            return
+        self._loop.call_soon(other._deliver, bytes(data))
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _deliver(self, data: bytes) -> None:
+        if self._closing or self.protocol is None:
+            return
+        if self._paused:
+            self._backlog.append(data)
+        else:
+            self.protocol.data_received(data)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        while self._backlog and not self._paused and not self._closing:
+            self._deliver(self._backlog.popleft())
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        other = self.other
+        if other is not None:
+            self._loop.call_soon(other._peer_closed)
+        if self.protocol is not None:
+            self._loop.call_soon(self.protocol.connection_lost, None)
+
+    def _peer_closed(self) -> None:
+        if self.protocol is not None and not self._closing:
+            self.protocol.eof_received()
+        self.close()
+
+    def abort(self) -> None:
+        self.close()
+
+
+class CallbackTransport(asyncio.Transport):
+    """A connection over any byte source and sink.
+
+    ``source`` is an async iterable of byte chunks (any sizes, down to one byte); its end is EOF.
+    ``sink(data)`` is called in order with each outgoing chunk and may return an awaitable.
+    """
+
+    def __init__(
+        self,
+        protocol: asyncio.Protocol,
+        source: AsyncIterable[bytes],
+        sink: Callable[[bytes], Awaitable[None] | None],
+    ) -> None:
+        super().__init__({"peername": "stream"})
+        self._protocol = protocol
+        self._sink = sink
+        self._closing = False
+        self._outgoing: deque[bytes] = deque()
+        self._has_outgoing = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read(source))
+        self._writer = loop.create_task(self._write())
+        protocol.connection_made(self)
+
+    async def _read(self, source: AsyncIterable[bytes]) -> None:
+        error: Exception | None = None
+        try:
+            async for chunk in source:
+                await self._resume.wait()
+                if self._closing:
+                    break
+                self._protocol.data_received(bytes(chunk))
+            else:
+                self._protocol.eof_received()
+        except Exception as exc:
+            error = exc
+        self._finish(error)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._has_outgoing.wait()
+                while self._outgoing:
+                    result = self._sink(self._outgoing.popleft())
+                    if result is not None:
+                        await result
+                self._has_outgoing.clear()
+        except Exception as exc:
+            self._finish(exc)
+
+    def _finish(self, error: Exception | None) -> None:
+        first = not self._closing
+        self._closing = True
+        self._writer.cancel()
+        if first or error is not None:
+            self._protocol.connection_lost(error)
+
+    def write(self, data: Data) -> None:
+        if not self._closing:
+            self._outgoing.append(bytes(data))
+            self._has_outgoing.set()
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def pause_reading(self) -> None:
+        self._resume.clear()
+
+    def resume_reading(self) -> None:
+        self._resume.set()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._reader.cancel()
+        asyncio.get_running_loop().create_task(self._drain_and_stop())
+
+    async def _drain_and_stop(self) -> None:
+        try:
+            while self._outgoing:
+                result = self._sink(self._outgoing.popleft())
+                if result is not None:
+                    await result
+        finally:
+            self._writer.cancel()
+            self._protocol.connection_lost(None)
+
+    def abort(self) -> None:
+        self._outgoing.clear()
+        self.close()

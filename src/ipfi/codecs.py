@@ -1,0 +1,205 @@
+"""Codecs turn call arguments, results and stream items into bytes and back.
+
+Three are built in and negotiated in the handshake: ``msgpack`` (default), ``json`` and ``raw``
+(bytes only: one positional argument, results and items are bytes). Error records always need
+structure, so ``raw`` encodes them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+import msgpack
+
+from .errors import ProtocolError
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Codec(Protocol):
+    """What the RPC layer needs from a codec. Decoders raise :class:`ProtocolError` on bad input."""
+
+    name: str
+
+    def encode_value(self, value: Any) -> bytes: ...
+    def decode_value(self, data: Buffer) -> Any: ...
+    def encode_args(self, args: Sequence[Any]) -> bytes: ...
+    def decode_args(self, data: Buffer) -> list[Any]: ...
+    def encode_item(self, item: Any) -> bytes: ...
+    def join_items(self, encoded: Sequence[bytes]) -> bytes: ...
+    def decode_items(self, data: Buffer) -> list[Any]: ...
+    def encode_record(self, record: dict[str, Any]) -> bytes: ...
+    def decode_record(self, data: Buffer) -> dict[str, Any]: ...
+
+
+class _StructuredCodec:
+    """A codec whose values can be lists and maps, so args and items are plain lists."""
+
+    name = ""
+
+    def encode_value(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode_value(self, data: Buffer) -> Any:
+        raise NotImplementedError
+
+    def encode_args(self, args: Sequence[Any]) -> bytes:
+        return self.encode_value(args)
+
+    def decode_args(self, data: Buffer) -> list[Any]:
+        return self._decode_list(data)
+
+    def encode_item(self, item: Any) -> bytes:
+        return self.encode_value(item)
+
+    def join_items(self, encoded: Sequence[bytes]) -> bytes:
+        raise NotImplementedError
+
+    def decode_items(self, data: Buffer) -> list[Any]:
+        return self._decode_list(data)
+
+    def encode_record(self, record: dict[str, Any]) -> bytes:
+        return self.encode_value(record)
+
+    def decode_record(self, data: Buffer) -> dict[str, Any]:
+        record = self.decode_value(data)
+        if not isinstance(record, dict):
+            raise ProtocolError(f"{self.name}: expected a map, got {type(record).__name__}")
+        return record
+
+    def _decode_list(self, data: Buffer) -> list[Any]:
+        value = self.decode_value(data)
+        if not isinstance(value, list):
+            raise ProtocolError(f"{self.name}: expected a list, got {type(value).__name__}")
+        return value
+
+
+class MsgpackCodec(_StructuredCodec):
+    """MessagePack via the ``msgpack`` C extension; bytes stay bytes, tuples become lists."""
+
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+    def encode_value(self, value: Any) -> bytes:
+        try:
+            return self._packb(value)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"msgpack cannot encode {type(value).__name__}: {exc}") from None
+
+    def join_items(self, encoded: Sequence[bytes]) -> bytes:
+        count = len(encoded)
+        if count < 16:
+            header = bytes([0x90 | count])
+        elif count <= 0xFFFF:
+            header = _MSGPACK_ARRAY16.pack(0xDC, count)
+        else:
+            header = _MSGPACK_ARRAY32.pack(0xDD, count)
+        return header + b"".join(encoded)
+
+    def decode_value(self, data: Buffer) -> Any:
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types on bad input
+            raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
+
+
+class JsonCodec(_StructuredCodec):
+    """Compact UTF-8 JSON; bytes cannot be sent (encode them yourself)."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+    def encode_value(self, value: Any) -> bytes:
+        return self._dumps(value).encode()
+
+    def join_items(self, encoded: Sequence[bytes]) -> bytes:
+        return b"[" + b",".join(encoded) + b"]"
+
+    def decode_value(self, data: Buffer) -> Any:
+        try:
+            return json.loads(bytes(data))
+        except ValueError as exc:
+            raise ProtocolError(f"json: cannot decode {len(data)} bytes: {exc}") from None
+
+
+_ITEM_LENGTH = struct.Struct("<I")
+_MSGPACK_ARRAY16 = struct.Struct(">BH")
+_MSGPACK_ARRAY32 = struct.Struct(">BI")
+
+
+class RawCodec:
+    """Bytes as they are: a call takes at most one positional bytes argument; items are length-prefixed."""
+
+    name = "raw"
+
+    def __init__(self) -> None:
+        self._records = JsonCodec()
+
+    def encode_value(self, value: Any) -> bytes:
+        if value is None:
+            return b""
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"the raw codec sends bytes only, not {type(value).__name__}")
+        return bytes(value)
+
+    def decode_value(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+    def encode_args(self, args: Sequence[Any]) -> bytes:
+        if len(args) > 1:
+            raise TypeError("the raw codec sends at most one positional bytes argument")
+        return self.encode_value(args[0]) if args else b""
+
+    def decode_args(self, data: Buffer) -> list[Any]:
+        return [bytes(data)] if len(data) else []
+
+    def encode_item(self, item: Any) -> bytes:
+        encoded = self.encode_value(item)
+        return _ITEM_LENGTH.pack(len(encoded)) + encoded
+
+    def join_items(self, encoded: Sequence[bytes]) -> bytes:
+        return b"".join(encoded)
+
+    def decode_items(self, data: Buffer) -> list[Any]:
+        view = memoryview(data)
+        items = []
+        offset = 0
+        while offset < len(view):
+            if offset + 4 > len(view):
+                raise ProtocolError("raw: truncated item length")
+            (length,) = _ITEM_LENGTH.unpack_from(view, offset)
+            offset += 4
+            if offset + length > len(view):
+                raise ProtocolError("raw: item longer than its message")
+            items.append(bytes(view[offset : offset + length]))
+            offset += length
+        return items
+
+    def encode_record(self, record: dict[str, Any]) -> bytes:
+        return self._records.encode_record(record)
+
+    def decode_record(self, data: Buffer) -> dict[str, Any]:
+        return self._records.decode_record(data)
+
+
+CODECS: Final[dict[str, type[Codec]]] = {
+    MsgpackCodec.name: MsgpackCodec,
+    JsonCodec.name: JsonCodec,
+    RawCodec.name: RawCodec,
+}
+DEFAULT_CODECS: Final = ("msgpack", "json", "raw")
+
+
+def get_codec(name: str) -> Codec:
+    """A new codec instance by its negotiated name."""
+    try:
+        return CODECS[name]()
+    except KeyError:
+        raise ValueError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None

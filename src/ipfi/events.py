@@ -1,0 +1,107 @@
+"""Events produced by the protocol core (:class:`ipfi.protocol.Connection`) from received bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RemoteError
+from .handshake import Hello
+
+
+@dataclass(slots=True)
+class HandshakeComplete:
+    """The connection is open. ``hello`` is what the peer sent (its auth token included)."""
+
+    hello: Hello
+    rpc: bool
+
+
+@dataclass(slots=True)
+class CallReceived:
+    """The peer calls ``name``; ``call_id`` is 0 for a notification (no reply expected)."""
+
+    call_id: int
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    has_input: bool
+
+
+@dataclass(slots=True)
+class ResultReceived:
+    call_id: int
+    value: Any
+
+
+@dataclass(slots=True)
+class ErrorReceived:
+    call_id: int
+    error: RemoteError
+
+
+@dataclass(slots=True)
+class ItemsReceived:
+    """Stream items: output of a call this side made, or input of a call this side serves."""
+
+    call_id: int
+    items: list[Any]
+
+
+@dataclass(slots=True)
+class StreamEnded:
+    call_id: int
+
+
+@dataclass(slots=True)
+class CancelReceived:
+    call_id: int
+
+
+@dataclass(slots=True)
+class CreditReceived:
+    """The consumer of stream ``call_id`` allows more items (see :meth:`Connection.credit`)."""
+
+    call_id: int
+
+
+@dataclass(slots=True)
+class MessageReceived:
+    """A plain frame on a non-RPC channel."""
+
+    channel: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class PongReceived:
+    round_trip: float | None
+
+
+@dataclass(slots=True)
+class ShutdownRequested:
+    """The peer asked to end the connection; the core has already queued ``shutdown_ack`` unless forced."""
+
+    force: bool
+
+
+@dataclass(slots=True)
+class ShutdownAcknowledged:
+    pass
+
+
+Event = (
+    HandshakeComplete
+    | CallReceived
+    | ResultReceived
+    | ErrorReceived
+    | ItemsReceived
+    | StreamEnded
+    | CancelReceived
+    | CreditReceived
+    | MessageReceived
+    | PongReceived
+    | ShutdownRequested
+    | ShutdownAcknowledged
+)

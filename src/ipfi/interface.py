@@ -1,0 +1,145 @@
+"""The procedures one side offers to its peers."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Kind(enum.Enum):
+    """How a procedure produces its result."""
+
+    FUNCTION = "function"
+    COROUTINE = "coroutine"
+    GENERATOR = "generator"  # streams items
+    ASYNC_GENERATOR = "async_generator"  # streams items
+
+    @property
+    def streams(self) -> bool:
+        return self in (Kind.GENERATOR, Kind.ASYNC_GENERATOR)
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    name: str
+    function: Callable[..., Any]
+    kind: Kind
+    #: Run in a worker thread instead of on the event loop (for plain functions that block).
+    blocking: bool
+    signature: inspect.Signature | None
+
+    def describe(self) -> dict[str, Any]:
+        """Name, signature, kind and first docstring line, for introspection."""
+        doc = inspect.getdoc(self.function) or ""
+        return {
+            "name": self.name,
+            "signature": str(self.signature) if self.signature else "(...)",
+            "kind": self.kind.value,
+            "streams": self.kind.streams,
+            "doc": doc.splitlines()[0] if doc else "",
+        }
+
+    def arguments_fit(self, args: list[Any], kwargs: dict[str, Any]) -> bool:
+        """Whether ``args``/``kwargs`` bind to the signature (checked only after a TypeError)."""
+        if self.signature is None:
+            return True
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return False
+        return True
+
+
+def _kind_of(function: Callable[..., Any]) -> Kind:
+    if inspect.isasyncgenfunction(function):
+        return Kind.ASYNC_GENERATOR
+    if inspect.isgeneratorfunction(function):
+        return Kind.GENERATOR
+    if inspect.iscoroutinefunction(function):
+        return Kind.COROUTINE
+    return Kind.FUNCTION
+
+
+class Interface:
+    """A named set of procedures. One interface may serve any number of connections.
+
+    >>> iface = Interface()
+    >>> @iface.procedure
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> iface["add"].kind
+    <Kind.FUNCTION: 'function'>
+    """
+
+    def __init__(self) -> None:
+        self._procedures: dict[str, Procedure] = {}
+
+    @overload
+    def procedure(self, function: F, /) -> F: ...
+    @overload
+    def procedure(self, *, name: str | None = None, blocking: bool = False) -> Callable[[F], F]: ...
+
+    def procedure(
+        self, function: F | None = None, /, *, name: str | None = None, blocking: bool = False
+    ) -> F | Callable[[F], F]:
+        """Register a function (decorator, with or without arguments); returns it unchanged.
+
+        Plain functions run on the event loop in the asyncio driver: pass ``blocking=True`` for
+        one that blocks, so it runs in a worker thread. Generators stream their items.
+        """
+
+        def register(fn: F) -> F:
+            self.add(fn, name=name, blocking=blocking)
+            return fn
+
+        return register(function) if function is not None else register
+
+    def add(self, function: Callable[..., Any], *, name: str | None = None, blocking: bool = False) -> None:
+        procedure_name = name or getattr(function, "__name__", None)
+        if not procedure_name:
+            raise ValueError("a procedure needs a name")
+        if procedure_name in self._procedures:
+            raise ValueError(f"procedure {procedure_name!r} is already registered")
+        try:
+            signature: inspect.Signature | None = inspect.signature(function)
+        except (TypeError, ValueError):
+            signature = None
+        self._procedures[procedure_name] = Procedure(
+            procedure_name, function, _kind_of(function), blocking, signature
+        )
+
+    def get(self, name: str) -> Procedure | None:
+        return self._procedures.get(name)
+
+    def __getitem__(self, name: str) -> Procedure:
+        return self._procedures[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._procedures
+
+    def __iter__(self) -> Iterator[Procedure]:
+        return iter(self._procedures.values())
+
+    def __len__(self) -> int:
+        return len(self._procedures)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [procedure.describe() for procedure in self]
+
+
+#: The connection whose call is running now (set by the drivers around each procedure).
+current_peer_var: ContextVar[Any] = ContextVar("ipfi_current_peer")
+
+
+def current_peer() -> Any:
+    """The peer that called the procedure running now, e.g. to call it back.
+
+    Raises ``LookupError`` outside a procedure.
+    """
+    return current_peer_var.get()

@@ -1,0 +1,67 @@
+"""Connection options shared by every driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codecs import CODECS, DEFAULT_CODECS
+from .handshake import DEFAULT_SERVER_CHANNELS
+from .limits import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How a connection is set up; ``connect``/``serve`` take these as keyword arguments.
+
+    - ``limits``: see :class:`~ipfi.limits.Limits`.
+    - ``codecs``: acceptable codecs, preferred first (the client's order wins).
+    - ``channels``: a client's requested channels, or a server's offered ones (default 1-4).
+    - ``auth_token``: sent by a client in its hello; a server hands it to ``authenticate``.
+    - ``authenticate``: server only; called with the new peer, returns False to refuse it.
+    - ``keepalive``: ping a silent peer every so many seconds; ``keepalive_timeout`` (default 3x)
+      after which a silent peer is declared lost.
+    - ``rpc``: False makes a plain framed peer (no ipfi extension in the hello).
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    codecs: tuple[str, ...] = DEFAULT_CODECS
+    channels: tuple[int, ...] = DEFAULT_SERVER_CHANNELS
+    auth_token: str | None = field(default=None, repr=False)
+    authenticate: Callable[[Any], bool] | None = None
+    keepalive: float | None = None
+    keepalive_timeout: float | None = None
+    rpc: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.codecs if name not in CODECS]
+        if unknown or not self.codecs:
+            raise ValueError(f"codecs must name some of {list(CODECS)}, got {list(self.codecs)}")
+        if self.keepalive is not None and self.keepalive <= 0:
+            raise ValueError("keepalive must be positive")
+
+    @property
+    def silence_limit(self) -> float | None:
+        """Seconds of silence after which keepalive declares the peer lost."""
+        if self.keepalive is None:
+            return None
+        return self.keepalive_timeout if self.keepalive_timeout is not None else 3 * self.keepalive
+
+
+def make_options(
+    *,
+    limits: Limits | None = None,
+    codecs: Sequence[str] | None = None,
+    channels: Sequence[int] | None = None,
+    **rest: Any,
+) -> Options:
+    """Options from keyword arguments, with ``None`` meaning the default."""
+    given: dict[str, Any] = dict(rest)
+    if limits is not None:
+        given["limits"] = limits
+    if codecs is not None:
+        given["codecs"] = tuple(codecs)
+    if channels is not None:
+        given["channels"] = tuple(channels)
+    return Options(**given)

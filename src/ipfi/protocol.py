@@ -1,0 +1,710 @@
+"""The protocol core: a state machine that turns received bytes into events and API calls into bytes.
+
+It does no I/O and keeps no clock of its own beyond the injected ``clock``; drivers feed it with
+:meth:`Connection.receive_data`, act on the returned events, and write what
+:meth:`Connection.data_to_send` returns. It is not thread-safe: a driver serialises access.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from . import wire
+from .codecs import DEFAULT_CODECS, CODECS, Codec, get_codec
+from .errors import (
+    Busy,
+    ConnectionLost,
+    HandshakeError,
+    PayloadTooLarge,
+    ProtocolError,
+    remote_error_from_wire,
+)
+from .events import (
+    CallReceived,
+    CancelReceived,
+    CreditReceived,
+    ErrorReceived,
+    Event,
+    HandshakeComplete,
+    ItemsReceived,
+    MessageReceived,
+    PongReceived,
+    ResultReceived,
+    ShutdownAcknowledged,
+    ShutdownRequested,
+    StreamEnded,
+)
+from .frames import CONTROL, FrameDecoder, frame_header
+from .handshake import (
+    DEFAULT_SERVER_CHANNELS,
+    PING,
+    PONG,
+    SHUTDOWN_ACK,
+    SHUTDOWN_FORCE,
+    SHUTDOWN_REQUEST,
+    VERSION,
+    Hello,
+    encode_control,
+    negotiate_channels,
+    normalize_channels,
+    parse_control,
+    parse_hello,
+    versions_compatible,
+)
+from .limits import Limits
+
+log = logging.getLogger("ipfi.protocol")
+
+_CALL_HEADER = wire.CALL_HEADER
+_ID_HEADER = wire.ID_HEADER
+_pack_id = _ID_HEADER.pack
+_unpack_id = _ID_HEADER.unpack_from
+_PART: Final = bytes([wire.PART])
+_LAST_PART: Final = bytes([wire.LAST_PART])
+_ITEMS_OVERHEAD: Final = 16  # ITEMS header and list framing around one batch
+_SMALL: Final = 4096  # below this a frame is joined into one bytes object; above, sent as parts
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Connection:
+    """One side of one connection.
+
+    ``channels`` is, for a client, the list it requests (default: 1-4) and, for a server, the list it
+    offers. ``codecs`` lists acceptable codecs, preferred first; the client's order wins.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        limits: Limits | None = None,
+        codecs: Sequence[str] = DEFAULT_CODECS,
+        channels: Iterable[int] = DEFAULT_SERVER_CHANNELS,
+        auth_token: str | None = None,
+        peer_id: str = "peer-1",
+        rpc: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name in codecs:
+            if name not in CODECS:
+                raise ValueError(f"unknown codec {name!r}")
+        self.role = role
+        self.limits = limits or Limits()
+        self.state = State.HANDSHAKE
+        self._codec_names = tuple(codecs)
+        self._channels = normalize_channels(list(channels))
+        self._auth_token = auth_token
+        self._own_peer_id = peer_id
+        self._want_rpc = rpc
+        self._clock = clock
+        self._decoder = FrameDecoder(self.limits.handshake_max_payload)
+        self._out: list[bytes] = []
+        self._pending_items: dict[int, list[bytes]] = {}  # encoded stream items, sent at the next flush
+
+        #: Negotiated after the handshake.
+        self.codec: Codec | None = None
+        self.rpc = False
+        self.channels: tuple[int, ...] = ()
+        self.peer_hello: Hello | None = None
+        self.peer_id = ""
+        self._peer_window = self.limits.stream_window
+        self._peer_max_message = self.limits.max_message
+        self._peer_max_frame = self.limits.max_frame_payload
+
+        self._next_id = 1 if role is Role.CLIENT else 2
+        self._outgoing: set[int] = set()  # calls this side made, reply still due
+        self._incoming: set[int] = set()  # calls the peer made, reply not yet sent
+        self._running_notifications = 0
+        self._send_credit: dict[int, int] = {}  # streams this side produces
+        self._receive_credit: dict[int, int] = {}  # streams this side consumes
+        self._parts = bytearray()
+        self._in_parts = False
+        self._pings: deque[float] = deque()
+        self._control_window_start = 0.0
+        self._control_count = 0
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
+
+    @property
+    def incoming_count(self) -> int:
+        """Calls and notifications the peer has running here now."""
+        return len(self._incoming) + self._running_notifications
+
+    def owns(self, call_id: int) -> bool:
+        """Whether ``call_id`` names a call this side made (ids have the caller's parity)."""
+        return (call_id & 1) == (1 if self.role is Role.CLIENT else 0)
+
+    # -- handshake -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the client hello. Servers wait for the peer's."""
+        if self.role is not Role.CLIENT:
+            return
+        extension = None
+        if self._want_rpc:
+            extension = {
+                "v": wire.PROTOCOL_VERSION,
+                "codecs": list(self._codec_names),
+                "window": self.limits.stream_window,
+                "max_message": self.limits.max_message,
+                "max_frame": self.limits.max_frame_payload,
+            }
+        hello = Hello(self._channels, auth_token=self._auth_token, extension=extension)
+        self._queue_frame(CONTROL, hello.to_json())
+
+    def _accept_hello(self, payload: bytes) -> HandshakeComplete:
+        hello = parse_hello(payload, is_reply=False)
+        if not versions_compatible(VERSION, hello.version):
+            raise HandshakeError(f"handshake: client version {hello.version} is not compatible with {VERSION}")
+        channels = negotiate_channels(hello.channels, self._channels)
+        extension = None
+        if hello.extension is not None and self._want_rpc:
+            offered = hello.extension.get("codecs")
+            if hello.extension.get("v") != wire.PROTOCOL_VERSION or not isinstance(offered, list):
+                raise HandshakeError(f"handshake: unsupported ipfi extension {hello.extension!r}")
+            common = [name for name in offered if name in self._codec_names]
+            if not common:
+                raise HandshakeError(f"handshake: no common codec in {offered!r}")
+            if wire.RPC_CHANNEL not in channels:
+                raise HandshakeError("handshake: an ipfi peer must negotiate the RPC channel 1")
+            self._adopt_extension(hello.extension, common[0])
+            extension = {
+                "v": wire.PROTOCOL_VERSION,
+                "codec": common[0],
+                "window": self.limits.stream_window,
+                "max_message": self.limits.max_message,
+                "max_frame": self.limits.max_frame_payload,
+            }
+        reply = Hello(channels, peer_id=self._own_peer_id, extension=extension)
+        self._queue_frame(CONTROL, reply.to_json())
+        self.peer_id = self._own_peer_id
+        return self._open(hello, channels)
+
+    def _accept_reply(self, payload: bytes) -> HandshakeComplete:
+        reply = parse_hello(payload, is_reply=True)
+        if not versions_compatible(reply.version, VERSION):
+            raise HandshakeError(f"handshake: server version {reply.version} is not compatible with {VERSION}")
+        unrequested = set(reply.channels) - set(self._channels)
+        if unrequested:
+            raise HandshakeError(f"handshake: server granted channels not requested: {sorted(unrequested)}")
+        if not reply.channels:
+            raise HandshakeError("handshake: server granted no channel")
+        if reply.extension is not None and self._want_rpc:
+            codec = reply.extension.get("codec")
+            if reply.extension.get("v") != wire.PROTOCOL_VERSION or codec not in self._codec_names:
+                raise HandshakeError(f"handshake: unsupported ipfi extension {reply.extension!r}")
+            self._adopt_extension(reply.extension, codec)
+        self.peer_id = reply.peer_id
+        return self._open(reply, reply.channels)
+
+    def _adopt_extension(self, extension: dict[str, Any], codec: str) -> None:
+        self.codec = get_codec(codec)
+        self.rpc = True
+        self._peer_window = _positive_int(extension, "window", self.limits.stream_window)
+        self._peer_max_message = _positive_int(extension, "max_message", self.limits.max_message)
+        self._peer_max_frame = min(
+            _positive_int(extension, "max_frame", self.limits.max_frame_payload),
+            self.limits.max_frame_payload,
+        )
+
+    def _open(self, hello: Hello, channels: tuple[int, ...]) -> HandshakeComplete:
+        self.peer_hello = hello
+        self.channels = channels
+        self.state = State.OPEN
+        self._decoder.max_payload = self.limits.max_frame_payload
+        return HandshakeComplete(hello, self.rpc)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed received bytes; returns the events they complete.
+
+        Raises :class:`~ipfi.errors.FrameError`, :class:`~ipfi.errors.ProtocolError` (the connection
+        must then be closed) and :class:`~ipfi.errors.ConnectionLost` after close.
+        """
+        if self.state is State.OPEN:
+            return self._handle_frames(self._decoder.feed(data))
+        if self.state is State.CLOSED:
+            raise ConnectionLost("connection is closed")
+        decoder = self._decoder
+        decoder.append(data)
+        frame = decoder.next_frame()
+        if frame is None:
+            return []
+        channel, payload = frame
+        if channel != CONTROL:
+            raise HandshakeError(f"handshake: first frame arrived on channel {channel}, not 0")
+        events: list[Event] = [
+            self._accept_hello(payload) if self.role is Role.SERVER else self._accept_reply(payload)
+        ]
+        events += self._handle_frames(decoder.feed(b""))
+        return events
+
+    def receive_eof(self) -> None:
+        """The peer closed its side. Raises :class:`ConnectionLost` naming what was cut off."""
+        leftover = self._decoder.buffered
+        was = self.state
+        self.close()
+        if leftover:
+            raise ConnectionLost(f"connection closed by peer in the middle of a frame ({leftover} bytes)")
+        if was is State.HANDSHAKE:
+            raise ConnectionLost("connection closed by peer during the handshake")
+
+    def _handle_frames(self, frames: list[tuple[int, bytes]]) -> list[Event]:
+        events: list[Event] = []
+        rpc = self.rpc
+        for channel, payload in frames:
+            if channel == wire.RPC_CHANNEL and rpc:
+                event = self._handle_rpc(payload)
+            elif channel == CONTROL:
+                event = self._handle_control(payload)
+            elif channel in self.channels:
+                event = MessageReceived(channel, payload)
+            else:
+                raise ProtocolError(f"frame on channel {channel}, which was not negotiated")
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _handle_control(self, payload: bytes) -> Event | None:
+        now = self._clock()
+        if now - self._control_window_start >= 1.0:
+            self._control_window_start = now
+            self._control_count = 0
+        self._control_count += 1
+        if self._control_count > self.limits.control_frames_per_second:
+            raise ProtocolError(
+                f"control flood: more than {self.limits.control_frames_per_second} control frames in a second"
+            )
+        kind, _ = parse_control(payload)
+        if kind == PING:
+            self._queue_frame(CONTROL, encode_control(PONG))
+            return None
+        if kind == PONG:
+            return PongReceived(now - self._pings.popleft() if self._pings else None)
+        if kind == SHUTDOWN_REQUEST:
+            self._queue_frame(CONTROL, encode_control(SHUTDOWN_ACK))
+            return ShutdownRequested(force=False)
+        if kind == SHUTDOWN_FORCE:
+            return ShutdownRequested(force=True)
+        return ShutdownAcknowledged()
+
+    def _handle_rpc(self, payload: bytes) -> Event | None:
+        if not payload:
+            raise ProtocolError("empty RPC message")
+        kind = payload[0]
+        if kind == wire.PART or kind == wire.LAST_PART:
+            return self._handle_part(kind, payload)
+        if self._in_parts:
+            raise ProtocolError("a fragmented message was interrupted by another message")
+        return self._handle_message(payload)
+
+    def _handle_part(self, kind: int, payload: bytes) -> Event | None:
+        parts = self._parts
+        if len(parts) + len(payload) - 1 > self.limits.max_message:
+            raise PayloadTooLarge(f"fragmented message exceeds the limit of {self.limits.max_message} bytes")
+        parts += memoryview(payload)[1:]
+        if kind == wire.PART:
+            self._in_parts = True
+            return None
+        self._in_parts = False
+        message = bytes(parts)
+        parts.clear()
+        if message and message[0] in (wire.PART, wire.LAST_PART):
+            raise ProtocolError("a fragment cannot contain another fragment")
+        return self._handle_message(message)
+
+    def _handle_message(self, message: bytes) -> Event | None:  # noqa: PLR0911 - one branch a kind
+        kind = message[0]
+        codec = self.codec
+        assert codec is not None
+        if kind == wire.CALL or kind == wire.NOTIFY:
+            return self._handle_call(kind, message, codec)
+        if len(message) < _ID_HEADER.size:
+            raise ProtocolError(f"RPC message of kind {kind} is truncated")
+        _, call_id = _unpack_id(message)
+        body = memoryview(message)[_ID_HEADER.size :]
+        if kind == wire.RESULT:
+            if call_id in self._outgoing:
+                self._finish_outgoing(call_id)
+                return ResultReceived(call_id, codec.decode_value(body))
+            return None  # a late reply to a call given up on (timeout, cancel)
+        if kind == wire.ITEMS:
+            return self._handle_items(call_id, codec.decode_items(body))
+        if kind == wire.END:
+            if self.owns(call_id):
+                if call_id not in self._outgoing:
+                    return None
+                self._finish_outgoing(call_id)
+            elif call_id not in self._incoming:
+                return None
+            else:
+                self._receive_credit.pop(call_id, None)
+            return StreamEnded(call_id)
+        if kind == wire.ERROR:
+            if call_id not in self._outgoing:
+                return None
+            self._finish_outgoing(call_id)
+            return ErrorReceived(call_id, _decode_error(codec.decode_record(body)))
+        if kind == wire.CANCEL:
+            if call_id not in self._incoming:
+                return None
+            self._finish_incoming(call_id)  # the caller has given up: no reply is due
+            return CancelReceived(call_id)
+        if kind == wire.CREDIT:
+            if len(message) != wire.CREDIT_MESSAGE.size:
+                raise ProtocolError("CREDIT message has the wrong size")
+            _, _, credit = wire.CREDIT_MESSAGE.unpack(message)
+            if call_id not in self._send_credit:
+                return None
+            self._send_credit[call_id] += credit
+            return CreditReceived(call_id)
+        raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
+
+    def _handle_call(self, kind: int, message: bytes, codec: Codec) -> Event | None:
+        if len(message) < _CALL_HEADER.size:
+            raise ProtocolError("CALL message is truncated")
+        _, call_id, flags, timeout_ms, name_length = _CALL_HEADER.unpack_from(message)
+        name_end = _CALL_HEADER.size + name_length
+        if len(message) < name_end:
+            raise ProtocolError("CALL message is shorter than its procedure name")
+        try:
+            name = message[_CALL_HEADER.size : name_end].decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("procedure name is not UTF-8") from None
+        args = codec.decode_args(memoryview(message)[name_end:])
+        kwargs: dict[str, Any] = {}
+        if flags & wire.FLAG_KWARGS:
+            if not args or not isinstance(args[-1], dict):
+                raise ProtocolError("CALL with the keyword flag lacks a keyword map")
+            kwargs = args.pop()
+        timeout = timeout_ms / 1000 if timeout_ms else None
+        has_input = bool(flags & wire.FLAG_INPUT)
+        if kind == wire.NOTIFY:
+            if call_id != 0:
+                raise ProtocolError("NOTIFY must carry id 0")
+            if self.incoming_count >= self.limits.max_concurrent_calls:
+                log.warning("peer %s: notification %r dropped: %d calls already running",
+                            self.peer_id, name, self.incoming_count)
+                return None
+            self._running_notifications += 1
+            return CallReceived(0, name, args, kwargs, timeout, False)
+        if self.owns(call_id) or call_id == 0:
+            raise ProtocolError(f"CALL id {call_id} has this side's parity")
+        if call_id in self._incoming:
+            raise ProtocolError(f"CALL id {call_id} is already in use")
+        if self.incoming_count >= self.limits.max_concurrent_calls:
+            self._queue_error(call_id, Busy.wire_type,
+                              f"{self.limits.max_concurrent_calls} calls already running on this connection")
+            return None
+        self._incoming.add(call_id)
+        if has_input:
+            self._receive_credit[call_id] = self.limits.stream_window
+        return CallReceived(call_id, name, args, kwargs, timeout, has_input)
+
+    def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
+        if call_id not in (self._outgoing if self.owns(call_id) else self._incoming):
+            return None
+        remaining = self._receive_credit.get(call_id)
+        if remaining is None:
+            raise ProtocolError(f"stream items for call {call_id}, which has no stream")
+        remaining -= len(items)
+        if remaining < 0:
+            raise ProtocolError(f"peer sent {-remaining} stream items beyond its credit on call {call_id}")
+        self._receive_credit[call_id] = remaining
+        return ItemsReceived(call_id, items)
+
+    def _finish_outgoing(self, call_id: int) -> None:
+        self._outgoing.discard(call_id)
+        self._receive_credit.pop(call_id, None)
+        self._send_credit.pop(call_id, None)
+        self._pending_items.pop(call_id, None)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """Frames queued since the last call, in order; the caller writes them as they are."""
+        if self._pending_items:
+            self._flush_items()
+        out = self._out
+        self._out = []
+        return out
+
+    def _require_rpc(self) -> Codec:
+        if self.state is not State.OPEN:
+            raise ConnectionLost("connection is not open")
+        if self.codec is None:
+            raise ProtocolError("the peer does not speak ipfi RPC (a plain ipcprims peer): use messages")
+        return self.codec
+
+    def send_call(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        has_input: bool = False,
+    ) -> int:
+        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_items`."""
+        codec = self._require_rpc()
+        call_id = self._allocate_id()
+        body = self._encode_call_body(codec, args, kwargs)
+        flags = (wire.FLAG_KWARGS if kwargs else 0) | (wire.FLAG_INPUT if has_input else 0)
+        header = self._call_header(wire.CALL, call_id, flags, name, timeout)
+        self._queue_message(header, body)
+        self._outgoing.add(call_id)
+        # Any call may turn out to stream its result, so each gets a receive window.
+        self._receive_credit[call_id] = self.limits.stream_window
+        if has_input:
+            self._send_credit[call_id] = self._peer_window
+        return call_id
+
+    def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
+        codec = self._require_rpc()
+        body = self._encode_call_body(codec, args, kwargs)
+        header = self._call_header(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, None)
+        self._queue_message(header, body)
+
+    @staticmethod
+    def _encode_call_body(codec: Codec, args: Sequence[Any], kwargs: dict[str, Any] | None) -> bytes:
+        return codec.encode_args([*args, kwargs] if kwargs else args)
+
+    @staticmethod
+    def _call_header(kind: int, call_id: int, flags: int, name: str, timeout: float | None) -> bytes:
+        encoded = name.encode()
+        if len(encoded) > wire.MAX_NAME:
+            raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
+        timeout_ms = 0
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError("timeout must be positive")
+            timeout_ms = min(max(1, round(timeout * 1000)), wire.MAX_TIMEOUT_MS)
+        return _CALL_HEADER.pack(kind, call_id, flags, timeout_ms, len(encoded)) + encoded
+
+    def _allocate_id(self) -> int:
+        call_id = self._next_id
+        while call_id in self._outgoing:
+            call_id = self._advance(call_id)
+        self._next_id = self._advance(call_id)
+        return call_id
+
+    def _advance(self, call_id: int) -> int:
+        call_id += 2
+        if call_id > wire.MAX_ID:
+            call_id = 1 if self.role is Role.CLIENT else 2
+        return call_id
+
+    def send_result(self, call_id: int, value: Any) -> None:
+        """Reply to call ``call_id``. Raises ``TypeError`` if the codec cannot encode ``value``,
+        :class:`PayloadTooLarge` if it is too large; the call is then still open for an error reply."""
+        codec = self._require_rpc()
+        if call_id not in self._incoming:
+            return
+        self._queue_message(_pack_id(wire.RESULT, call_id), codec.encode_value(value))
+        self._finish_incoming(call_id)
+
+    def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
+        """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""
+        if call_id not in self._incoming or self.state is not State.OPEN:
+            return
+        self._queue_error(call_id, remote_type, message, data)
+        self._finish_incoming(call_id)
+
+    def _queue_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
+        codec = self.codec
+        assert codec is not None
+        self._flush_items_of(call_id)
+        record = {"type": remote_type, "message": message}
+        if data is not None:
+            record["data"] = data
+        try:
+            body = codec.encode_record(record)
+        except TypeError:
+            record.pop("data")
+            body = codec.encode_record(record)
+        self._queue_message(_pack_id(wire.ERROR, call_id), body)
+
+    def finish_notification(self) -> None:
+        """A notification's procedure has ended (frees its slot in ``max_concurrent_calls``)."""
+        self._running_notifications = max(0, self._running_notifications - 1)
+
+    def _finish_incoming(self, call_id: int) -> None:
+        self._incoming.discard(call_id)
+        self._send_credit.pop(call_id, None)
+        self._receive_credit.pop(call_id, None)
+        self._pending_items.pop(call_id, None)
+
+    def open_output_stream(self, call_id: int) -> None:
+        """The procedure serving ``call_id`` streams its result: it may send ``window`` items now."""
+        if call_id in self._incoming:
+            self._send_credit.setdefault(call_id, self._peer_window)
+
+    def credit(self, call_id: int) -> int:
+        """Items this side may still send on stream ``call_id`` (0 if unknown or closed)."""
+        return self._send_credit.get(call_id, 0) - len(self._pending_items.get(call_id, ()))
+
+    def stream_open(self, call_id: int) -> bool:
+        """Whether this side may still send items on stream ``call_id``."""
+        return call_id in self._send_credit
+
+    def send_item(self, call_id: int, item: Any) -> None:
+        """Encode and queue one stream item; items queued before the next :meth:`data_to_send`
+        go out as one ITEMS message. Raises ``TypeError`` if the codec cannot encode ``item``,
+        ``RuntimeError`` past the credit (wait for :class:`CreditReceived` first)."""
+        if call_id not in self._send_credit:
+            raise ConnectionLost(f"stream {call_id} is closed")
+        pending = self._pending_items.get(call_id)
+        if pending is None:
+            pending = self._pending_items[call_id] = []
+        if len(pending) >= self._send_credit[call_id]:
+            raise RuntimeError(f"stream {call_id} has no credit left")
+        codec = self.codec
+        assert codec is not None
+        encoded = codec.encode_item(item)
+        if len(encoded) > self._peer_max_message - _ITEMS_OVERHEAD:
+            raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
+        pending.append(encoded)
+
+    def _flush_items(self) -> None:
+        for call_id in list(self._pending_items):
+            self._flush_items_of(call_id)
+
+    def _flush_items_of(self, call_id: int) -> None:
+        items = self._pending_items.pop(call_id, None)
+        if not items:
+            return
+        codec = self.codec
+        assert codec is not None
+        self._send_credit[call_id] -= len(items)
+        header = _pack_id(wire.ITEMS, call_id)
+        # Batches stay within one frame; a lone large item is fragmented like any message.
+        budget = self._peer_max_frame - _ITEMS_OVERHEAD
+        batch: list[bytes] = []
+        size = 0
+        for encoded in items:
+            if batch and size + len(encoded) > budget:
+                self._queue_message(header, codec.join_items(batch))
+                batch, size = [], 0
+            batch.append(encoded)
+            size += len(encoded)
+        self._queue_message(header, codec.join_items(batch))
+
+    def send_end(self, call_id: int) -> None:
+        """End a stream: the output of a call served here, or the input of a call made here."""
+        self._require_rpc()
+        self._flush_items_of(call_id)
+        if self.owns(call_id):
+            self._send_credit.pop(call_id, None)
+        elif call_id in self._incoming:
+            self._finish_incoming(call_id)
+        else:
+            return
+        self._queue_message(_pack_id(wire.END, call_id), b"")
+
+    def send_cancel(self, call_id: int) -> None:
+        """Give up on a call made here; the peer cancels its procedure. Later replies are ignored."""
+        if call_id not in self._outgoing:
+            return
+        self._finish_outgoing(call_id)
+        if self.state is State.OPEN:
+            self._queue_message(_pack_id(wire.CANCEL, call_id), b"")
+
+    def grant_credit(self, call_id: int, credit: int) -> None:
+        """Allow the producer of stream ``call_id`` to send ``credit`` more items."""
+        if call_id not in self._receive_credit or self.state is not State.OPEN:
+            return
+        self._receive_credit[call_id] += credit
+        self._queue_frame(wire.RPC_CHANNEL, wire.CREDIT_MESSAGE.pack(wire.CREDIT, call_id, credit))
+
+    def send_message(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        """Queue a plain frame on a negotiated non-RPC channel."""
+        if self.state is not State.OPEN:
+            raise ConnectionLost("connection is not open")
+        if channel not in self.channels or (channel == wire.RPC_CHANNEL and self.rpc):
+            raise ValueError(f"channel {channel} is not open for messages (negotiated: {list(self.channels)})")
+        if len(payload) > self._peer_max_frame:
+            raise PayloadTooLarge(f"message of {len(payload)} bytes exceeds the frame limit {self._peer_max_frame}")
+        self._queue_frame(channel, payload)
+
+    def send_ping(self) -> None:
+        self._pings.append(self._clock())
+        self._queue_frame(CONTROL, encode_control(PING))
+
+    def send_shutdown_request(self) -> None:
+        self._queue_frame(CONTROL, encode_control(SHUTDOWN_REQUEST))
+
+    def close(self) -> None:
+        """Forget every call and stream; later sends raise :class:`ConnectionLost`."""
+        self.state = State.CLOSED
+        self._outgoing.clear()
+        self._incoming.clear()
+        self._send_credit.clear()
+        self._receive_credit.clear()
+        self._pending_items.clear()
+        self._parts = bytearray()
+        self._pings.clear()
+
+    # -- framing -------------------------------------------------------------------------------
+
+    def _queue_frame(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        if len(payload) < _SMALL:
+            self._out.append(frame_header(channel, len(payload)) + payload)
+        else:
+            self._out.append(frame_header(channel, len(payload)))
+            self._out.append(payload if isinstance(payload, bytes) else bytes(payload))
+
+    def _queue_message(self, header: bytes, body: bytes) -> None:
+        size = len(header) + len(body)
+        if size > self._peer_max_message:
+            raise PayloadTooLarge(f"message of {size} bytes exceeds the peer's limit of {self._peer_max_message}")
+        if size <= self._peer_max_frame:
+            if size < _SMALL:
+                self._out.append(frame_header(wire.RPC_CHANNEL, size) + header + body)
+            else:
+                self._out += (frame_header(wire.RPC_CHANNEL, size) + header, body)
+            return
+        message = memoryview(header + body)
+        step = self._peer_max_frame - 1
+        for start in range(0, size, step):
+            chunk = message[start : start + step]
+            last = start + step >= size
+            self._out += (
+                frame_header(wire.RPC_CHANNEL, len(chunk) + 1) + (_LAST_PART if last else _PART),
+                bytes(chunk),
+            )
+
+
+def _positive_int(document: dict[str, Any], name: str, default: int) -> int:
+    value = document.get(name, default)
+    if type(value) is not int or value < 1:
+        raise HandshakeError(f"handshake: ipfi field {name!r} must be a positive integer")
+    return value
+
+
+def _decode_error(record: dict[str, Any]) -> Any:
+    remote_type = record.get("type")
+    message = record.get("message")
+    if not isinstance(remote_type, str) or not isinstance(message, str):
+        raise ProtocolError("ERROR record lacks a string 'type' and 'message'")
+    return remote_error_from_wire(remote_type, message, record.get("data"))
+
