@@ -254,12 +254,8 @@ class Peer(asyncio.Protocol):
         self._pings.clear()
         self._wake_messages()
         if not self._opened.done():
-            self._opened.set_exception(
-                HandshakeError(f"the connection closed during the handshake ({error})")
-                if self._close_error is None or "handshake" not in str(error)
-                else error
-            )
-            self._opened.exception()  # a server-side peer may never be awaited
+            self._opened.set_exception(HandshakeError(f"the handshake did not complete: {error}"))
+            self._opened.exception()  # a server-side peer may never be awaited: mark it retrieved
         if self._shutdown_acked is not None and not self._shutdown_acked.done():
             self._shutdown_acked.set_result(None)
         self._close_error = error
@@ -312,9 +308,8 @@ class Peer(asyncio.Protocol):
         self._abort()
 
     def _abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort() if isinstance(self._transport, asyncio.WriteTransport) else None
-            self._transport.close()
+        if isinstance(self._transport, asyncio.WriteTransport):
+            self._transport.abort()
 
     # -- timers ------------------------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""The interface most tests serve; also run as a server process: python -m tests.helpers.calc ADDRESS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ipfi
+
+iface = ipfi.Interface()
+started: list[str] = []  # names of procedures that began (in-process tests look)
+cancelled: list[str] = []
+
+
+@iface.procedure
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@iface.procedure
+def echo(value: Any) -> Any:
+    return value
+
+
+@iface.procedure
+async def aecho(value: Any) -> Any:
+    return value
+
+
+@iface.procedure
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@iface.procedure
+def refuse() -> None:
+    raise ipfi.Busy("try later", data={"retry_after": 1})
+
+
+@iface.procedure
+async def sleep(seconds: float, tag: str = "") -> str:
+    started.append(tag)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        cancelled.append(tag)
+        raise
+    return tag
+
+
+@iface.procedure(blocking=True)
+def blocking_sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@iface.procedure
+async def count(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+@iface.procedure
+def count_sync(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+@iface.procedure
+async def total(items: AsyncIterator[int]) -> int:
+    return sum([item async for item in items])
+
+
+@iface.procedure
+async def double(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async for item in items:
+        yield item * 2
+
+
+@iface.procedure
+async def call_back(name: str, *args: Any) -> Any:
+    return await ipfi.current_peer().call(name, *args)
+
+
+@iface.procedure
+def unencodable() -> object:
+    return object()
+
+
+@iface.procedure
+def pid() -> int:
+    return os.getpid()
+
+
+async def main(address: str) -> None:
+    async with await ipfi.serve(address, iface) as server:
+        print("ready", flush=True)
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,257 @@
+"""The RPC layer of the protocol core, driven by hand: two Connections joined by a list of bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipfi import wire
+from ipfi.errors import Busy, PayloadTooLarge, ProtocolError
+from ipfi.events import (
+    CallReceived,
+    CancelReceived,
+    CreditReceived,
+    ErrorReceived,
+    Event,
+    HandshakeComplete,
+    ItemsReceived,
+    ResultReceived,
+    StreamEnded,
+)
+from ipfi.frames import encode_frame
+from ipfi.limits import Limits
+from ipfi.protocol import Connection, Role
+
+
+def wired(codec: str = "msgpack", **limits: Any) -> tuple[Connection, Connection]:
+    client = Connection(Role.CLIENT, limits=Limits(**limits), codecs=[codec])
+    server = Connection(Role.SERVER, limits=Limits(**limits))
+    client.start()
+    deliver(client, server)
+    deliver(server, client)
+    assert client.rpc and server.rpc and client.codec is not None and client.codec.name == codec
+    return client, server
+
+
+def deliver(source: Connection, target: Connection) -> list[Event]:
+    return target.receive_data(b"".join(source.data_to_send()))
+
+
+def test_call_and_result() -> None:
+    client, server = wired()
+    call_id = client.send_call("add", [1, 2], {"c": 3})
+    [call] = deliver(client, server)
+    assert call == CallReceived(call_id, "add", [1, 2], {"c": 3}, None, False)
+    server.send_result(call_id, 6)
+    assert deliver(server, client) == [ResultReceived(call_id, 6)]
+
+
+def test_ids_have_the_callers_parity_and_both_sides_call() -> None:
+    client, server = wired()
+    client_ids = [client.send_call("f", []) for _ in range(3)]
+    server_ids = [server.send_call("g", []) for _ in range(3)]
+    assert all(i % 2 == 1 for i in client_ids) and all(i % 2 == 0 for i in server_ids)
+    assert len(deliver(client, server)) == 3 and len(deliver(server, client)) == 3
+
+
+def test_timeout_travels_in_milliseconds() -> None:
+    client, server = wired()
+    client.send_call("slow", [], timeout=1.5)
+    [call] = deliver(client, server)
+    assert isinstance(call, CallReceived) and call.timeout == 1.5
+
+
+def test_error_reply() -> None:
+    client, server = wired()
+    call_id = client.send_call("f", [])
+    deliver(client, server)
+    server.send_error(call_id, "ValueError", "bad", {"field": "x"})
+    [event] = deliver(server, client)
+    assert isinstance(event, ErrorReceived)
+    assert event.error.remote_type == "ValueError" and event.error.data == {"field": "x"}
+
+
+def test_late_reply_after_cancel_is_dropped() -> None:
+    client, server = wired()
+    call_id = client.send_call("f", [])
+    deliver(client, server)
+    client.send_cancel(call_id)
+    assert deliver(client, server) == [CancelReceived(call_id)]
+    server.send_result(call_id, 1)  # the slot was freed by CANCEL: nothing is sent
+    assert deliver(server, client) == []
+
+
+def test_concurrency_limit_at_and_past() -> None:
+    client, server = wired(max_concurrent_calls=3)
+    ids = [client.send_call("f", []) for _ in range(4)]
+    events = deliver(client, server)
+    assert [e.call_id for e in events if isinstance(e, CallReceived)] == ids[:3]
+    [busy] = deliver(server, client)
+    assert isinstance(busy, ErrorReceived) and isinstance(busy.error, Busy) and busy.call_id == ids[3]
+    server.send_result(ids[0], None)  # one slot frees: the next call is accepted
+    deliver(server, client)
+    client.send_call("f", [])
+    assert isinstance(deliver(client, server)[0], CallReceived)
+
+
+def test_stream_with_credit() -> None:
+    client, server = wired(stream_window=4)
+    call_id = client.send_call("count", [10])
+    deliver(client, server)
+    server.open_output_stream(call_id)
+    for i in range(4):
+        server.send_item(call_id, i)
+    assert server.credit(call_id) == 0
+    with pytest.raises(RuntimeError):
+        server.send_item(call_id, 4)
+    assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2, 3])]  # one batch, one message
+    client.grant_credit(call_id, 2)
+    assert deliver(client, server) == [CreditReceived(call_id)]
+    assert server.credit(call_id) == 2
+    server.send_end(call_id)
+    assert deliver(server, client) == [StreamEnded(call_id)]
+
+
+def test_items_beyond_credit_are_a_protocol_error() -> None:
+    client, server = wired(stream_window=2)
+    call_id = client.send_call("count", [])
+    deliver(client, server)
+    rogue = wire.ID_HEADER.pack(wire.ITEMS, call_id) + b"\x93\x01\x02\x03"
+    with pytest.raises(ProtocolError):
+        client.receive_data(encode_frame(wire.RPC_CHANNEL, rogue))
+
+
+def test_input_stream() -> None:
+    client, server = wired(stream_window=8)
+    call_id = client.send_call("total", [], has_input=True)
+    [call] = deliver(client, server)
+    assert isinstance(call, CallReceived) and call.has_input
+    for i in range(3):
+        client.send_item(call_id, i)
+    client.send_end(call_id)
+    assert deliver(client, server) == [ItemsReceived(call_id, [0, 1, 2]), StreamEnded(call_id)]
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "json", "raw"])
+def test_codecs(codec: str) -> None:
+    client, server = wired(codec)
+    value: Any = b"\x00bytes" if codec == "raw" else {"k": [1, "two", None]}
+    call_id = client.send_call("echo", [value])
+    [call] = deliver(client, server)
+    assert isinstance(call, CallReceived) and call.args == [value]
+    server.open_output_stream(call_id)
+    server.send_item(call_id, value)
+    server.send_item(call_id, value)
+    server.send_end(call_id)
+    assert deliver(server, client)[0] == ItemsReceived(call_id, [value, value])
+
+
+def test_raw_codec_refuses_non_bytes() -> None:
+    client, _ = wired("raw")
+    with pytest.raises(TypeError):
+        client.send_call("f", ["text"])
+
+
+def test_large_message_is_fragmented_and_reassembled() -> None:
+    client, server = wired(max_frame_payload=1024)
+    blob = bytes(range(256)) * 40  # 10 KiB across about eleven frames
+    call_id = client.send_call("echo", [blob])
+    frames = client.data_to_send()
+    assert len(frames) > 10
+    [call] = server.receive_data(b"".join(frames))
+    assert isinstance(call, CallReceived) and call.args == [blob] and call.call_id == call_id
+
+
+def test_message_limit_at_and_past() -> None:
+    client, server = wired(max_frame_payload=1024, max_message=4096)
+    overhead = wire.CALL_HEADER.size + len(b"echo") + 1 + 3  # msgpack fixarray + bin16 headers
+    at_limit = b"x" * (4096 - overhead)
+    client.send_call("echo", [at_limit])
+    [call] = deliver(client, server)
+    assert isinstance(call, CallReceived) and call.args == [at_limit]
+    with pytest.raises(PayloadTooLarge):  # refused before sending: a clear local error
+        client.send_call("echo", [at_limit + b"x"])
+
+
+def test_receiver_enforces_message_limit_against_a_lying_peer() -> None:
+    _, server = wired(max_frame_payload=1024, max_message=2048)
+    part = encode_frame(wire.RPC_CHANNEL, bytes([wire.PART]) + b"x" * 1000)
+    server.receive_data(part * 2)
+    with pytest.raises(PayloadTooLarge):
+        server.receive_data(part)
+
+
+def test_message_fields_are_checked() -> None:
+    _, server = wired()
+    for bad in [b"", b"\x01\x00", b"\x99\x00\x00\x00\x00", b"\x08\x01\x00\x00\x00"]:
+        with pytest.raises(ProtocolError):
+            wired()[1].receive_data(encode_frame(wire.RPC_CHANNEL, bad))
+
+
+def test_peer_cannot_reuse_a_running_call_id() -> None:
+    client, server = wired()
+    client.send_call("f", [])
+    frames = b"".join(client.data_to_send())
+    server.receive_data(frames)
+    with pytest.raises(ProtocolError):
+        server.receive_data(frames)
+
+
+def test_call_ids_wrap_and_skip_ids_in_use() -> None:
+    client, _ = wired()
+    first = client.send_call("f", [])
+    client._next_id = wire.MAX_ID  # the last odd id
+    assert client.send_call("f", []) == wire.MAX_ID
+    assert client.send_call("f", []) == first + 2  # wrapped, skipping 1 which is still pending
+
+
+def _script(client: Connection) -> bytes:
+    client.send_call("add", [1, 2])
+    client.send_call("echo", [b"x" * 3000], {"k": "v"}, timeout=2.0)
+    client.send_notify("log", ["hello"])
+    call_id = client.send_call("total", [], has_input=True)
+    for i in range(5):
+        client.send_item(call_id, i)
+    client.send_end(call_id)
+    client.send_ping()
+    return b"".join(client.data_to_send())
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(0, 10_000), max_size=30))
+def test_events_do_not_depend_on_chunking(cuts: list[int]) -> None:
+    reference_client, reference_server = wired(max_frame_payload=1024)
+    stream = _script(reference_client)
+    expected = reference_server.receive_data(stream)
+
+    client, server = wired(max_frame_payload=1024)
+    assert _script(client) == stream
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    events: list[Event] = []
+    previous = 0
+    for point in [*points, len(stream)]:
+        events += server.receive_data(stream[previous:point])
+        previous = point
+    assert events == expected
+
+
+def test_one_byte_at_a_time_through_handshake_and_calls() -> None:
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    client.start()
+    hello = b"".join(client.data_to_send())
+    events: list[Event] = []
+    for i in range(len(hello)):
+        events += server.receive_data(hello[i : i + 1])
+    assert isinstance(events[0], HandshakeComplete)
+    client.receive_data(b"".join(server.data_to_send()))
+    stream = _script(client)
+    events = []
+    for i in range(len(stream)):
+        events += server.receive_data(stream[i : i + 1])
+    assert [type(e).__name__ for e in events] == [
+        "CallReceived", "CallReceived", "CallReceived", "CallReceived", "ItemsReceived", "StreamEnded",
+    ]

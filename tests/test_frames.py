@@ -1,0 +1,91 @@
+"""Frames against the bytes observed from the real ipcprims (shared/vectors/ipcprims.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipfi.errors import InvalidMagic, PayloadTooLarge
+from ipfi.frames import FrameDecoder, encode_frame
+
+from .conftest import load_vectors, unhex
+
+VECTORS = load_vectors("ipcprims.json")
+
+
+@pytest.mark.parametrize("case", VECTORS["encode"], ids=lambda c: f"ch{c['channel']}")
+def test_encode_matches_reference(case: dict[str, Any]) -> None:
+    assert encode_frame(case["channel"], unhex(case["payload_hex"])) == unhex(case["frame_hex"])
+
+
+def _decode_all(data: bytes, max_payload: int, chunk: int | None = None) -> tuple[str, list[Any], bytes]:
+    decoder = FrameDecoder(max_payload)
+    frames: list[Any] = []
+    try:
+        if chunk is None:
+            frames += decoder.feed(data)
+        else:
+            for start in range(0, len(data), chunk):
+                frames += decoder.feed(data[start : start + chunk])
+    except InvalidMagic:
+        return "error:invalid_magic", frames, b""
+    except PayloadTooLarge:
+        return "error:payload_too_large", frames, b""
+    return ("frames" if frames else "need_more"), frames, decoder.leftover()
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+@pytest.mark.parametrize("case", VECTORS["decode"], ids=lambda c: c["case"])
+def test_decode_matches_reference(case: dict[str, Any], chunk: int | None) -> None:
+    result, frames, leftover = _decode_all(unhex(case["input_hex"]), case["max"], chunk)
+    assert result == case["result"]
+    if result == "frames":
+        expected = [(f["channel"], unhex(f["payload_hex"])) for f in case["frames"]]
+        assert frames == expected
+        assert leftover == unhex(case.get("leftover_hex", ""))
+
+
+@pytest.mark.parametrize("case", VECTORS["stream_eof"], ids=lambda c: c["case"])
+def test_eof_cases_leave_no_frame(case: dict[str, Any]) -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(unhex(case["input_hex"])) == []
+    assert decoder.leftover() == unhex(case["input_hex"])  # what EOF cuts off: connection_closed
+
+
+def test_limit_is_inclusive() -> None:
+    decoder = FrameDecoder(max_payload=4)
+    assert decoder.feed(encode_frame(1, b"abcd")) == [(1, b"abcd")]
+    with pytest.raises(PayloadTooLarge):
+        FrameDecoder(max_payload=4).feed(encode_frame(1, b"abcde")[:8])
+
+
+frames_strategy = st.lists(
+    st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), min_size=1, max_size=12
+)
+
+
+@given(frames=frames_strategy, cuts=st.lists(st.integers(0, 4000), max_size=20))
+def test_any_split_gives_the_same_frames(frames: list[tuple[int, bytes]], cuts: list[int]) -> None:
+    stream = b"".join(encode_frame(channel, payload) for channel, payload in frames)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    decoder = FrameDecoder()
+    decoded = []
+    previous = 0
+    for point in [*points, len(stream)]:
+        decoded += decoder.feed(stream[previous:point])
+        previous = point
+    assert decoded == frames
+    assert decoder.buffered == 0
+
+
+@given(frames=frames_strategy)
+def test_one_byte_at_a_time(frames: list[tuple[int, bytes]]) -> None:
+    stream = b"".join(encode_frame(channel, payload) for channel, payload in frames)
+    decoder = FrameDecoder()
+    decoded = []
+    for i in range(len(stream)):
+        decoded += decoder.feed(stream[i : i + 1])
+    assert decoded == frames

@@ -1,0 +1,178 @@
+"""RPC through the asyncio driver, over a real Unix socket and the in-memory pair."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import ipfi
+
+from .helpers import calc
+
+
+@pytest.fixture(params=["unix", "memory"])
+async def peer(request: pytest.FixtureRequest, sock_path: str) -> AsyncIterator[ipfi.Peer]:
+    client_iface = ipfi.Interface()
+    client_iface.add(lambda name: f"hi {name}", name="greet")
+    if request.param == "memory":
+        client, server = await ipfi.pair(client_iface, calc.iface)
+        yield client
+        await client.aclose()
+        return
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
+        async with ipfi.connect(f"unix:{sock_path}", client_iface) as client:
+            yield client
+
+
+async def test_unary_calls(peer: ipfi.Peer) -> None:
+    assert await peer.call("add", 1, 2) == 3
+    assert await peer.call("add", a=1, b=2) == 3
+    assert await peer.call("aecho", {"nested": [1, b"\x00"]}) == {"nested": [1, b"\x00"]}
+    assert await peer.proxy().add(20, 22) == 42
+
+
+async def test_remote_exception_keeps_type_and_message(peer: ipfi.Peer) -> None:
+    with pytest.raises(ipfi.RemoteError) as info:
+        await peer.call("fail", "boom")
+    assert info.value.remote_type == "ValueError" and info.value.message == "boom"
+    assert await peer.call("add", 1, 1) == 2  # the connection lives on
+
+
+async def test_distinct_error_classes(peer: ipfi.Peer) -> None:
+    with pytest.raises(ipfi.ProcedureNotFound):
+        await peer.call("nope")
+    with pytest.raises(ipfi.InvalidArguments):
+        await peer.call("add", 1)
+    with pytest.raises(ipfi.InvalidArguments):
+        await peer.call("add", 1, 2, c=3)
+    with pytest.raises(ipfi.Busy) as busy:
+        await peer.call("refuse")
+    assert busy.value.data == {"retry_after": 1}
+    with pytest.raises(ipfi.RemoteError, match="cannot send the result"):
+        await peer.call("unencodable")
+
+
+async def test_deadline_cancels_remote_procedure(peer: ipfi.Peer) -> None:
+    with pytest.raises(ipfi.DeadlineExceeded):
+        await peer.call("sleep", 5, "deadline", timeout=0.1)
+    await asyncio.sleep(0.05)
+    assert "deadline" in calc.cancelled
+
+
+async def test_cancelling_the_caller_cancels_the_callee(peer: ipfi.Peer) -> None:
+    task = asyncio.create_task(peer.call("sleep", 5, "cancel-me"))
+    while "cancel-me" not in calc.started:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if "cancel-me" in calc.cancelled:
+            break
+        await asyncio.sleep(0.01)
+    assert "cancel-me" in calc.cancelled
+    assert await peer.call("add", 2, 2) == 4
+
+
+async def test_server_streams(peer: ipfi.Peer) -> None:
+    assert [i async for i in peer.stream("count", 1000)] == list(range(1000))
+    assert [i async for i in peer.stream("count_sync", 10)] == list(range(10))
+    assert await peer.call("count", 5) == [0, 1, 2, 3, 4]  # call() collects a stream
+    assert [i async for i in peer.stream("add", 1, 2)] == [3]  # stream() of a unary call
+
+
+async def test_stopping_a_stream_early_cancels_the_generator(peer: ipfi.Peer) -> None:
+    async with peer.stream("count", 10**9) as items:
+        async for item in items:
+            if item == 10:
+                break
+    assert await peer.call("add", 0, 1) == 1
+
+
+async def test_client_stream_and_bidirectional(peer: ipfi.Peer) -> None:
+    assert await peer.call("total", input=range(1001)) == 500500
+
+    async def numbers() -> AsyncIterator[int]:
+        for i in range(600):
+            yield i
+
+    assert [i async for i in peer.stream("double", input=numbers())] == [i * 2 for i in range(600)]
+
+
+async def test_procedure_calls_back_its_caller(peer: ipfi.Peer) -> None:
+    assert await peer.call("call_back", "greet", "you") == "hi you"
+
+
+async def test_many_calls_in_flight_replies_in_any_order(peer: ipfi.Peer) -> None:
+    delays = [0.05, 0.0, 0.03, 0.01]
+    results = await asyncio.gather(*(peer.call("sleep", d, str(i)) for i, d in enumerate(delays)))
+    assert results == ["0", "1", "2", "3"]
+    many = await asyncio.gather(*(peer.call("add", i, i) for i in range(1000)))
+    assert many == [2 * i for i in range(1000)]
+
+
+async def test_blocking_procedure_runs_in_a_thread(peer: ipfi.Peer) -> None:
+    slow = asyncio.create_task(peer.call("blocking_sleep", 0.3))
+    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(peer.call("add", 1, 1), 0.2) == 2  # the loop was not blocked
+    assert await slow == 0.3
+
+
+async def test_notify(peer: ipfi.Peer) -> None:
+    peer.notify("sleep", 0, "notified")
+    for _ in range(100):
+        if "notified" in calc.started:
+            break
+        await asyncio.sleep(0.01)
+    assert "notified" in calc.started
+
+
+async def test_ping(peer: ipfi.Peer) -> None:
+    assert 0 < await peer.ping() < 1
+
+
+async def test_large_payload_spans_frames(sock_path: str) -> None:
+    limits = ipfi.Limits(max_frame_payload=64 * 1024)
+    blob = bytes(range(256)) * 4096 * 3  # 3 MiB over 64 KiB frames
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface, limits=limits):
+        async with ipfi.connect(f"unix:{sock_path}", limits=limits) as peer:
+            assert await peer.call("echo", blob) == blob
+
+
+@pytest.mark.parametrize("codec", ["json", "raw"])
+async def test_negotiated_codecs(sock_path: str, codec: str) -> None:
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
+        async with ipfi.connect(f"unix:{sock_path}", codecs=[codec]) as peer:
+            assert peer.codec == codec
+            value: Any = b"raw bytes" if codec == "raw" else {"a": [1, 2]}
+            assert await peer.call("echo", value) == value
+
+
+async def test_no_common_codec_is_refused(sock_path: str) -> None:
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface, codecs=["msgpack"]):
+        with pytest.raises(ipfi.HandshakeError):
+            await ipfi.connect(f"unix:{sock_path}", codecs=["json"])
+
+
+async def test_plain_messages_beside_rpc(peer: ipfi.Peer) -> None:
+    peer.send(2, b"telemetry?")
+    with pytest.raises(ValueError):
+        peer.send(1, b"channel 1 carries RPC for an ipfi peer")
+
+
+async def test_auth_token_reaches_authenticate(sock_path: str) -> None:
+    seen: list[str | None] = []
+
+    def authenticate(peer: ipfi.Peer) -> bool:
+        seen.append(peer.auth_token)
+        return peer.auth_token == "secret"
+
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface, authenticate=authenticate):
+        async with ipfi.connect(f"unix:{sock_path}", auth_token="secret") as peer:
+            assert await peer.call("add", 1, 2) == 3
+        with pytest.raises(ipfi.HandshakeError):
+            await ipfi.connect(f"unix:{sock_path}", auth_token="wrong")
+    assert seen == ["secret", "wrong"]
