@@ -28,7 +28,8 @@ class Limits:
     stream_window: int = 256
     #: Control frames (ping, shutdown, ...) accepted from a peer per second.
     control_frames_per_second: int = 256
-    #: Plain framed messages queued for the application before reading from the peer pauses.
+    #: Plain framed messages queued for the application before reading from the peer pauses
+    #: (frames already read in the same chunk, at most one read, are still queued).
     max_queued_messages: int = 1024
     #: Seconds without any byte from the peer before the connection is closed; ``None`` disables.
     idle_timeout: float | None = None

@@ -95,6 +95,23 @@ def pid() -> int:
     return os.getpid()
 
 
+produced = [0]
+
+
+@iface.procedure
+async def count_tracked(n: int) -> AsyncIterator[int]:
+    """Like count, and records how far the producer got (see ``produced_so_far``)."""
+    produced[0] = 0
+    for i in range(n):
+        produced[0] = i + 1
+        yield i
+
+
+@iface.procedure
+def produced_so_far() -> int:
+    return produced[0]
+
+
 async def main(address: str) -> None:
     async with await ipfi.serve(address, iface) as server:
         print("ready", flush=True)

@@ -86,10 +86,11 @@ def _set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 async def _open_stdio(peer: Peer) -> None:
-    # Our frames own fd 1 from here on: a stray print() goes to stderr instead of corrupting them.
-    sys.stdout.flush()
+    # Frames own the original fd 1 from here on; fd 1 becomes stderr, so a stray print(), even one
+    # still buffered from before, goes to stderr instead of corrupting the frames.
     frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
+    sys.stdout.flush()
     frames_in = os.fdopen(os.dup(0), "rb", buffering=0)
     await PipePairTransport.open(peer, frames_in, frames_out, {"peername": "stdio"})
 

@@ -288,9 +288,11 @@ class Peer(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        data = self._core.data_to_send()
         transport = self._transport
-        if not data or transport is None or transport.is_closing():
+        if transport is None or transport.is_closing():
+            return
+        data = self._core.data_to_send()
+        if not data:
             return
         assert isinstance(transport, asyncio.WriteTransport)
         if len(data) == 1:

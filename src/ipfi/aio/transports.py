@@ -62,10 +62,12 @@ class PipePairTransport(asyncio.Transport):
         transport.reader, _ = await loop.connect_read_pipe(
             lambda: _ForwardingProtocol(protocol, transport._side_lost), read_pipe
         )
+        transport.reader.pause_reading()  # nothing may arrive before connection_made
         transport.writer, _ = await loop.connect_write_pipe(
             lambda: _ForwardingProtocol(protocol, transport._side_lost), write_pipe
         )
         protocol.connection_made(transport)
+        transport.reader.resume_reading()
         return transport
 
     def _side_lost(self, exc: Exception | None) -> None:

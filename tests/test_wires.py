@@ -1,0 +1,127 @@
+"""Every wire: TCP, Unix, a child's stdin/stdout, stdio, memory, and any byte source/sink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+import ipfi
+
+from .conftest import PYTHON, ROOT
+from .helpers import calc
+
+
+async def test_tcp_loopback() -> None:
+    async with await ipfi.serve("tcp://127.0.0.1:0", calc.iface) as server:
+        async with ipfi.connect(server.bound_address) as peer:
+            assert await peer.call("add", 2, 3) == 5
+            assert [i async for i in peer.stream("count", 3)] == [0, 1, 2]
+
+
+async def test_exec_child_over_stdin_stdout() -> None:
+    os.environ["PYTHONPATH"] = str(ROOT)
+    async with ipfi.connect(f"exec:{PYTHON} -m tests.helpers.stdio_child") as peer:
+        child_pid = await peer.call("pid")
+        assert child_pid != os.getpid()
+        assert await peer.call("add", 40, 2) == 42
+        assert await peer.call("total", input=range(10)) == 45
+    for _ in range(100):  # closing the connection ends the child
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the child outlived its connection")
+
+
+async def test_one_server_many_connections(sock_path: str) -> None:
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface) as server:
+        peers = [await ipfi.connect(f"unix:{sock_path}") for _ in range(20)]
+        assert len(server.connections) == 20
+        assert {p.peer_id for p in peers} == {f"peer-{i}" for i in range(1, 21)}
+        results = await asyncio.gather(*(p.call("add", i, 1) for i, p in enumerate(peers)))
+        assert results == [i + 1 for i in range(20)]
+        for p in peers:
+            await p.aclose()
+        for _ in range(100):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.connections  # nothing about closed connections stays
+
+
+async def _trickle(sock: socket.socket) -> AsyncIterator[bytes]:
+    """A byte source that yields what a socket receives, one byte at a time."""
+    loop = asyncio.get_running_loop()
+    while True:
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            return
+        for byte in chunk:
+            yield bytes([byte])
+
+
+async def test_user_byte_source_fed_one_byte_at_a_time() -> None:
+    loop = asyncio.get_running_loop()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+
+    def sink_for(sock: socket.socket):  # type: ignore[no-untyped-def]
+        async def sink(data: bytes) -> None:
+            await loop.sock_sendall(sock, data)
+
+        return sink
+
+    try:
+        server_task = asyncio.create_task(_accept(right, sink_for(right)))
+        async with ipfi.connect_stream(_trickle(left), sink_for(left)) as peer:
+            assert await peer.call("add", 1, 2) == 3
+            assert await peer.call("echo", "é" * 100) == "é" * 100
+            assert [i async for i in peer.stream("count", 50)] == list(range(50))
+        server_peer = await server_task
+        await asyncio.wait_for(server_peer.wait_closed(), 2)
+    finally:
+        left.close()
+        right.close()
+
+
+async def _accept(sock: socket.socket, sink) -> ipfi.Peer:  # type: ignore[no-untyped-def]
+    return await ipfi.accept_stream(_trickle(sock), sink, calc.iface)
+
+
+async def test_memory_pair_both_directions() -> None:
+    client_iface = ipfi.Interface()
+    client_iface.add(lambda: "client", name="who")
+    client, server = await ipfi.pair(client_iface, calc.iface)
+    assert await client.call("add", 1, 1) == 2
+    assert await server.call("who") == "client"
+    await client.aclose()
+    await asyncio.wait_for(server.wait_closed(), 1)
+
+
+async def test_unix_stale_socket_is_replaced_and_live_one_refused(sock_path: str) -> None:
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(sock_path)
+    stale.close()  # a socket file nobody listens on, as a crashed server leaves it
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
+        with pytest.raises(ipfi.AddressError):
+            await ipfi.serve(f"unix:{sock_path}", calc.iface)
+    assert not os.path.exists(sock_path)  # removed on close
+
+
+@pytest.mark.parametrize(
+    "address", ["", "http://x", "tcp://host", "tcp://:1", "tcp://h:99999", "unix:", "stdio:x", "exec:"]
+)
+def test_bad_addresses(address: str) -> None:
+    with pytest.raises(ipfi.AddressError):
+        ipfi.parse_address(address)
+
+
+def test_addresses_round_trip() -> None:
+    for text in ["unix:/tmp/a.sock", "tcp://127.0.0.1:7000", "tcp://[::1]:80", "stdio:", "exec:prog 'a b'"]:
+        assert str(ipfi.parse_address(text)) == text
