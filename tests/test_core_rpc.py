@@ -185,7 +185,6 @@ def test_receiver_enforces_message_limit_against_a_lying_peer() -> None:
 
 
 def test_message_fields_are_checked() -> None:
-    _, server = wired()
     for bad in [b"", b"\x01\x00", b"\x99\x00\x00\x00\x00", b"\x08\x01\x00\x00\x00"]:
         with pytest.raises(ProtocolError):
             wired()[1].receive_data(encode_frame(wire.RPC_CHANNEL, bad))
@@ -253,5 +252,10 @@ def test_one_byte_at_a_time_through_handshake_and_calls() -> None:
     for i in range(len(stream)):
         events += server.receive_data(stream[i : i + 1])
     assert [type(e).__name__ for e in events] == [
-        "CallReceived", "CallReceived", "CallReceived", "CallReceived", "ItemsReceived", "StreamEnded",
+        "CallReceived",
+        "CallReceived",
+        "CallReceived",
+        "CallReceived",
+        "ItemsReceived",
+        "StreamEnded",
     ]

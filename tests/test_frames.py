@@ -62,9 +62,7 @@ def test_limit_is_inclusive() -> None:
         FrameDecoder(max_payload=4).feed(encode_frame(1, b"abcde")[:8])
 
 
-frames_strategy = st.lists(
-    st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), min_size=1, max_size=12
-)
+frames_strategy = st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), min_size=1, max_size=12)
 
 
 @given(frames=frames_strategy, cuts=st.lists(st.integers(0, 4000), max_size=20))

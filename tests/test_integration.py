@@ -134,8 +134,10 @@ async def test_plain_peer_messages_reach_the_application(sock_path: str) -> None
         def plain_client() -> None:
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(sock_path)
-                sock.sendall(unhex(VECTORS["handshake"]["client_hello_frame_hex"]) + unhex(
-                    VECTORS["echo_exchange"]["client_sends_hex"]))
+                sock.sendall(
+                    unhex(VECTORS["handshake"]["client_hello_frame_hex"])
+                    + unhex(VECTORS["echo_exchange"]["client_sends_hex"])
+                )
                 sock.recv(4096)
                 time.sleep(0.2)
 
@@ -273,9 +275,7 @@ async def test_concurrency_limit_at_and_past_gets_busy(sock_path: str) -> None:
     limits = ipfi.Limits(max_concurrent_calls=4)
     async with await ipfi.serve(f"unix:{sock_path}", calc.iface, limits=limits):
         async with ipfi.connect(f"unix:{sock_path}") as peer:
-            results = await asyncio.gather(
-                *(peer.call("sleep", 0.2, str(i)) for i in range(5)), return_exceptions=True
-            )
+            results = await asyncio.gather(*(peer.call("sleep", 0.2, str(i)) for i in range(5)), return_exceptions=True)
             assert results[:4] == ["0", "1", "2", "3"]
             assert isinstance(results[4], ipfi.Busy)
             assert await peer.call("add", 1, 1) == 2

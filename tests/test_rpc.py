@@ -18,7 +18,7 @@ async def peer(request: pytest.FixtureRequest, sock_path: str) -> AsyncIterator[
     client_iface = ipfi.Interface()
     client_iface.add(lambda name: f"hi {name}", name="greet")
     if request.param == "memory":
-        client, server = await ipfi.pair(client_iface, calc.iface)
+        client, _ = await ipfi.pair(client_iface, calc.iface)
         yield client
         await client.aclose()
         return

@@ -81,9 +81,11 @@ class Interface:
         self._procedures: dict[str, Procedure] = {}
 
     @overload
-    def procedure(self, function: F, /) -> F: ...
+    def procedure(self, function: F, /, *, name: str | None = None, blocking: bool = False) -> F: ...
     @overload
-    def procedure(self, *, name: str | None = None, blocking: bool = False) -> Callable[[F], F]: ...
+    def procedure(
+        self, function: None = None, /, *, name: str | None = None, blocking: bool = False
+    ) -> Callable[[F], F]: ...
 
     def procedure(
         self, function: F | None = None, /, *, name: str | None = None, blocking: bool = False
@@ -110,9 +112,7 @@ class Interface:
             signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             signature = None
-        self._procedures[procedure_name] = Procedure(
-            procedure_name, function, _kind_of(function), blocking, signature
-        )
+        self._procedures[procedure_name] = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
 
     def get(self, name: str) -> Procedure | None:
         return self._procedures.get(name)

@@ -37,8 +37,16 @@ class Limits:
     max_connections: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_payload", "max_message", "handshake_max_payload", "max_concurrent_calls",
-                     "stream_window", "control_frames_per_second", "max_queued_messages", "max_connections"):
+        for name in (
+            "max_frame_payload",
+            "max_message",
+            "handshake_max_payload",
+            "max_concurrent_calls",
+            "stream_window",
+            "control_frames_per_second",
+            "max_queued_messages",
+            "max_connections",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
         if self.max_frame_payload < 16:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from . import wire
-from .codecs import DEFAULT_CODECS, CODECS, Codec, get_codec
+from .codecs import CODECS, DEFAULT_CODECS, Codec, get_codec
 from .errors import (
     Busy,
     ConnectionLost,
@@ -253,9 +253,7 @@ class Connection:
         channel, payload = frame
         if channel != CONTROL:
             raise HandshakeError(f"handshake: first frame arrived on channel {channel}, not 0")
-        events: list[Event] = [
-            self._accept_hello(payload) if self.role is Role.SERVER else self._accept_reply(payload)
-        ]
+        events: list[Event] = [self._accept_hello(payload) if self.role is Role.SERVER else self._accept_reply(payload)]
         events += self._handle_frames(decoder.feed(b""))
         return events
 
@@ -312,7 +310,7 @@ class Connection:
         if not payload:
             raise ProtocolError("empty RPC message")
         kind = payload[0]
-        if kind == wire.PART or kind == wire.LAST_PART:
+        if kind in (wire.PART, wire.LAST_PART):
             return self._handle_part(kind, payload)
         if self._in_parts:
             raise ProtocolError("a fragmented message was interrupted by another message")
@@ -333,11 +331,11 @@ class Connection:
             raise ProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)
 
-    def _handle_message(self, message: bytes) -> Event | None:  # noqa: PLR0911 - one branch a kind
+    def _handle_message(self, message: bytes) -> Event | None:
         kind = message[0]
         codec = self.codec
         assert codec is not None
-        if kind == wire.CALL or kind == wire.NOTIFY:
+        if kind in (wire.CALL, wire.NOTIFY):
             return self._handle_call(kind, message, codec)
         if len(message) < _ID_HEADER.size:
             raise ProtocolError(f"RPC message of kind {kind} is truncated")
@@ -403,8 +401,12 @@ class Connection:
             if call_id != 0:
                 raise ProtocolError("NOTIFY must carry id 0")
             if self.incoming_count >= self.limits.max_concurrent_calls:
-                log.warning("peer %s: notification %r dropped: %d calls already running",
-                            self.peer_id, name, self.incoming_count)
+                log.warning(
+                    "peer %s: notification %r dropped: %d calls already running",
+                    self.peer_id,
+                    name,
+                    self.incoming_count,
+                )
                 return None
             self._running_notifications += 1
             return CallReceived(0, name, args, kwargs, timeout, False)
@@ -413,8 +415,11 @@ class Connection:
         if call_id in self._incoming:
             raise ProtocolError(f"CALL id {call_id} is already in use")
         if self.incoming_count >= self.limits.max_concurrent_calls:
-            self._queue_error(call_id, Busy.wire_type,
-                              f"{self.limits.max_concurrent_calls} calls already running on this connection")
+            self._queue_error(
+                call_id,
+                Busy.wire_type,
+                f"{self.limits.max_concurrent_calls} calls already running on this connection",
+            )
             return None
         self._incoming.add(call_id)
         if has_input:
@@ -707,4 +712,3 @@ def _decode_error(record: dict[str, Any]) -> Any:
     if not isinstance(remote_type, str) or not isinstance(message, str):
         raise ProtocolError("ERROR record lacks a string 'type' and 'message'")
     return remote_error_from_wire(remote_type, message, record.get("data"))
-

@@ -3,5 +3,15 @@
 from .connect import Server, accept_stream, connect, connect_stream, pair, serve
 from .peer import CallStream, Message, Peer, Proxy
 
-__all__ = ["CallStream", "Message", "Peer", "Proxy", "Server", "accept_stream", "connect", "connect_stream",
-           "pair", "serve"]
+__all__ = [
+    "CallStream",
+    "Message",
+    "Peer",
+    "Proxy",
+    "Server",
+    "accept_stream",
+    "connect",
+    "connect_stream",
+    "pair",
+    "serve",
+]

@@ -568,7 +568,7 @@ class Peer(asyncio.Protocol):
         /,
         *args: Any,
         timeout: float | None = None,
-        input: Iterable[Any] | AsyncIterable[Any] | None = None,  # noqa: A002 - reads best at call sites
+        input: Iterable[Any] | AsyncIterable[Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call ``name`` on the peer and return its result.
@@ -602,14 +602,14 @@ class Peer(asyncio.Protocol):
         /,
         *args: Any,
         timeout: float | None = None,
-        input: Iterable[Any] | AsyncIterable[Any] | None = None,  # noqa: A002
+        input: Iterable[Any] | AsyncIterable[Any] | None = None,
         **kwargs: Any,
     ) -> CallStream:
         """Call a streaming procedure; iterate the result with ``async for``.
 
         Use as ``async with peer.stream(...) as items:`` to cancel the remote generator on early exit.
         """
-        return CallStream(self, name, args, kwargs, timeout, input)
+        return CallStream(self, name, args, kwargs, timeout=timeout, input_items=input)
 
     def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         """Call ``name`` without waiting for (or getting) a reply."""
@@ -736,6 +736,7 @@ class CallStream:
         name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
         timeout: float | None,
         input_items: Iterable[Any] | AsyncIterable[Any] | None,
     ) -> None:

@@ -143,7 +143,6 @@ class ChildProcessTransport(asyncio.Transport):
         stdin = process.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
         transport._stdin = stdin
-        transport._extra["pid"] = process.get_pid()
         protocol.connection_made(transport)
         return transport
 
