@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 
@@ -53,4 +52,4 @@ async def main(address: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "unix:/tmp/ipfi-calc.sock"))
+    ipfi.run(main(sys.argv[1] if len(sys.argv) > 1 else "unix:/tmp/ipfi-calc.sock"))

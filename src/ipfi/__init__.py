@@ -11,7 +11,7 @@ Serve it with ``await ipfi.serve("unix:calc.sock", iface)``; call it with
 """
 
 from .addresses import Address, parse_address
-from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, serve
+from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, run, serve
 from .errors import (
     AddressError,
     Busy,
@@ -65,5 +65,6 @@ __all__ = [
     "current_peer",
     "pair",
     "parse_address",
+    "run",
     "serve",
 ]

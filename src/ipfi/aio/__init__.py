@@ -2,6 +2,7 @@
 
 from .connect import Server, accept_stream, connect, connect_stream, pair, serve
 from .peer import CallStream, Message, Peer, Proxy
+from .run import run
 
 __all__ = [
     "CallStream",
@@ -13,5 +14,6 @@ __all__ = [
     "connect",
     "connect_stream",
     "pair",
+    "run",
     "serve",
 ]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import (
     Cancelled,
@@ -128,7 +128,7 @@ class Peer(asyncio.Protocol):
         )
         self._loop = asyncio.get_running_loop()
         self._on_close = on_close
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._calls: dict[int, _UnaryCall | _StreamCall] = {}
         self._serving: dict[int, _Serving] = {}
         self._notifications: set[asyncio.Task[None]] = set()
@@ -197,7 +197,8 @@ class Peer(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self._transport = cast(asyncio.Transport, transport)
         self._core.start()
         self._flush()
         self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)
@@ -273,7 +274,7 @@ class Peer(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _pause_reading(self, reason: str) -> None:
-        if not self._read_pauses and isinstance(self._transport, asyncio.ReadTransport):
+        if not self._read_pauses and self._transport is not None:
             self._transport.pause_reading()
         self._read_pauses.add(reason)
 
@@ -281,7 +282,7 @@ class Peer(asyncio.Protocol):
         if reason not in self._read_pauses:
             return
         self._read_pauses.discard(reason)
-        if not self._read_pauses and isinstance(self._transport, asyncio.ReadTransport):
+        if not self._read_pauses and self._transport is not None:
             self._transport.resume_reading()
 
     # -- writing -----------------------------------------------------------------------------------
@@ -294,7 +295,6 @@ class Peer(asyncio.Protocol):
         data = self._core.data_to_send()
         if not data:
             return
-        assert isinstance(transport, asyncio.WriteTransport)
         if len(data) == 1:
             transport.write(data[0])
         else:
@@ -310,7 +310,7 @@ class Peer(asyncio.Protocol):
         self._abort()
 
     def _abort(self) -> None:
-        if isinstance(self._transport, asyncio.WriteTransport):
+        if self._transport is not None:
             self._transport.abort()
 
     # -- timers ------------------------------------------------------------------------------------

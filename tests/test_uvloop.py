@@ -1,0 +1,34 @@
+"""The asyncio driver on uvloop, whose transports are not asyncio.Transport subclasses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import ipfi
+
+from .helpers import calc
+
+pytest.importorskip("uvloop")
+
+
+def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
+    async def scenario() -> None:
+        limits = ipfi.Limits(max_queued_messages=4)
+        async with await ipfi.serve(f"unix:{sock_path}", calc.iface, limits=limits) as server:
+            async with ipfi.connect(f"unix:{sock_path}") as peer:
+                assert await peer.call("add", 1, 2) == 3
+                assert [i async for i in peer.stream("count", 2000)] == list(range(2000))
+                assert await peer.call("total", input=range(100)) == 4950
+                for _ in range(2000):
+                    peer.send(2, bytes(1024))
+                while not server.connections:
+                    await asyncio.sleep(0.01)
+                [server_peer] = server.connections
+                assert len([await server_peer.receive() for _ in range(2000)]) == 2000
+                with pytest.raises(ipfi.DeadlineExceeded):
+                    await peer.call("sleep", 5, timeout=0.05)
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+    ipfi.run(scenario(), use_uvloop=True)
