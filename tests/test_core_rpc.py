@@ -259,3 +259,14 @@ def test_one_byte_at_a_time_through_handshake_and_calls() -> None:
         "ItemsReceived",
         "StreamEnded",
     ]
+
+
+def test_protocol_md_example_bytes() -> None:
+    """The worked example in docs/PROTOCOL.md, byte for byte."""
+    client, server = wired()
+    client.send_call("add", [1, 2])
+    sent = b"".join(client.data_to_send())
+    assert sent.hex(" ") == "49 50 12 00 00 00 01 00 01 01 00 00 00 00 00 00 00 00 03 00 61 64 64 92 01 02"
+    server.receive_data(sent)
+    server.send_result(1, 3)
+    assert b"".join(server.data_to_send()).hex(" ") == "49 50 06 00 00 00 01 00 03 01 00 00 00 03"
