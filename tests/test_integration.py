@@ -56,6 +56,17 @@ async def test_kill_9_of_the_server_fails_pending_calls_within_a_second(server_p
             await peer.call("add", 1, 2)
 
 
+async def test_bidirectional_calls_with_a_server_process(server_process: Any) -> None:
+    _, address = server_process
+    mine = ipfi.Interface()
+    mine.add(lambda name: f"client says hi to {name}", name="greet")
+    async with ipfi.connect(address, mine) as peer:
+        server_pid = await peer.call("pid")
+        assert server_pid != os.getpid()
+        results = await asyncio.gather(*(peer.call("call_back", "greet", str(i)) for i in range(50)))
+        assert results == [f"client says hi to {i}" for i in range(50)]
+
+
 async def test_thousand_concurrent_calls_on_one_connection(server_process: Any) -> None:
     _, address = server_process
     async with ipfi.connect(address) as peer:
