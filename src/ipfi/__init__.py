@@ -10,6 +10,7 @@ Serve it with ``await ipfi.serve("unix:calc.sock", iface)``; call it with
 ``async with ipfi.connect("unix:calc.sock") as peer: await peer.call("add", 1, 2)``.
 """
 
+from . import sync
 from .addresses import Address, parse_address
 from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, run, serve
 from .errors import (
@@ -20,6 +21,7 @@ from .errors import (
     DeadlineExceeded,
     FrameError,
     HandshakeError,
+    InheritedConnection,
     InvalidArguments,
     InvalidMagic,
     IpfiError,
@@ -44,6 +46,7 @@ __all__ = [
     "DeadlineExceeded",
     "FrameError",
     "HandshakeError",
+    "InheritedConnection",
     "Interface",
     "InvalidArguments",
     "InvalidMagic",
@@ -67,4 +70,5 @@ __all__ = [
     "parse_address",
     "run",
     "serve",
+    "sync",
 ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
+import socket
+import stat
 from dataclasses import dataclass
 
 from .errors import AddressError
@@ -73,3 +77,24 @@ def _parse_tcp(text: str, rest: str) -> Address:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise AddressError(f"{text!r}: port must be 0..65535")
     return Address("tcp", host=host, port=int(port_text))
+
+
+def remove_stale_socket(path: str) -> None:
+    """Unlink a socket file nobody listens on (left by a crashed server); refuse a live one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise AddressError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)
+            return
+        raise
+    finally:
+        probe.close()
+    raise AddressError(f"{path}: another server is listening there")

@@ -38,6 +38,13 @@ class ConnectionLost(IpfiError):
     """The connection ended while a call, stream or send was pending on it."""
 
 
+class InheritedConnection(IpfiError):
+    """A blocking connection was used in a process forked from the one that opened it.
+
+    The child must open its own connection; the parent's keeps working.
+    """
+
+
 class AddressError(IpfiError, ValueError):
     """An address string could not be understood (see :func:`ipfi.addresses.parse_address`)."""
 

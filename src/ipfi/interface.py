@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from .errors import InvalidArguments, RemoteError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -54,6 +56,15 @@ class Procedure:
         except TypeError:
             return False
         return True
+
+
+def error_record(procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str, Any]:
+    """``(type, message, data)`` of the error reply for a procedure that raised ``exc``."""
+    if isinstance(exc, RemoteError):  # raised on purpose (e.g. Busy) or passed on from another call
+        return exc.remote_type, exc.message, exc.data
+    if isinstance(exc, TypeError) and not procedure.arguments_fit(args, kwargs):
+        return InvalidArguments.wire_type, f"{procedure.name}: {exc}", None
+    return type(exc).__name__, str(exc), None
 
 
 def _kind_of(function: Callable[..., Any]) -> Kind:

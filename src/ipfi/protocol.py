@@ -528,6 +528,13 @@ class Connection:
         self._queue_message(_pack_id(wire.RESULT, call_id), codec.encode_value(value))
         self._finish_incoming(call_id)
 
+    def reply(self, call_id: int, value: Any) -> None:
+        """Send ``value`` as the result, or an error reply saying why it cannot be sent."""
+        try:
+            self.send_result(call_id, value)
+        except (TypeError, PayloadTooLarge) as exc:
+            self.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+
     def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
         """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""
         if call_id not in self._incoming or self.state is not State.OPEN:

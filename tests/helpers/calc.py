@@ -95,6 +95,23 @@ def pid() -> int:
     return os.getpid()
 
 
+@iface.procedure
+def total_sync(items: Iterator[int]) -> int:
+    return sum(items)
+
+
+@iface.procedure
+def double_sync(items: Iterator[int]) -> Iterator[int]:
+    for item in items:
+        yield item * 2
+
+
+@iface.procedure
+def call_back_sync(name: str, *args: Any) -> Any:
+    """For the blocking driver: its current peer's call() blocks."""
+    return ipfi.current_peer().call(name, *args)
+
+
 produced = [0]
 
 

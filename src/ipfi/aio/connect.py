@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import logging
 import os
 import socket
-import stat
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
-from ..addresses import Address, parse_address
+from ..addresses import Address, parse_address, remove_stale_socket
 from ..errors import AddressError, HandshakeError
 from ..interface import Interface
 from ..options import Options, make_options
@@ -179,7 +177,7 @@ class Server:
         loop = asyncio.get_running_loop()
         address = self.address
         if address.scheme == "unix":
-            _remove_stale_socket(address.path)
+            remove_stale_socket(address.path)
             self._listener = await loop.create_unix_server(self._new_peer, address.path)
             self._unlink_on_close = True
         elif address.scheme == "tcp":
@@ -240,27 +238,6 @@ class _Refuser(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.close()
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Unlink a socket file nobody listens on (left by a crashed server); refuse a live one."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise AddressError(f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError as exc:
-        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            os.unlink(path)
-            return
-        raise
-    finally:
-        probe.close()
-    raise AddressError(f"{path}: another server is listening there")
 
 
 async def serve(address: str, iface: Interface | None, **options: Any) -> Server:

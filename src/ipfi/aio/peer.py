@@ -14,10 +14,8 @@ from ..errors import (
     DeadlineExceeded,
     FrameError,
     HandshakeError,
-    IpfiError,
     ProcedureNotFound,
     ProtocolError,
-    RemoteError,
 )
 from ..events import (
     CallReceived,
@@ -34,7 +32,7 @@ from ..events import (
     StreamEnded,
 )
 from ..handshake import Hello
-from ..interface import Interface, Kind, Procedure, current_peer_var
+from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
 from ..options import Options
 from ..protocol import Connection, Role
 from .streams import ItemQueue
@@ -533,25 +531,15 @@ class Peer(asyncio.Protocol):
         self._schedule_flush()
 
     def _reply(self, call_id: int, result: Any) -> None:
-        if call_id == 0:
-            return
-        try:
-            self._core.send_result(call_id, result)
-        except (TypeError, IpfiError) as exc:
-            self._core.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+        if call_id and self._core.is_open:
+            self._core.reply(call_id, result)
 
     def _reply_error(
         self, call_id: int, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
     ) -> None:
         log.debug("peer %s: %s raised %r", self.peer_id, procedure.name, exc, exc_info=exc)
-        if call_id == 0:
-            return
-        if isinstance(exc, RemoteError):
-            self._core.send_error(call_id, exc.remote_type, exc.message, exc.data)
-        elif isinstance(exc, TypeError) and not procedure.arguments_fit(args, kwargs):
-            self._core.send_error(call_id, "InvalidArguments", f"{procedure.name}: {exc}")
-        else:
-            self._core.send_error(call_id, type(exc).__name__, str(exc))
+        if call_id:
+            self._core.send_error(call_id, *error_record(procedure, exc, args, kwargs))
 
     def _granter(self, call_id: int) -> Callable[[int], None]:
         def grant(credit: int) -> None:

@@ -1,0 +1,38 @@
+"""The blocking, thread-safe driver: the same protocol, no event loop.
+
+>>> # with ipfi.sync.connect("unix:calc.sock") as peer:
+>>> #     peer.call("add", 1, 2)
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..addresses import parse_address
+from ..interface import Interface
+from ..options import make_options
+from ..protocol import Role
+from .links import open_link
+from .peer import Peer
+from .server import Server, serve
+
+
+def connect(address: str, iface: Interface | None = None, *, workers: int = 4, **options: Any) -> Peer:
+    """Connect to ``address`` and complete the handshake; usable as a context manager.
+
+    With ``iface``, the peer may call this side back: a reader thread and ``workers`` threads serve it.
+    Without, no thread is started: callers read their own replies.
+    """
+    settings = make_options(**options)
+    link = open_link(parse_address(address), settings.limits.handshake_timeout)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker") if iface else None
+    peer = Peer(link, Role.CLIENT, iface, settings, executor=executor, owns_executor=True)
+    try:
+        return peer.open(background_reader=iface is not None)
+    except BaseException:
+        link.close()
+        raise
+
+
+__all__ = ["Peer", "Server", "connect", "serve"]

@@ -1,0 +1,167 @@
+"""Blocking byte links: a socket, or a pair of pipes (stdio, a child's stdin/stdout)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import sys
+from typing import Protocol
+
+from ..addresses import Address
+from ..errors import AddressError
+
+READ_SIZE = 256 * 1024
+
+
+class Link(Protocol):
+    """What the blocking driver needs from a wire."""
+
+    def recv(self) -> bytes:
+        """Block until bytes arrive; ``b""`` at EOF."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; raises ``OSError`` if the wire is gone."""
+        ...
+
+    def readable(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for bytes (or EOF) to read."""
+        ...
+
+    def shutdown(self) -> None:
+        """End the connection so that a thread blocked in :meth:`recv` returns."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _wait_readable(fd: int, timeout: float | None) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+
+class SocketLink:
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self._recv = sock.recv
+
+    def recv(self) -> bytes:
+        try:
+            return self._recv(READ_SIZE)
+        except ConnectionResetError:
+            return b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def readable(self, timeout: float | None) -> bool:
+        return _wait_readable(self.sock.fileno(), timeout)
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class PipeLink:
+    """Read from one fd, write to another; owns a child process when given one."""
+
+    def __init__(self, read_fd: int, write_fd: int, process: subprocess.Popen[bytes] | None = None) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.process = process
+        self._closed = False
+
+    def recv(self) -> bytes:
+        try:
+            return os.read(self.read_fd, READ_SIZE)
+        except OSError:
+            return b""
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.write_fd, view) :]
+
+    def readable(self, timeout: float | None) -> bool:
+        return _wait_readable(self.read_fd, timeout)
+
+    def shutdown(self) -> None:
+        # Closing our writing end tells the other side we are done: a child then exits, which ends
+        # our read with EOF. (close() reaps the child, killing one that lingers.)
+        if self.write_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def open_link(address: Address, timeout: float | None) -> Link:
+    """Connect to ``address`` as a client."""
+    if address.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address.path)
+        except BaseException:
+            sock.close()
+            raise
+        return SocketLink(sock)
+    if address.scheme == "tcp":
+        return SocketLink(socket.create_connection((address.host, address.port), timeout=timeout))
+    if address.scheme == "stdio":
+        return stdio_link()
+    process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    # The link owns the raw fds from here on; the file objects must not close them again.
+    read_fd, write_fd = os.dup(process.stdout.fileno()), os.dup(process.stdin.fileno())
+    process.stdout.close()
+    process.stdin.close()
+    return PipeLink(read_fd, write_fd, process)
+
+
+def stdio_link() -> PipeLink:
+    """This process's stdin/stdout; fd 1 becomes stderr so stray prints cannot corrupt frames."""
+    write_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout.flush()
+    return PipeLink(os.dup(0), write_fd)
+
+
+def listen_socket(address: Address) -> socket.socket:
+    if address.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address.path)
+        except BaseException:
+            sock.close()
+            raise
+    elif address.scheme == "tcp":
+        sock = socket.create_server((address.host, address.port))
+    else:
+        raise AddressError(f"cannot listen on {address}")
+    sock.listen(128)
+    return sock

@@ -1,0 +1,639 @@
+"""The blocking driver: one thread-safe :class:`Peer` per connection, on the same protocol core.
+
+Reading is a role, not a thread: a caller that finds nobody reading reads the wire itself until its
+own reply is in, handing other threads' replies to them on the way (no thread hand-off on the fast
+path). A peer that serves an interface keeps a background reader thread, so the other side's calls
+are answered while this side's threads are busy elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+from ..errors import (
+    ConnectionLost,
+    DeadlineExceeded,
+    FrameError,
+    HandshakeError,
+    InheritedConnection,
+    ProcedureNotFound,
+    ProtocolError,
+)
+from ..events import (
+    CallReceived,
+    ErrorReceived,
+    Event,
+    HandshakeComplete,
+    ItemsReceived,
+    MessageReceived,
+    PongReceived,
+    ResultReceived,
+    ShutdownAcknowledged,
+    ShutdownRequested,
+    StreamEnded,
+)
+from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
+from ..options import Options
+from ..protocol import Connection, Role
+from .links import Link
+
+log = logging.getLogger("ipfi.sync")
+
+_live_peers: weakref.WeakSet[Peer] = weakref.WeakSet()
+
+
+def _mark_inherited() -> None:
+    for peer in list(_live_peers):
+        peer._inherited = True
+
+
+os.register_at_fork(after_in_child=_mark_inherited)
+
+
+class _Pending:
+    """The receiving end of a call made here, or of an input stream served here."""
+
+    __slots__ = ("consumed", "error", "finished", "items", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.items: deque[Any] = deque()
+        self.consumed = 0
+
+    def fail(self, error: BaseException) -> None:
+        if not self.finished:
+            self.error = error
+            self.finished = True
+
+
+class _Waiter:
+    __slots__ = ("event", "ready")
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self.event = threading.Event()
+        self.ready = ready
+
+
+def _never() -> bool:
+    return False
+
+
+class Peer:
+    """One blocking connection; every method may be called from any thread."""
+
+    def __init__(
+        self,
+        link: Link,
+        role: Role,
+        interface: Interface | None,
+        options: Options,
+        *,
+        executor: Executor | None = None,
+        owns_executor: bool = False,
+        peer_id: str = "peer-1",
+        on_close: Callable[[Peer], None] | None = None,
+    ) -> None:
+        if options.keepalive is not None or options.limits.idle_timeout is not None:
+            raise ValueError("keepalive and idle_timeout are not supported by the blocking driver yet")
+        self.interface = interface
+        self.options = options
+        self._link = link
+        self._core = Connection(
+            role,
+            limits=options.limits,
+            codecs=options.codecs,
+            channels=options.channels,
+            auth_token=options.auth_token if role is Role.CLIENT else None,
+            peer_id=peer_id,
+            rpc=options.rpc,
+        )
+        self._executor = executor
+        self._owns_executor = owns_executor
+        self._on_close = on_close
+        self._lock = threading.Lock()  # guards the core and every table below
+        self._write_lock = threading.Lock()  # keeps frames taken from the core in order on the wire
+        self._reading = False
+        self._waiters: set[_Waiter] = set()
+        self._calls: dict[int, _Pending] = {}
+        self._inputs: dict[int, _Pending] = {}
+        self._messages: deque[MessageReceived] = deque()
+        self._pings: deque[list[float]] = deque()
+        self._shutdown_acked = False
+        self._closing_after_flush = False
+        self._error: ConnectionLost | None = None
+        self._reader: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._inherited = False
+        _live_peers.add(self)
+
+    # -- opening -----------------------------------------------------------------------------------
+
+    def open(self, *, background_reader: bool) -> Peer:
+        """Complete the handshake (client) or start serving (server, always with a reader thread)."""
+        with self._lock:
+            self._core.start()
+        self._flush()
+        if self._core.role is Role.SERVER or background_reader:
+            self._reader = threading.Thread(target=self._read_forever, name=f"ipfi-reader-{id(self):x}", daemon=True)
+            self._reader.start()
+        if self._core.role is Role.CLIENT:
+            try:
+                self._wait_until(lambda: self._core.is_open, time.monotonic() + self.options.limits.handshake_timeout)
+            except TimeoutError:
+                self.close()
+                raise HandshakeError("no handshake reply in time") from None
+            except ConnectionLost as exc:
+                self.close()
+                raise HandshakeError(f"the handshake did not complete: {exc}") from None
+        return self
+
+    def _read_forever(self) -> None:
+        try:
+            if self._core.role is Role.SERVER:
+                deadline = time.monotonic() + self.options.limits.handshake_timeout
+                try:
+                    self._wait_until(lambda: self._core.is_open, deadline)
+                except TimeoutError:
+                    log.warning("peer %s: no handshake in time; closing", self._core.peer_id)
+                    self.close()
+                    return
+            self._wait_until(_never, None)
+        except ConnectionLost:
+            return
+
+    # -- what the peer said ------------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return self._core.peer_id
+
+    @property
+    def auth_token(self) -> str | None:
+        hello = self._core.peer_hello
+        return hello.auth_token if hello is not None else None
+
+    @property
+    def codec(self) -> str | None:
+        return self._core.codec.name if self._core.codec else None
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return self._core.channels
+
+    @property
+    def is_closed(self) -> bool:
+        return self._error is not None
+
+    # -- the reader role ---------------------------------------------------------------------------
+
+    def _check_process(self) -> None:
+        if self._inherited:
+            raise InheritedConnection(
+                f"this connection was opened by process {self._pid}; a forked child must open its own"
+            )
+
+    def _wait_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        """Block until ``ready()`` (checked under the lock), reading the wire when nobody else is.
+
+        Raises ``TimeoutError`` past ``deadline`` and :class:`ConnectionLost` once the connection ends.
+        """
+        waiter: _Waiter | None = None
+        while True:
+            with self._lock:
+                if ready():
+                    return
+                if self._error is not None:
+                    raise ConnectionLost(str(self._error))
+                reader = not self._reading
+                if reader:
+                    self._reading = True
+                else:
+                    if waiter is None:
+                        waiter = _Waiter(ready)
+                    waiter.event.clear()
+                    self._waiters.add(waiter)
+            if reader:
+                self._read_until(ready, deadline)
+                continue
+            assert waiter is not None
+            if deadline is None:
+                woken = waiter.event.wait()
+            else:
+                remaining = deadline - time.monotonic()
+                woken = remaining > 0 and waiter.event.wait(remaining)
+            with self._lock:
+                self._waiters.discard(waiter)
+                if not woken and not ready() and self._error is None:
+                    raise TimeoutError
+
+    def _read_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        try:
+            while True:
+                if deadline is not None and not self._link.readable(deadline - time.monotonic()):
+                    raise TimeoutError
+                data = self._link.recv()
+                with self._lock:
+                    if data:
+                        self._receive(data)
+                    else:
+                        self._receive_eof()
+                    done = ready() or self._error is not None
+                self._flush()
+                if done:
+                    return
+        finally:
+            with self._lock:
+                self._reading = False
+                # Hand the role on: wake one thread still waiting, so somebody keeps reading.
+                for waiter in self._waiters:
+                    if not waiter.ready():
+                        waiter.event.set()
+                        break
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self._core.receive_data(data)
+            for event in events:
+                self._handle(event)
+        except (FrameError, ProtocolError) as exc:
+            log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
+            self._lose(ConnectionLost(f"protocol error: {exc}"))
+        except ConnectionLost as exc:
+            self._lose(exc)
+        for waiter in self._waiters:
+            if waiter.ready():
+                waiter.event.set()
+
+    def _receive_eof(self) -> None:
+        try:
+            self._core.receive_eof()
+        except ConnectionLost as exc:
+            self._lose(exc)
+        self._lose(ConnectionLost(f"connection to {self.peer_id or 'peer'} closed by the peer"))
+
+    def _lose(self, error: ConnectionLost) -> None:
+        """Under the lock: end every call, stream and wait at once."""
+        if self._error is not None:
+            return
+        self._error = error
+        self._core.close()
+        for pending in (*self._calls.values(), *self._inputs.values()):
+            pending.fail(ConnectionLost(str(error)))
+        self._calls.clear()
+        self._inputs.clear()
+        for waiter in self._waiters:
+            waiter.event.set()
+        self._link.shutdown()
+        _live_peers.discard(self)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def _handle(self, event: Event) -> None:
+        kind = type(event)
+        if kind is ResultReceived:
+            assert isinstance(event, ResultReceived)
+            pending = self._calls.pop(event.call_id, None)
+            if pending is not None:
+                pending.value = event.value
+                pending.finished = True
+        elif kind is ErrorReceived:
+            assert isinstance(event, ErrorReceived)
+            pending = self._calls.pop(event.call_id, None)
+            if pending is not None:
+                pending.fail(event.error)
+        elif kind is ItemsReceived:
+            assert isinstance(event, ItemsReceived)
+            pending = self._calls.get(event.call_id) or self._inputs.get(event.call_id)
+            if pending is not None:
+                pending.items.extend(event.items)
+        elif kind is StreamEnded:
+            assert isinstance(event, StreamEnded)
+            pending = self._calls.pop(event.call_id, None)
+            if pending is not None:
+                pending.value = pending.items  # what call() returns for a stream it collected
+            else:
+                pending = self._inputs.pop(event.call_id, None)
+            if pending is not None:
+                pending.finished = True
+        elif kind is CallReceived:
+            assert isinstance(event, CallReceived)
+            self._on_call(event)
+        elif kind is MessageReceived:
+            assert isinstance(event, MessageReceived)
+            self._messages.append(event)
+        elif kind is PongReceived:
+            assert isinstance(event, PongReceived)
+            if self._pings and event.round_trip is not None:
+                self._pings.popleft().append(event.round_trip)
+        elif kind is HandshakeComplete:
+            authenticate = self.options.authenticate
+            if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
+                raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+        elif kind is ShutdownRequested:
+            self._closing_after_flush = True
+        elif kind is ShutdownAcknowledged:
+            self._shutdown_acked = True
+        # CreditReceived and CancelReceived need no action: waiters re-check credit and stream state.
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                data = self._core.data_to_send()
+                close = self._closing_after_flush
+            if data:
+                try:
+                    self._link.send(b"".join(data))
+                except OSError as exc:
+                    with self._lock:
+                        self._lose(ConnectionLost(f"write failed: {exc}"))
+        if close:
+            with self._lock:
+                self._lose(ConnectionLost("the peer shut the connection down"))
+
+    # -- serving the peer's calls ------------------------------------------------------------------
+
+    def _on_call(self, event: CallReceived) -> None:
+        procedure = self.interface.get(event.name) if self.interface is not None else None
+        call_id = event.call_id
+        if procedure is None or self._executor is None:
+            if call_id:
+                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {event.name!r}")
+            else:
+                self._core.finish_notification()
+            return
+        if procedure.kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
+            if call_id:
+                self._core.send_error(
+                    call_id, "NotSupported", f"{event.name} is async: serve it with the asyncio driver"
+                )
+            else:
+                self._core.finish_notification()
+            return
+        args = event.args
+        if event.has_input:
+            pending = self._inputs[call_id] = _Pending()
+            args.insert(0, self._items(call_id, pending, None))
+        self._executor.submit(self._serve, call_id, procedure, args, event.kwargs)
+
+    def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
+        token = current_peer_var.set(self)
+        try:
+            if procedure.kind is Kind.GENERATOR:
+                self._produce(call_id, procedure.function(*args, **kwargs))
+            else:
+                result = procedure.function(*args, **kwargs)
+                with self._lock:
+                    if call_id and self._core.is_open:
+                        self._core.reply(call_id, result)
+        except ConnectionLost:
+            pass
+        except Exception as exc:
+            log.debug("peer %s: %s raised %r", self.peer_id, procedure.name, exc, exc_info=exc)
+            with self._lock:
+                if call_id and self._core.is_open:
+                    self._core.send_error(call_id, *error_record(procedure, exc, args, kwargs))
+        finally:
+            current_peer_var.reset(token)
+            with self._lock:
+                self._inputs.pop(call_id, None)
+                if not call_id:
+                    self._core.finish_notification()
+            self._flush()
+
+    def _produce(self, call_id: int, iterator: Iterator[Any]) -> None:
+        core = self._core
+        with self._lock:
+            core.open_output_stream(call_id)
+        try:
+            for item in iterator:
+                self._send_item(call_id, item)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        with self._lock:
+            if core.is_open:
+                core.send_end(call_id)
+
+    def _send_item(self, call_id: int, item: Any) -> None:
+        core = self._core
+        self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
+        with self._lock:
+            if not core.stream_open(call_id):
+                raise ConnectionLost(f"stream {call_id} was cancelled or closed")
+            core.send_item(call_id, item)
+        self._flush()
+
+    # -- calling the peer --------------------------------------------------------------------------
+
+    def call(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        input: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``name`` and block for its result (a streaming procedure's items come as a list).
+
+        ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
+        procedure cancelled. ``input`` streams items to the procedure.
+        """
+        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input)
+        try:
+            self._wait_until(lambda: pending.finished or self._grant_collected(call_id, pending), deadline)
+        except TimeoutError:
+            self._give_up(call_id)
+            raise DeadlineExceeded(f"{name} did not answer within {timeout} s") from None
+        except BaseException:
+            self._give_up(call_id)
+            raise
+        if pending.error is not None:
+            raise pending.error
+        value = pending.value
+        return list(value) if isinstance(value, deque) else value
+
+    def _grant_collected(self, call_id: int, pending: _Pending) -> bool:
+        """Part of ``call``'s wait condition (so it runs under the lock whenever items arrive): while a
+        stream is collected into a list, keep the producer's credit flowing. Never itself ready."""
+        fresh = len(pending.items) - pending.consumed
+        if fresh >= max(1, self.options.limits.stream_window // 2):
+            pending.consumed = len(pending.items)
+            self._core.grant_credit(call_id, fresh)
+        return False
+
+    def stream(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        input: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """Call a streaming procedure and iterate its items; closing the iterator cancels it."""
+        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input)
+        return self._items(call_id, pending, deadline)
+
+    def _start(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+    ) -> tuple[int, _Pending, float | None]:
+        self._check_process()
+        pending = _Pending()
+        with self._lock:
+            if self._error is not None:
+                raise ConnectionLost(str(self._error))
+            call_id = self._core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
+            self._calls[call_id] = pending
+        self._flush()
+        if input_items is not None:
+            threading.Thread(target=self._feed, args=(call_id, input_items), daemon=True).start()
+        return call_id, pending, (time.monotonic() + timeout if timeout else None)
+
+    def _feed(self, call_id: int, items: Iterable[Any]) -> None:
+        try:
+            for item in items:
+                self._send_item(call_id, item)
+            with self._lock:
+                if self._core.is_open and call_id in self._calls:
+                    self._core.send_end(call_id)
+            self._flush()
+        except ConnectionLost:
+            return
+        except Exception as exc:
+            with self._lock:
+                pending = self._calls.get(call_id)
+                if pending is not None:
+                    pending.fail(exc)
+            self._give_up(call_id)
+
+    def _items(self, call_id: int, pending: _Pending, deadline: float | None) -> Iterator[Any]:
+        grant_at = max(1, self.options.limits.stream_window // 2)
+        finished = False
+        try:
+            while True:
+                try:
+                    self._wait_until(lambda: bool(pending.items) or pending.finished, deadline)
+                except TimeoutError:
+                    raise DeadlineExceeded(f"stream {call_id} did not finish in time") from None
+                with self._lock:
+                    if not pending.items:
+                        finished = True
+                        if pending.error is not None:
+                            raise pending.error
+                        return
+                    item = pending.items.popleft()
+                    pending.consumed += 1
+                    grant = pending.consumed >= grant_at and not pending.finished
+                    if grant:
+                        self._core.grant_credit(call_id, pending.consumed)
+                        pending.consumed = 0
+                if grant:
+                    self._flush()
+                yield item
+        finally:
+            if not finished:
+                self._give_up(call_id)
+
+    def _give_up(self, call_id: int) -> None:
+        with self._lock:
+            if self._calls.pop(call_id, None) is not None and self._core.is_open:
+                self._core.send_cancel(call_id)
+        self._flush()
+
+    def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
+        """Call ``name`` without a reply."""
+        self._check_process()
+        with self._lock:
+            self._core.send_notify(name, args, kwargs)
+        self._flush()
+
+    # -- messages and control ----------------------------------------------------------------------
+
+    def send(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        """Send a plain frame on a negotiated non-RPC channel."""
+        self._check_process()
+        with self._lock:
+            self._core.send_message(channel, payload)
+        self._flush()
+
+    def receive(self, timeout: float | None = None) -> MessageReceived:
+        """The next plain frame; raises ``TimeoutError`` or :class:`ConnectionLost`."""
+        self._check_process()
+        self._wait_until(lambda: bool(self._messages), None if timeout is None else time.monotonic() + timeout)
+        with self._lock:
+            return self._messages.popleft()
+
+    def ping(self, timeout: float = 5.0) -> float:
+        """Round-trip time of a ping, in seconds."""
+        self._check_process()
+        answer: list[float] = []
+        with self._lock:
+            self._pings.append(answer)
+            self._core.send_ping()
+        self._flush()
+        self._wait_until(lambda: bool(answer), time.monotonic() + timeout)
+        return answer[0]
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Ask the peer to shut down, wait up to ``timeout`` for its ack, then close.
+
+        Pending calls raise :class:`ConnectionLost`. A forked child only drops its copy.
+        """
+        if self._inherited:
+            self._link.close()
+            return
+        with self._lock:
+            graceful = self._core.is_open and self._error is None
+            if graceful:
+                self._core.send_shutdown_request()
+        if graceful:
+            self._flush()
+            with contextlib.suppress(TimeoutError, ConnectionLost):
+                self._wait_until(lambda: self._shutdown_acked, time.monotonic() + timeout)
+        with self._lock:
+            self._lose(ConnectionLost("connection closed"))
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout)
+        self._link.close()
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def proxy(self) -> Any:
+        """An object whose attributes call the peer: ``peer.proxy().add(1, 2)``."""
+        return _Proxy(self)
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Proxy:
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        peer = self._peer
+
+        def remote(*args: Any, **kwargs: Any) -> Any:
+            return peer.call(name, *args, **kwargs)
+
+        return remote

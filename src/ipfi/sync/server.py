@@ -1,0 +1,120 @@
+"""A blocking server: an accept thread, a reader thread per connection, a bounded pool of workers."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..addresses import Address, parse_address, remove_stale_socket
+from ..interface import Interface
+from ..options import Options, make_options
+from ..protocol import Role
+from .links import SocketLink, listen_socket, stdio_link
+from .peer import Peer
+
+log = logging.getLogger("ipfi.sync")
+
+
+class Server:
+    """Serves one interface's plain functions and generators to every connection, in worker threads.
+
+    Accepting starts at once (in a thread); :meth:`serve_forever` blocks until :meth:`close`.
+    """
+
+    def __init__(self, address: Address, iface: Interface | None, options: Options, *, workers: int = 16) -> None:
+        self.address = address
+        self.interface = iface
+        self.options = options
+        self.connections: set[Peer] = set()
+        self._connections_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
+        self._ids = itertools.count(1)
+        self._closed = threading.Event()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+
+    def start(self) -> Server:
+        if self.address.scheme == "stdio":
+            self._add(stdio_link(), peer_id="peer-1")
+            return self
+        if self.address.scheme == "unix":
+            remove_stale_socket(self.address.path)
+        self._listener = listen_socket(self.address)
+        self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
+        self._acceptor.start()
+        return self
+
+    @property
+    def bound_address(self) -> str:
+        if self.address.scheme == "tcp" and self._listener is not None:
+            host, port = self._listener.getsockname()[:2]
+            return str(Address("tcp", host=host, port=port))
+        return str(self.address)
+
+    def _accept_forever(self) -> None:
+        assert self._listener is not None
+        while not self._closed.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if len(self.connections) >= self.options.limits.max_connections:
+                log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
+                sock.close()
+                continue
+            self._add(SocketLink(sock), peer_id=f"peer-{next(self._ids)}")
+
+    def _add(self, link: Any, *, peer_id: str) -> None:
+        peer = Peer(
+            link, Role.SERVER, self.interface, self.options,
+            executor=self._executor, peer_id=peer_id, on_close=self._discard,
+        )  # fmt: skip
+        with self._connections_lock:
+            self.connections.add(peer)
+        peer.open(background_reader=True)
+
+    def _discard(self, peer: Peer) -> None:
+        with self._connections_lock:
+            self.connections.discard(peer)
+        if self.address.scheme == "stdio":
+            self._closed.set()
+
+    def serve_forever(self) -> None:
+        """Block until the server is closed (for ``stdio:``, until its one connection ends)."""
+        self._closed.wait()
+
+    def close(self) -> None:
+        """Stop accepting, close every connection, wait for running procedures and threads."""
+        self._closed.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
+            self._listener.close()
+        if self._acceptor is not None:
+            self._acceptor.join()
+        with self._connections_lock:
+            peers = list(self.connections)
+        for peer in peers:
+            peer.close(timeout=0.0)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.address.scheme == "unix" and self._listener is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address.path)
+            self._listener = None
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def serve(address: str, iface: Interface | None, *, workers: int = 16, **options: Any) -> Server:
+    """Listen on ``address`` and serve ``iface`` with ``workers`` threads. Options: see :class:`~ipfi.Options`."""
+    return Server(parse_address(address), iface, make_options(**options), workers=workers).start()

@@ -1,0 +1,209 @@
+"""The blocking driver: threads, streams, loss, leaks, fork, and interop with the asyncio driver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import ipfi
+
+from .conftest import PYTHON, ROOT
+from .helpers import calc
+
+
+@pytest.fixture
+def sync_server(sock_path: str) -> Iterator[str]:
+    address = f"unix:{sock_path}"
+    with ipfi.sync.serve(address, calc.iface):
+        yield address
+
+
+@pytest.fixture
+def async_server_process(sock_path: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    address = f"unix:{sock_path}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([PYTHON, "-m", "tests.helpers.calc", address], stdout=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == b"ready"
+        yield process, address
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=5)
+
+
+def test_calls_errors_and_streams(sync_server: str) -> None:
+    with ipfi.sync.connect(sync_server) as peer:
+        assert peer.call("add", 1, 2) == 3
+        assert peer.call("add", a=2, b=3) == 5
+        assert peer.proxy().echo([1, b"x"]) == [1, b"x"]
+        with pytest.raises(ipfi.RemoteError, match="boom"):
+            peer.call("fail", "boom")
+        with pytest.raises(ipfi.ProcedureNotFound):
+            peer.call("nope")
+        with pytest.raises(ipfi.InvalidArguments):
+            peer.call("add", 1)
+        with pytest.raises(ipfi.RemoteError, match="asyncio driver"):
+            peer.call("aecho", 1)  # async procedures need the asyncio driver
+        assert list(peer.stream("count_sync", 1000)) == list(range(1000))
+        assert peer.call("count_sync", 600) == list(range(600))  # collected, credit flowing
+        assert peer.call("count_sync", 0) == []
+        assert peer.call("total_sync", input=range(1001)) == 500500
+        assert list(peer.stream("double_sync", input=iter(range(700)))) == [2 * i for i in range(700)]
+        assert 0 < peer.ping() < 1
+
+
+def test_breaking_out_of_a_stream_cancels_it(sync_server: str) -> None:
+    with ipfi.sync.connect(sync_server) as peer:
+        for item in peer.stream("count_sync", 10**9):
+            if item == 100:
+                break
+        assert peer.call("add", 1, 1) == 2
+
+
+def test_sixteen_threads_thousand_calls_each(sync_server: str) -> None:
+    errors: list[str] = []
+    with ipfi.sync.connect(sync_server) as peer:
+
+        def worker(n: int) -> None:
+            for i in range(1000):
+                value = n * 1_000_000 + i
+                result = peer.call("echo", value)
+                if result != value:
+                    errors.append(f"thread {n} sent {value} got {result}")
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_threads_share_streams_and_calls(sync_server: str) -> None:
+    results: dict[int, Any] = {}
+    with ipfi.sync.connect(sync_server) as peer:
+
+        def worker(n: int) -> None:
+            results[n] = list(peer.stream("count_sync", 300 + n)) if n % 2 else peer.call("add", n, n)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert results == {n: list(range(300 + n)) if n % 2 else 2 * n for n in range(8)}
+
+
+def test_kill_9_wakes_every_waiting_thread(async_server_process: Any) -> None:
+    process, address = async_server_process
+    outcomes: list[tuple[str, float]] = []
+    with ipfi.sync.connect(address) as peer:
+        assert peer.call("add", 1, 1) == 2  # a sync client against an asyncio server
+
+        def waiter(n: int) -> None:
+            try:
+                peer.call("sleep", 30, str(n))
+                outcomes.append(("returned", time.monotonic()))
+            except ipfi.ConnectionLost:
+                outcomes.append(("lost", time.monotonic()))
+
+        threads = [threading.Thread(target=waiter, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        killed = time.monotonic()
+        os.kill(process.pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(5)
+    assert len(outcomes) == 16
+    assert all(kind == "lost" and at - killed < 1.0 for kind, at in outcomes)
+
+
+def test_timeouts(async_server_process: Any) -> None:
+    _, address = async_server_process
+    with ipfi.sync.connect(address) as peer:
+        start = time.monotonic()
+        with pytest.raises(ipfi.DeadlineExceeded):
+            peer.call("sleep", 5, "sync-deadline", timeout=0.2)
+        assert time.monotonic() - start < 1.0
+        with pytest.raises(TimeoutError):
+            peer.receive(timeout=0.1)
+        assert peer.call("add", 2, 2) == 4
+
+
+def test_server_calls_back_the_sync_client(sync_server: str) -> None:
+    mine = ipfi.Interface()
+    mine.add(lambda name: f"thread hi {name}", name="greet")
+    with ipfi.sync.connect(sync_server, mine) as peer:
+        assert peer.call("call_back_sync", "greet", "x") == "thread hi x"
+
+
+def test_exec_child_from_the_sync_driver() -> None:
+    os.environ["PYTHONPATH"] = str(ROOT)
+    with ipfi.sync.connect(f"exec:{PYTHON} -m tests.helpers.stdio_child") as peer:
+        assert peer.call("add", 20, 22) == 42
+        assert peer.call("pid") != os.getpid()
+
+
+async def test_asyncio_client_against_sync_server(sync_server: str) -> None:
+    async with ipfi.connect(sync_server) as peer:
+        assert await peer.call("add", 1, 2) == 3
+        assert [i async for i in peer.stream("count_sync", 500)] == list(range(500))
+        results = await asyncio.gather(*(peer.call("blocking_sleep", 0.05) for _ in range(16)))
+        assert results == [0.05] * 16
+
+
+def _census() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+def test_nothing_leaks_after_close(sock_path: str) -> None:
+    address = f"unix:{sock_path}"
+    before = _census()
+    for _ in range(3):
+        with ipfi.sync.serve(address, calc.iface):
+            peers = [ipfi.sync.connect(address) for _ in range(4)]
+            peers.append(ipfi.sync.connect(address, calc.iface))  # with its own reader and workers
+            for peer in peers:
+                assert peer.call("add", 1, 1) == 2
+                assert list(peer.stream("count_sync", 10)) == list(range(10))
+            for peer in peers:
+                peer.close()
+    deadline = time.monotonic() + 5
+    while _census() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _census() == before
+
+
+def test_fork_child_gets_a_clear_error_and_parent_keeps_working(sync_server: str) -> None:
+    with ipfi.sync.connect(sync_server) as peer:
+        assert peer.call("add", 1, 1) == 2
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                peer.call("add", 1, 1)
+            except ipfi.InheritedConnection:
+                code = 0
+            except BaseException:
+                code = 2
+            peer.close()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [peer.call("add", i, i) for i in range(100)] == [2 * i for i in range(100)]
+
+
+def test_connection_refused_is_an_os_error(tmp_path: Any) -> None:
+    with pytest.raises(OSError):
+        ipfi.sync.connect(f"unix:{tmp_path}/nobody.sock")
