@@ -1,0 +1,24 @@
+"""The examples run as a user would run them."""
+
+from __future__ import annotations
+
+import subprocess
+
+from .conftest import PYTHON, ROOT
+
+
+def _run(example: str) -> str:
+    result = subprocess.run(
+        [PYTHON, f"examples/{example}"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_demo_runs() -> None:
+    output = _run("demo.py")
+    assert "add(1, 2) = 3" in output and "the server called us back: hello, demo" in output
+
+
+def test_sync_client_example_runs() -> None:
+    assert "a stream: [0, 1, 4, 9, 16, 25]" in _run("sync_client.py")
