@@ -31,10 +31,11 @@ from ..events import (
     ShutdownRequested,
     StreamEnded,
 )
-from ..handshake import Hello
 from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
 from ..options import Options
-from ..protocol import Connection, Role
+from ..peer_base import PeerBase
+from ..protocol import Role
+from ..proxy import Proxy
 from .streams import ItemQueue
 
 log = logging.getLogger("ipfi.aio")
@@ -98,7 +99,7 @@ class _Serving:
         self.reason = ""
 
 
-class Peer(asyncio.Protocol):
+class Peer(PeerBase, asyncio.Protocol):
     """One connection: call the peer, stream from it, serve it an :class:`~ipfi.Interface`.
 
     Obtained from :func:`ipfi.connect` (client side) or a server (one per accepted connection).
@@ -113,17 +114,7 @@ class Peer(asyncio.Protocol):
         peer_id: str = "peer-1",
         on_close: Callable[[Peer], None] | None = None,
     ) -> None:
-        self.interface = interface
-        self.options = options
-        self._core = Connection(
-            role,
-            limits=options.limits,
-            codecs=options.codecs,
-            channels=options.channels,
-            auth_token=options.auth_token if role is Role.CLIENT else None,
-            peer_id=peer_id,
-            rpc=options.rpc,
-        )
+        super().__init__(role, interface, options, peer_id)
         self._loop = asyncio.get_running_loop()
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
@@ -158,31 +149,6 @@ class Peer(asyncio.Protocol):
         self._shutdown_acked: asyncio.Future[None] | None = None
 
     # -- what the peer said about itself ---------------------------------------------------------
-
-    @property
-    def peer_id(self) -> str:
-        """The server-assigned id of this connection (``peer-N``)."""
-        return self._core.peer_id
-
-    @property
-    def hello(self) -> Hello | None:
-        """The peer's hello (client) or reply (server), once the handshake is done."""
-        return self._core.peer_hello
-
-    @property
-    def auth_token(self) -> str | None:
-        """The token a client sent in its hello (server side only); never logged."""
-        hello = self._core.peer_hello
-        return hello.auth_token if hello is not None else None
-
-    @property
-    def channels(self) -> tuple[int, ...]:
-        return self._core.channels
-
-    @property
-    def codec(self) -> str | None:
-        """The negotiated codec, or ``None`` for a plain framed peer."""
-        return self._core.codec.name if self._core.codec else None
 
     @property
     def is_closed(self) -> bool:
@@ -777,21 +743,3 @@ class CallStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._stop()
-
-
-class Proxy:
-    """Attribute access turns into calls: ``await proxy.add(1, 2)``."""
-
-    def __init__(self, peer: Peer) -> None:
-        self._peer = peer
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        peer = self._peer
-
-        def remote(*args: Any, **kwargs: Any) -> Any:
-            return peer.call(name, *args, **kwargs)
-
-        remote.__name__ = name
-        return remote

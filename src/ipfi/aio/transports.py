@@ -41,15 +41,36 @@ class _ForwardingProtocol(asyncio.Protocol):
         self._on_lost(exc)
 
 
-class PipePairTransport(asyncio.Transport):
+class _WritePipeTransport(asyncio.Transport):
+    """The write side shared by the pipe-based transports: ``writer`` is the pipe we write to."""
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(extra)
+        self.writer: asyncio.WriteTransport | None = None
+        self._closing = False
+
+    def write(self, data: Data) -> None:
+        if self.writer is not None and not self._closing:
+            self.writer.write(data)
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        if self.writer is not None and not self._closing:
+            self.writer.writelines(list_of_data)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.writer.get_write_buffer_size() if self.writer is not None else 0
+
+
+class PipePairTransport(_WritePipeTransport):
     """A duplex transport made of a read pipe and a write pipe (stdio, a child's stdin/stdout)."""
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self.reader: asyncio.ReadTransport | None = None
-        self.writer: asyncio.WriteTransport | None = None
         self._protocol: asyncio.Protocol | None = None
-        self._closing = False
         self._lost = False
 
     @classmethod
@@ -77,14 +98,6 @@ class PipePairTransport(asyncio.Transport):
             self._lost = True
             self._protocol.connection_lost(exc)
 
-    def write(self, data: Data) -> None:
-        if self.writer is not None and not self._closing:
-            self.writer.write(data)
-
-    def writelines(self, list_of_data: Iterable[Data]) -> None:
-        if self.writer is not None and not self._closing:
-            self.writer.writelines(list_of_data)
-
     def pause_reading(self) -> None:
         if self.reader is not None:
             self.reader.pause_reading()
@@ -92,9 +105,6 @@ class PipePairTransport(asyncio.Transport):
     def resume_reading(self) -> None:
         if self.reader is not None:
             self.reader.resume_reading()
-
-    def is_closing(self) -> bool:
-        return self._closing
 
     def close(self) -> None:
         if self._closing:
@@ -111,11 +121,8 @@ class PipePairTransport(asyncio.Transport):
         if self.reader is not None:
             self.reader.close()
 
-    def get_write_buffer_size(self) -> int:
-        return self.writer.get_write_buffer_size() if self.writer is not None else 0
 
-
-class ChildProcessTransport(asyncio.Transport):
+class ChildProcessTransport(_WritePipeTransport):
     """Talks to a spawned child over its stdin/stdout; its stderr is inherited.
 
     Closing closes the child's stdin; a child that does not exit within ``exit_timeout`` is killed.
@@ -124,8 +131,6 @@ class ChildProcessTransport(asyncio.Transport):
     def __init__(self, exit_timeout: float = 2.0) -> None:
         super().__init__()
         self._process: asyncio.SubprocessTransport | None = None
-        self._stdin: asyncio.WriteTransport | None = None
-        self._closing = False
         self._exit_timeout = exit_timeout
 
     @classmethod
@@ -142,17 +147,9 @@ class ChildProcessTransport(asyncio.Transport):
         transport._process = process
         stdin = process.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
-        transport._stdin = stdin
+        transport.writer = stdin
         protocol.connection_made(transport)
         return transport
-
-    def write(self, data: Data) -> None:
-        if self._stdin is not None and not self._closing:
-            self._stdin.write(data)
-
-    def writelines(self, list_of_data: Iterable[Data]) -> None:
-        if self._stdin is not None and not self._closing:
-            self._stdin.writelines(list_of_data)
 
     def pause_reading(self) -> None:
         if self._process is not None:
@@ -166,15 +163,12 @@ class ChildProcessTransport(asyncio.Transport):
             if isinstance(stdout, asyncio.ReadTransport):
                 stdout.resume_reading()
 
-    def is_closing(self) -> bool:
-        return self._closing
-
     def close(self) -> None:
         if self._closing or self._process is None:
             return
         self._closing = True
-        if self._stdin is not None:
-            self._stdin.close()
+        if self.writer is not None:
+            self.writer.close()
         process = self._process
         asyncio.get_running_loop().call_later(self._exit_timeout, self._kill_if_alive, process)
 
@@ -189,9 +183,6 @@ class ChildProcessTransport(asyncio.Transport):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         process.close()
-
-    def get_write_buffer_size(self) -> int:
-        return self._stdin.get_write_buffer_size() if self._stdin is not None else 0
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):

@@ -43,7 +43,9 @@ from ..events import (
 )
 from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
 from ..options import Options
-from ..protocol import Connection, Role
+from ..peer_base import PeerBase
+from ..protocol import Role
+from ..proxy import Proxy
 from .links import Link
 
 log = logging.getLogger("ipfi.sync")
@@ -89,7 +91,7 @@ def _never() -> bool:
     return False
 
 
-class Peer:
+class Peer(PeerBase):
     """One blocking connection; every method may be called from any thread."""
 
     def __init__(
@@ -106,18 +108,8 @@ class Peer:
     ) -> None:
         if options.keepalive is not None or options.limits.idle_timeout is not None:
             raise ValueError("keepalive and idle_timeout are not supported by the blocking driver yet")
-        self.interface = interface
-        self.options = options
+        super().__init__(role, interface, options, peer_id)
         self._link = link
-        self._core = Connection(
-            role,
-            limits=options.limits,
-            codecs=options.codecs,
-            channels=options.channels,
-            auth_token=options.auth_token if role is Role.CLIENT else None,
-            peer_id=peer_id,
-            rpc=options.rpc,
-        )
         self._executor = executor
         self._owns_executor = owns_executor
         self._on_close = on_close
@@ -173,23 +165,6 @@ class Peer:
             return
 
     # -- what the peer said ------------------------------------------------------------------------
-
-    @property
-    def peer_id(self) -> str:
-        return self._core.peer_id
-
-    @property
-    def auth_token(self) -> str | None:
-        hello = self._core.peer_hello
-        return hello.auth_token if hello is not None else None
-
-    @property
-    def codec(self) -> str | None:
-        return self._core.codec.name if self._core.codec else None
-
-    @property
-    def channels(self) -> tuple[int, ...]:
-        return self._core.channels
 
     @property
     def is_closed(self) -> bool:
@@ -613,27 +588,12 @@ class Peer:
         if self._owns_executor and self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def proxy(self) -> Any:
+    def proxy(self) -> Proxy:
         """An object whose attributes call the peer: ``peer.proxy().add(1, 2)``."""
-        return _Proxy(self)
+        return Proxy(self)
 
     def __enter__(self) -> Peer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class _Proxy:
-    def __init__(self, peer: Peer) -> None:
-        self._peer = peer
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        peer = self._peer
-
-        def remote(*args: Any, **kwargs: Any) -> Any:
-            return peer.call(name, *args, **kwargs)
-
-        return remote

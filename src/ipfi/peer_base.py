@@ -1,0 +1,51 @@
+"""What both drivers' peers share: the protocol core built from the options, and what it negotiated."""
+
+from __future__ import annotations
+
+from .handshake import Hello
+from .interface import Interface
+from .options import Options
+from .protocol import Connection, Role
+
+
+class PeerBase:
+    """The negotiated facts of one connection, read from its protocol core."""
+
+    def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
+        self.interface = interface
+        self.options = options
+        self._core = Connection(
+            role,
+            limits=options.limits,
+            codecs=options.codecs,
+            channels=options.channels,
+            auth_token=options.auth_token if role is Role.CLIENT else None,
+            peer_id=peer_id,
+            rpc=options.rpc,
+        )
+
+    @property
+    def peer_id(self) -> str:
+        """The server-assigned id of this connection (``peer-N``)."""
+        return self._core.peer_id
+
+    @property
+    def hello(self) -> Hello | None:
+        """The peer's hello (seen by a server) or reply (seen by a client), once the handshake is done."""
+        return self._core.peer_hello
+
+    @property
+    def auth_token(self) -> str | None:
+        """The token a client sent in its hello (server side only); never logged."""
+        hello = self._core.peer_hello
+        return hello.auth_token if hello is not None else None
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """The negotiated channels."""
+        return self._core.channels
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated codec, or ``None`` for a plain framed peer."""
+        return self._core.codec.name if self._core.codec else None
