@@ -148,7 +148,7 @@ class Peer(PeerBase, asyncio.Protocol):
         }
         self._shutdown_acked: asyncio.Future[None] | None = None
 
-    # -- what the peer said about itself ---------------------------------------------------------
+    # -- connection state -------------------------------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:

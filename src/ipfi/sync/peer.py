@@ -164,7 +164,7 @@ class Peer(PeerBase):
         except ConnectionLost:
             return
 
-    # -- what the peer said ------------------------------------------------------------------------
+    # -- connection state -------------------------------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:
