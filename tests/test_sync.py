@@ -185,6 +185,24 @@ def test_nothing_leaks_after_close(sock_path: str) -> None:
     assert _census() == before
 
 
+def test_a_running_server_releases_each_departed_client(sock_path: str) -> None:
+    address = f"unix:{sock_path}"
+    with ipfi.sync.serve(address, calc.iface) as server:
+        with ipfi.sync.connect(address) as peer:
+            assert peer.call("add", 1, 1) == 2
+        deadline = time.monotonic() + 5
+        while server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = _census()
+        for _ in range(20):
+            with ipfi.sync.connect(address) as peer:
+                assert peer.call("add", 1, 1) == 2
+        while (server.connections or _census() != before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _census() == before
+        assert not server.connections
+
+
 def test_fork_child_gets_a_clear_error_and_parent_keeps_working(sync_server: str) -> None:
     with ipfi.sync.connect(sync_server) as peer:
         assert peer.call("add", 1, 1) == 2

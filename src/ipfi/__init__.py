@@ -13,6 +13,7 @@ Serve it with ``await ipfi.serve("unix:calc.sock", iface)``; call it with
 from . import sync
 from .addresses import Address, parse_address
 from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, run, serve
+from .credentials import Credentials
 from .errors import (
     AddressError,
     Busy,
@@ -43,6 +44,7 @@ __all__ = [
     "CallStream",
     "Cancelled",
     "ConnectionLost",
+    "Credentials",
     "DeadlineExceeded",
     "FrameError",
     "HandshakeError",

@@ -1,4 +1,5 @@
-"""One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``stdio:``, ``exec:cmd args``."""
+"""One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``stdio:``, ``exec:cmd args``,
+``service:NAME``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import stat
 from dataclasses import dataclass
 
 from .errors import AddressError
+from .services import socket_path
 
-SCHEMES = ("unix", "tcp", "stdio", "exec")
+SCHEMES = ("unix", "tcp", "stdio", "exec", "service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,13 @@ class Address:
     host: str = ""
     port: int = 0
     argv: tuple[str, ...] = ()
+    #: A named service's name; ``path`` is then its socket in the runtime directory.
+    name: str = ""
+
+    @property
+    def is_unix(self) -> bool:
+        """Whether this is a Unix socket (``unix:`` or ``service:``)."""
+        return self.scheme in ("unix", "service")
 
     def __str__(self) -> str:
         if self.scheme == "unix":
@@ -30,6 +39,8 @@ class Address:
             return f"tcp://{host}:{self.port}"
         if self.scheme == "exec":
             return "exec:" + shlex.join(self.argv)
+        if self.scheme == "service":
+            return f"service:{self.name}"
         return "stdio:"
 
 
@@ -37,11 +48,15 @@ def parse_address(text: str) -> Address:
     """Parse an address string; raises :class:`~ipfi.errors.AddressError` with the reason.
 
     >>> parse_address("tcp://127.0.0.1:7000")
-    Address(scheme='tcp', path='', host='127.0.0.1', port=7000, argv=())
+    Address(scheme='tcp', path='', host='127.0.0.1', port=7000, argv=(), name='')
     """
     scheme, sep, rest = text.partition(":")
     if not sep or scheme not in SCHEMES:
-        raise AddressError(f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD")
+        raise AddressError(
+            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME"
+        )
+    if scheme == "service":
+        return Address("service", path=socket_path(rest), name=rest)
     if scheme == "unix":
         path = rest.removeprefix("//")
         if not path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,11 @@ class Options:
     - ``keepalive``: ping a silent peer every so many seconds; ``keepalive_timeout`` (default 3x)
       after which a silent peer is declared lost.
     - ``rpc``: False makes a plain framed peer (no ipfi extension in the hello).
+    - ``mode``: server only; permissions of a Unix socket it creates (0600: this user only;
+      0660 lets the socket's group in too).
+    - ``allow_uids``: server only; the user ids allowed to connect, checked with the kernel's
+      record of the peer (``SO_PEERCRED``) before any byte is read. Peers whose credentials
+      cannot be known (TCP) are then refused too.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -33,8 +38,12 @@ class Options:
     keepalive: float | None = None
     keepalive_timeout: float | None = None
     rpc: bool = True
+    mode: int = 0o600
+    allow_uids: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
+        if not 0 <= self.mode <= 0o777:
+            raise ValueError(f"mode must be permission bits (0..0o777), got {self.mode:o}")
         unknown = [name for name in self.codecs if name not in CODECS]
         if unknown or not self.codecs:
             raise ValueError(f"codecs must name some of {list(CODECS)}, got {list(self.codecs)}")
@@ -54,10 +63,13 @@ def make_options(
     limits: Limits | None = None,
     codecs: Sequence[str] | None = None,
     channels: Sequence[int] | None = None,
+    allow_uids: Iterable[int] | None = None,
     **rest: Any,
 ) -> Options:
     """Options from keyword arguments, with ``None`` meaning the default."""
     given: dict[str, Any] = dict(rest)
+    if allow_uids is not None:
+        given["allow_uids"] = frozenset(allow_uids)
     if limits is not None:
         given["limits"] = limits
     if codecs is not None:

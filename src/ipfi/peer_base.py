@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from .credentials import Credentials, peer_credentials
 from .handshake import Hello
 from .interface import Interface
 from .options import Options
 from .protocol import Connection, Role
+
+log = logging.getLogger("ipfi.server")
 
 
 class PeerBase:
@@ -23,6 +29,19 @@ class PeerBase:
             peer_id=peer_id,
             rpc=options.rpc,
         )
+        #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
+        self.credentials: Credentials | None = None
+
+    def _admit(self, sock: Any) -> bool:
+        """Record the peer's credentials from its socket; False if ``allow_uids`` shuts it out."""
+        self.credentials = peer_credentials(sock)
+        allowed = self.options.allow_uids
+        if self._core.role is Role.CLIENT or allowed is None:
+            return True
+        if self.credentials is not None and self.credentials.uid in allowed:
+            return True
+        log.warning("refusing a connection from %s: uid not in allow_uids", self.credentials or "an unknown peer")
+        return False
 
     @property
     def peer_id(self) -> str:

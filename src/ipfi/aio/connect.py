@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -12,11 +11,13 @@ import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
-from ..addresses import Address, parse_address, remove_stale_socket
+from ..addresses import Address, parse_address
 from ..errors import AddressError, HandshakeError
 from ..interface import Interface
+from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
+from ..services import not_running
 from .peer import Peer
 from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
 
@@ -65,8 +66,11 @@ def connect(address: str, iface: Interface | None = None, **options: Any) -> _Op
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
     loop = asyncio.get_running_loop()
     peer = Peer(Role.CLIENT, iface, options)
-    if address.scheme == "unix":
-        await loop.create_unix_connection(lambda: peer, address.path)
+    if address.is_unix:
+        try:
+            await loop.create_unix_connection(lambda: peer, address.path)
+        except FileNotFoundError:
+            raise not_running(address) from None
     elif address.scheme == "tcp":
         transport, _ = await loop.create_connection(lambda: peer, address.host, address.port)
         _set_nodelay(transport)
@@ -153,10 +157,10 @@ class Server:
         self.interface = iface
         self.options = options
         self.connections: set[Peer] = set()
-        self._listener: asyncio.Server | None = None
+        self._listener: Listener | None = None
+        self._server: asyncio.Server | None = None
         self._stdio_peer: Peer | None = None
         self._ids = itertools.count(1)
-        self._unlink_on_close = False
         self._closed = asyncio.get_running_loop().create_future()
 
     def _new_peer(self) -> asyncio.Protocol:
@@ -176,28 +180,27 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         address = self.address
-        if address.scheme == "unix":
-            remove_stale_socket(address.path)
-            self._listener = await loop.create_unix_server(self._new_peer, address.path)
-            self._unlink_on_close = True
-        elif address.scheme == "tcp":
-            self._listener = await loop.create_server(self._new_peer, address.host, address.port)
-            for sock in self._listener.sockets:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        elif address.scheme == "stdio":
+        if address.scheme == "stdio":
             peer = self._stdio_peer = Peer(Role.SERVER, self.interface, self.options, on_close=self.connections.discard)
             self.connections.add(peer)
             await _open_stdio(peer)
-        else:
+            return
+        if address.scheme == "exec":
             raise AddressError(f"cannot serve on {address}: exec addresses are for connect()")
+        listener = self._listener = Listener.open(address, mode=self.options.mode)
+        try:
+            if address.is_unix:
+                self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock)
+            else:
+                self._server = await loop.create_server(self._new_peer, sock=listener.sock)
+        except BaseException:
+            listener.close()
+            raise
 
     @property
     def bound_address(self) -> str:
         """The address clients can use, with the real port of a ``tcp://host:0`` server."""
-        if self.address.scheme == "tcp" and self._listener is not None and self._listener.sockets:
-            host, port = self._listener.sockets[0].getsockname()[:2]
-            return str(Address("tcp", host=host, port=port))
-        return str(self.address)
+        return self._listener.bound_address if self._listener is not None else str(self.address)
 
     async def serve_forever(self) -> None:
         """Run until :meth:`close` (or, for ``stdio:``, until the one connection ends)."""
@@ -208,22 +211,20 @@ class Server:
 
     def close(self) -> None:
         """Stop accepting and close every connection (their pending calls raise ``ConnectionLost``)."""
+        if self._server is not None:
+            self._server.close()
         if self._listener is not None:
             self._listener.close()
         for peer in list(self.connections):
             peer.close()
-        if self._unlink_on_close:
-            self._unlink_on_close = False
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address.path)
         if not self._closed.done():
             self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
         peers = list(self.connections)
         await asyncio.gather(*(peer.wait_closed() for peer in peers))
-        if self._listener is not None:
-            await self._listener.wait_closed()
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def __aenter__(self) -> Server:
         return self

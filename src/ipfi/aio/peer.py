@@ -163,6 +163,10 @@ class Peer(PeerBase, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        if not self._admit(transport.get_extra_info("socket")):
+            self._close_error = ConnectionLost("refused: this user may not connect")
+            self._transport.abort()
+            return
         self._core.start()
         self._flush()
         self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)

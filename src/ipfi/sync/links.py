@@ -11,7 +11,7 @@ import sys
 from typing import Protocol
 
 from ..addresses import Address
-from ..errors import AddressError
+from ..services import not_running
 
 READ_SIZE = 256 * 1024
 
@@ -121,11 +121,14 @@ class PipeLink:
 
 def open_link(address: Address, timeout: float | None) -> Link:
     """Connect to ``address`` as a client."""
-    if address.scheme == "unix":
+    if address.is_unix:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(address.path)
+        except FileNotFoundError:
+            sock.close()
+            raise not_running(address) from None
         except BaseException:
             sock.close()
             raise
@@ -149,19 +152,3 @@ def stdio_link() -> PipeLink:
     os.dup2(2, 1)
     sys.stdout.flush()
     return PipeLink(os.dup(0), write_fd)
-
-
-def listen_socket(address: Address) -> socket.socket:
-    if address.scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(address.path)
-        except BaseException:
-            sock.close()
-            raise
-    elif address.scheme == "tcp":
-        sock = socket.create_server((address.host, address.port))
-    else:
-        raise AddressError(f"cannot listen on {address}")
-    sock.listen(128)
-    return sock

@@ -133,6 +133,9 @@ class Peer(PeerBase):
 
     def open(self, *, background_reader: bool) -> Peer:
         """Complete the handshake (client) or start serving (server, always with a reader thread)."""
+        if not self._admit(getattr(self._link, "sock", None)):
+            self.close(timeout=0.0)
+            return self
         with self._lock:
             self._core.start()
         self._flush()
@@ -162,7 +165,9 @@ class Peer(PeerBase):
                     return
             self._wait_until(_never, None)
         except ConnectionLost:
-            return
+            pass
+        if self._core.role is Role.SERVER:
+            self.close(timeout=0.0)  # release the socket as soon as the peer is gone, not at server close
 
     # -- connection state -------------------------------------------------------------------------------
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..addresses import Address, parse_address, remove_stale_socket
+from ..addresses import Address, parse_address
 from ..interface import Interface
+from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
-from .links import SocketLink, listen_socket, stdio_link
+from .links import SocketLink, stdio_link
 from .peer import Peer
 
 log = logging.getLogger("ipfi.sync")
@@ -36,32 +36,28 @@ class Server:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
         self._ids = itertools.count(1)
         self._closed = threading.Event()
-        self._listener: socket.socket | None = None
+        self._listener: Listener | None = None
         self._acceptor: threading.Thread | None = None
 
     def start(self) -> Server:
         if self.address.scheme == "stdio":
             self._add(stdio_link(), peer_id="peer-1")
             return self
-        if self.address.scheme == "unix":
-            remove_stale_socket(self.address.path)
-        self._listener = listen_socket(self.address)
+        self._listener = Listener.open(self.address, mode=self.options.mode)
         self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
         self._acceptor.start()
         return self
 
     @property
     def bound_address(self) -> str:
-        if self.address.scheme == "tcp" and self._listener is not None:
-            host, port = self._listener.getsockname()[:2]
-            return str(Address("tcp", host=host, port=port))
-        return str(self.address)
+        """The address clients can use, with the real port of a ``tcp://host:0`` server."""
+        return self._listener.bound_address if self._listener is not None else str(self.address)
 
     def _accept_forever(self) -> None:
         assert self._listener is not None
         while not self._closed.is_set():
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = self._listener.sock.accept()
             except OSError:
                 return  # closed
             if len(self.connections) >= self.options.limits.max_connections:
@@ -94,7 +90,7 @@ class Server:
         self._closed.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
+                self._listener.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
             self._listener.close()
         if self._acceptor is not None:
             self._acceptor.join()
@@ -103,10 +99,6 @@ class Server:
         for peer in peers:
             peer.close(timeout=0.0)
         self._executor.shutdown(wait=True, cancel_futures=True)
-        if self.address.scheme == "unix" and self._listener is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address.path)
-            self._listener = None
 
     def __enter__(self) -> Server:
         return self

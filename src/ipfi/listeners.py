@@ -1,0 +1,74 @@
+"""Listening sockets for both drivers: TCP, or a Unix socket with its permissions, lock and clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+from .addresses import Address, remove_stale_socket
+from .errors import AddressError
+from .services import ServiceLock, prepare_runtime_dir
+
+BACKLOG = 512
+
+
+class Listener:
+    """A bound, listening socket; :meth:`close` also removes the files a Unix socket left behind."""
+
+    def __init__(self, address: Address, sock: socket.socket, lock: ServiceLock | None = None) -> None:
+        self.address = address
+        self.sock = sock
+        self._lock = lock
+        self._inode = os.stat(address.path).st_ino if address.is_unix else 0
+
+    @classmethod
+    def open(cls, address: Address, *, mode: int = 0o600) -> Listener:
+        """Bind and listen on ``address`` (``unix:``, ``service:`` or ``tcp://``).
+
+        A Unix socket gets ``mode`` before it listens, so no client can connect while it is wider.
+        A ``service:`` first takes the service's lock (a second server with the name fails here).
+        """
+        if address.scheme == "tcp":
+            sock = socket.create_server((address.host, address.port), backlog=BACKLOG)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
+            return cls(address, sock)
+        if not address.is_unix:
+            raise AddressError(f"cannot listen on {address}")
+        lock = None
+        if address.scheme == "service":
+            directory = prepare_runtime_dir(Path(address.path).parent, group=bool(mode & 0o070))
+            lock = ServiceLock(address.name, directory).acquire()
+        else:
+            remove_stale_socket(address.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address.path)
+            os.chmod(address.path, mode)
+            sock.listen(BACKLOG)
+            return cls(address, sock, lock)
+        except BaseException:
+            sock.close()
+            if lock is not None:
+                lock.release()
+            raise
+
+    @property
+    def bound_address(self) -> str:
+        """The address clients can use, with the real port of a ``tcp://host:0`` listener."""
+        if self.address.scheme == "tcp" and self.sock.fileno() >= 0:
+            host, port = self.sock.getsockname()[:2]
+            return str(Address("tcp", host=host, port=port))
+        return str(self.address)
+
+    def close(self) -> None:
+        """Close the socket (if the event loop has not already) and remove the socket and lock files."""
+        self.sock.close()
+        if self._lock is not None:
+            self._lock.release()
+        elif self.address.is_unix:
+            # Only our own socket file: another server may have replaced a path we no longer own.
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.address.path).st_ino == self._inode:
+                    os.unlink(self.address.path)
