@@ -22,3 +22,15 @@ def test_demo_runs() -> None:
 
 def test_sync_client_example_runs() -> None:
     assert "a stream: [0, 1, 4, 9, 16, 25]" in _run("sync_client.py")
+
+
+def test_event_loop_example_runs() -> None:
+    output = _run("event_loop.py")
+    for line in [
+        "hub: 2 member(s) connected",
+        "bob got: peer-1: hello bob",
+        "alice got: operator: maintenance at noon",
+        "hub: peer-1 left",
+        "service files left: []",
+    ]:
+        assert line in output

@@ -34,6 +34,7 @@ from .errors import (
 from .interface import Interface, current_peer
 from .limits import Limits
 from .options import Options
+from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
 __version__ = "0.1.0"
 
@@ -43,9 +44,12 @@ __all__ = [
     "Busy",
     "CallStream",
     "Cancelled",
+    "Connected",
     "ConnectionLost",
     "Credentials",
     "DeadlineExceeded",
+    "Disconnected",
+    "FdReady",
     "FrameError",
     "HandshakeError",
     "InheritedConnection",
@@ -61,8 +65,11 @@ __all__ = [
     "ProcedureNotFound",
     "ProtocolError",
     "Proxy",
+    "Received",
     "RemoteError",
     "Server",
+    "ServerEvent",
+    "TimerFired",
     "__version__",
     "accept_stream",
     "connect",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from .credentials import Credentials, peer_credentials
+from .events import MessageReceived
 from .handshake import Hello
 from .interface import Interface
 from .options import Options
@@ -68,3 +70,13 @@ class PeerBase:
     def codec(self) -> str | None:
         """The negotiated codec, or ``None`` for a plain framed peer."""
         return self._core.codec.name if self._core.codec else None
+
+
+def first_on(messages: Sequence[MessageReceived], channel: int | None) -> int | None:
+    """Where the first queued message on ``channel`` (any channel if ``None``) is, if there is one."""
+    if channel is None:
+        return 0 if messages else None
+    for index, message in enumerate(messages):
+        if message.channel == channel:
+            return index
+    return None

@@ -18,6 +18,7 @@ from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
 from ..services import not_running
+from .event_feed import EventFeed
 from .peer import Peer
 from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
 
@@ -161,28 +162,66 @@ class Server:
         self._server: asyncio.Server | None = None
         self._stdio_peer: Peer | None = None
         self._ids = itertools.count(1)
+        self._feed: EventFeed | None = None
+        self._stopped = False
         self._closed = asyncio.get_running_loop().create_future()
 
     def _new_peer(self) -> asyncio.Protocol:
         if len(self.connections) >= self.options.limits.max_connections:
             log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
             return _Refuser()
-        peer = Peer(
-            Role.SERVER,
-            self.interface,
-            self.options,
-            peer_id=f"peer-{next(self._ids)}",
-            on_close=self.connections.discard,
-        )
+        return self._adopt(Peer(Role.SERVER, self.interface, self.options, peer_id=f"peer-{next(self._ids)}"))
+
+    def _adopt(self, peer: Peer) -> Peer:
+        peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
         self.connections.add(peer)
         return peer
+
+    def _peer_opened(self, peer: Peer) -> None:
+        if self._feed is not None:
+            self._feed.peer_opened(peer)
+
+    def _peer_closed(self, peer: Peer) -> None:
+        self.connections.discard(peer)
+        if self._feed is not None:
+            self._feed.peer_closed(peer)
+
+    # -- the event API ---------------------------------------------------------------------------------
+
+    def events(self) -> EventFeed:
+        """The server's events for one ``async for``, until the server is closed and its peers are gone.
+
+        Yields :class:`~ipfi.Connected`, :class:`~ipfi.Disconnected`, :class:`~ipfi.Received` (a plain
+        frame; from now on plain frames come here instead of to ``peer.receive()``),
+        :class:`~ipfi.TimerFired` and :class:`~ipfi.FdReady`. Peers already connected are reported first.
+        """
+        if self._feed is None:
+            self._feed = EventFeed(lambda: self._stopped and not self.connections)
+        feed = self._feed
+        for peer in list(self.connections):
+            if peer.is_open and peer not in feed:
+                feed.peer_opened(peer)
+        return feed
+
+    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str:
+        """Report :class:`~ipfi.TimerFired` every ``interval`` seconds (once, without ``repeat``); returns its name."""
+        return self.events().add_timer(interval, name=name, repeat=repeat)
+
+    def cancel_timer(self, name: str) -> None:
+        self.events().cancel_timer(name)
+
+    def add_fd(self, fd: Any) -> int:
+        """Report :class:`~ipfi.FdReady` when ``fd`` (an int or an object with ``fileno()``) is readable."""
+        return self.events().add_fd(fd)
+
+    def remove_fd(self, fd: Any) -> None:
+        self.events().remove_fd(fd)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         address = self.address
         if address.scheme == "stdio":
-            peer = self._stdio_peer = Peer(Role.SERVER, self.interface, self.options, on_close=self.connections.discard)
-            self.connections.add(peer)
+            peer = self._stdio_peer = self._adopt(Peer(Role.SERVER, self.interface, self.options))
             await _open_stdio(peer)
             return
         if address.scheme == "exec":
@@ -211,6 +250,10 @@ class Server:
 
     def close(self) -> None:
         """Stop accepting and close every connection (their pending calls raise ``ConnectionLost``)."""
+        self._stopped = True
+        if self._feed is not None:
+            self._feed.close()  # timers and fds; the iteration itself ends once the peers are gone
+            self._feed.wake()
         if self._server is not None:
             self._server.close()
         if self._listener is not None:

@@ -33,7 +33,7 @@ from ..events import (
 )
 from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
 from ..options import Options
-from ..peer_base import PeerBase
+from ..peer_base import PeerBase, first_on
 from ..protocol import Role
 from ..proxy import Proxy
 from .streams import ItemQueue
@@ -112,18 +112,21 @@ class Peer(PeerBase, asyncio.Protocol):
         options: Options,
         *,
         peer_id: str = "peer-1",
-        on_close: Callable[[Peer], None] | None = None,
     ) -> None:
         super().__init__(role, interface, options, peer_id)
         self._loop = asyncio.get_running_loop()
-        self._on_close = on_close
+        #: Called once the handshake is done, and once the connection has ended (a server's bookkeeping).
+        self.on_open: Callable[[Peer], None] | None = None
+        self.on_close: Callable[[Peer], None] | None = None
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, _UnaryCall | _StreamCall] = {}
         self._serving: dict[int, _Serving] = {}
         self._notifications: set[asyncio.Task[None]] = set()
         self._credit_waiters: dict[int, asyncio.Future[None]] = {}
         self._messages: deque[Message] = deque()
-        self._message_waiter: asyncio.Future[None] | None = None
+        self._unread_messages = 0  # queued here or in the server's event feed
+        self._message_sink: Callable[[Peer, Message], None] | None = None
+        self._message_waiters: list[asyncio.Future[None]] = []
         self._pings: deque[asyncio.Future[float] | None] = deque()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -153,6 +156,16 @@ class Peer(PeerBase, asyncio.Protocol):
     @property
     def is_closed(self) -> bool:
         return self._closed.done()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the handshake is done and the connection has not ended."""
+        return self._opened.done() and not self._closed.done()
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the connection ended, once it has."""
+        return str(self._close_error) if self._closed.done() and self._close_error else None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport details, e.g. ``"peername"``, ``"sockname"``."""
@@ -229,8 +242,8 @@ class Peer(PeerBase, asyncio.Protocol):
             self._shutdown_acked.set_result(None)
         self._close_error = error
         self._closed.set_result(None)
-        if self._on_close is not None:
-            self._on_close(self)
+        if self.on_close is not None:
+            self.on_close(self)
 
     def pause_writing(self) -> None:
         self._pause_reading("writes")
@@ -327,6 +340,8 @@ class Peer(PeerBase, asyncio.Protocol):
         if self.options.keepalive is not None or self.options.limits.idle_timeout is not None:
             self._timer = self._loop.call_later(self._watch_period(), self._watchdog)
         self._opened.set_result(None)
+        if self.on_open is not None:
+            self.on_open(self)
 
     def _on_result(self, event: ResultReceived) -> None:
         call = self._calls.pop(event.call_id, None)
@@ -368,15 +383,36 @@ class Peer(PeerBase, asyncio.Protocol):
             waiter.set_result(None)
 
     def _on_message(self, event: MessageReceived) -> None:
-        self._messages.append(event)
-        if len(self._messages) >= self.options.limits.max_queued_messages:
+        self._unread_messages += 1
+        if self._unread_messages >= self.options.limits.max_queued_messages:
             self._pause_reading("messages")
-        self._wake_messages()
+        if self._message_sink is not None:
+            self._message_sink(self, event)
+        else:
+            self._messages.append(event)
+            self._wake_messages()
 
     def _wake_messages(self) -> None:
-        waiter = self._message_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters, self._message_waiters = self._message_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def divert_messages(self, sink: Callable[[Peer, Message], None]) -> None:
+        """Hand this peer's plain frames, queued and future, to ``sink`` (a server's event feed).
+
+        Whoever consumes them calls :meth:`message_taken` for each, which keeps the
+        ``max_queued_messages`` backpressure working.
+        """
+        self._message_sink = sink
+        while self._messages:
+            sink(self, self._messages.popleft())
+
+    def message_taken(self) -> None:
+        """One plain frame was consumed; reading resumes once half of the queue limit is free."""
+        self._unread_messages -= 1
+        if self._unread_messages <= self.options.limits.max_queued_messages // 2:
+            self._resume_reading("messages")
 
     def _on_pong(self, event: PongReceived) -> None:
         waiter = self._pings.popleft() if self._pings else None
@@ -615,26 +651,27 @@ class Peer(PeerBase, asyncio.Protocol):
         self._core.send_message(channel, payload)
         self._schedule_flush()
 
-    async def receive(self) -> Message:
-        """The next plain frame from the peer; raises :class:`ConnectionLost` after the end."""
-        while not self._messages:
+    async def receive(self, channel: int | None = None) -> Message:
+        """The next plain frame from the peer (on ``channel``, if given; others stay queued).
+
+        Raises :class:`ConnectionLost` once the connection has ended and nothing is left.
+        """
+        while (index := first_on(self._messages, channel)) is None:
             if self._closed.done():
                 raise self._close_error or ConnectionLost("connection closed")
-            self._message_waiter = self._loop.create_future()
-            try:
-                await self._message_waiter
-            finally:
-                self._message_waiter = None
-        message = self._messages.popleft()
-        if len(self._messages) <= self.options.limits.max_queued_messages // 2:
-            self._resume_reading("messages")
+            waiter = self._loop.create_future()
+            self._message_waiters.append(waiter)
+            await waiter
+        message = self._messages[index]
+        del self._messages[index]
+        self.message_taken()
         return message
 
-    async def messages(self) -> AsyncIterator[Message]:
-        """Plain frames until the connection closes."""
+    async def messages(self, channel: int | None = None) -> AsyncIterator[Message]:
+        """Plain frames (on ``channel``, if given) until the connection closes."""
         while True:
             try:
-                yield await self.receive()
+                yield await self.receive(channel)
             except ConnectionLost:
                 return
 

@@ -43,7 +43,7 @@ from ..events import (
 )
 from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
 from ..options import Options
-from ..peer_base import PeerBase
+from ..peer_base import PeerBase, first_on
 from ..protocol import Role
 from ..proxy import Proxy
 from .links import Link
@@ -104,7 +104,6 @@ class Peer(PeerBase):
         executor: Executor | None = None,
         owns_executor: bool = False,
         peer_id: str = "peer-1",
-        on_close: Callable[[Peer], None] | None = None,
     ) -> None:
         if options.keepalive is not None or options.limits.idle_timeout is not None:
             raise ValueError("keepalive and idle_timeout are not supported by the blocking driver yet")
@@ -112,7 +111,10 @@ class Peer(PeerBase):
         self._link = link
         self._executor = executor
         self._owns_executor = owns_executor
-        self._on_close = on_close
+        #: Called once the handshake is done (outside the lock), and once the connection has ended.
+        self.on_open: Callable[[Peer], None] | None = None
+        self.on_close: Callable[[Peer], None] | None = None
+        self._announce_open = False
         self._lock = threading.Lock()  # guards the core and every table below
         self._write_lock = threading.Lock()  # keeps frames taken from the core in order on the wire
         self._reading = False
@@ -120,6 +122,10 @@ class Peer(PeerBase):
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
         self._messages: deque[MessageReceived] = deque()
+        self._unread_messages = 0  # queued here or in the server's event feed
+        self._message_sink: Callable[[Peer, MessageReceived], None] | None = None
+        self._room = threading.Event()  # clear while max_queued_messages frames wait: the reader pauses
+        self._room.set()
         self._pings: deque[list[float]] = deque()
         self._shutdown_acked = False
         self._closing_after_flush = False
@@ -175,6 +181,16 @@ class Peer(PeerBase):
     def is_closed(self) -> bool:
         return self._error is not None
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the handshake is done and the connection has not ended."""
+        return self._core.is_open and self._error is None
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the connection ended, once it has."""
+        return str(self._error) if self._error is not None else None
+
     # -- the reader role ---------------------------------------------------------------------------
 
     def _check_process(self) -> None:
@@ -220,6 +236,8 @@ class Peer(PeerBase):
     def _read_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
         try:
             while True:
+                if not self._room.is_set() and threading.current_thread() is self._reader:
+                    self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
                 if deadline is not None and not self._link.readable(deadline - time.monotonic()):
                     raise TimeoutError
                 data = self._link.recv()
@@ -229,7 +247,10 @@ class Peer(PeerBase):
                     else:
                         self._receive_eof()
                     done = ready() or self._error is not None
+                    announce, self._announce_open = self._announce_open, False
                 self._flush()
+                if announce and self.on_open is not None:
+                    self.on_open(self)
                 if done:
                     return
         finally:
@@ -274,10 +295,11 @@ class Peer(PeerBase):
         self._inputs.clear()
         for waiter in self._waiters:
             waiter.event.set()
+        self._room.set()
         self._link.shutdown()
         _live_peers.discard(self)
-        if self._on_close is not None:
-            self._on_close(self)
+        if self.on_close is not None:
+            self.on_close(self)
 
     def _handle(self, event: Event) -> None:
         kind = type(event)
@@ -311,7 +333,13 @@ class Peer(PeerBase):
             self._on_call(event)
         elif kind is MessageReceived:
             assert isinstance(event, MessageReceived)
-            self._messages.append(event)
+            self._unread_messages += 1
+            if self._unread_messages >= self.options.limits.max_queued_messages:
+                self._room.clear()
+            if self._message_sink is not None:
+                self._message_sink(self, event)
+            else:
+                self._messages.append(event)
         elif kind is PongReceived:
             assert isinstance(event, PongReceived)
             if self._pings and event.round_trip is not None:
@@ -320,6 +348,7 @@ class Peer(PeerBase):
             authenticate = self.options.authenticate
             if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
                 raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+            self._announce_open = True
         elif kind is ShutdownRequested:
             self._closing_after_flush = True
         elif kind is ShutdownAcknowledged:
@@ -551,12 +580,48 @@ class Peer(PeerBase):
             self._core.send_message(channel, payload)
         self._flush()
 
-    def receive(self, timeout: float | None = None) -> MessageReceived:
-        """The next plain frame; raises ``TimeoutError`` or :class:`ConnectionLost`."""
+    def receive(self, channel: int | None = None, timeout: float | None = None) -> MessageReceived:
+        """The next plain frame (on ``channel``, if given; others stay queued).
+
+        Raises ``TimeoutError``, or :class:`ConnectionLost` once the connection has ended.
+        """
         self._check_process()
-        self._wait_until(lambda: bool(self._messages), None if timeout is None else time.monotonic() + timeout)
+        self._wait_until(
+            lambda: first_on(self._messages, channel) is not None,
+            None if timeout is None else time.monotonic() + timeout,
+        )
         with self._lock:
-            return self._messages.popleft()
+            index = first_on(self._messages, channel)
+            assert index is not None
+            message = self._messages[index]
+            del self._messages[index]
+        self.message_taken()
+        return message
+
+    def messages(self, channel: int | None = None) -> Iterator[MessageReceived]:
+        """Plain frames (on ``channel``, if given) until the connection ends."""
+        while True:
+            try:
+                yield self.receive(channel)
+            except ConnectionLost:
+                return
+
+    def divert_messages(self, sink: Callable[[Peer, MessageReceived], None]) -> None:
+        """Hand this peer's plain frames, queued and future, to ``sink`` (a server's event feed).
+
+        Whoever consumes them calls :meth:`message_taken` for each.
+        """
+        with self._lock:
+            self._message_sink = sink
+            while self._messages:
+                sink(self, self._messages.popleft())
+
+    def message_taken(self) -> None:
+        """One plain frame was consumed; the reader resumes once half of the queue limit is free."""
+        with self._lock:
+            self._unread_messages -= 1
+            if self._unread_messages <= self.options.limits.max_queued_messages // 2:
+                self._room.set()
 
     def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time of a ping, in seconds."""

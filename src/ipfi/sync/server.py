@@ -15,6 +15,7 @@ from ..interface import Interface
 from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
+from .event_feed import EventFeed
 from .links import SocketLink, stdio_link
 from .peer import Peer
 
@@ -38,6 +39,7 @@ class Server:
         self._closed = threading.Event()
         self._listener: Listener | None = None
         self._acceptor: threading.Thread | None = None
+        self._feed: EventFeed | None = None
 
     def start(self) -> Server:
         if self.address.scheme == "stdio":
@@ -67,19 +69,56 @@ class Server:
             self._add(SocketLink(sock), peer_id=f"peer-{next(self._ids)}")
 
     def _add(self, link: Any, *, peer_id: str) -> None:
-        peer = Peer(
-            link, Role.SERVER, self.interface, self.options,
-            executor=self._executor, peer_id=peer_id, on_close=self._discard,
-        )  # fmt: skip
+        peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor, peer_id=peer_id)
+        peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
         with self._connections_lock:
             self.connections.add(peer)
         peer.open(background_reader=True)
 
-    def _discard(self, peer: Peer) -> None:
+    def _peer_opened(self, peer: Peer) -> None:
+        if self._feed is not None:
+            self._feed.peer_opened(peer)
+
+    def _peer_closed(self, peer: Peer) -> None:
         with self._connections_lock:
             self.connections.discard(peer)
+        if self._feed is not None:
+            self._feed.peer_closed(peer)
         if self.address.scheme == "stdio":
             self._closed.set()
+
+    # -- the event API ---------------------------------------------------------------------------------
+
+    def events(self) -> EventFeed:
+        """The server's events for one thread's ``for`` loop, until the server is closed and its peers are gone.
+
+        Yields :class:`~ipfi.Connected`, :class:`~ipfi.Disconnected`, :class:`~ipfi.Received` (a plain
+        frame; from now on plain frames come here instead of to ``peer.receive()``),
+        :class:`~ipfi.TimerFired` and :class:`~ipfi.FdReady`. Peers already connected are reported first.
+        """
+        with self._connections_lock:
+            if self._feed is None:
+                self._feed = EventFeed(lambda: self._closed.is_set() and not self.connections)
+            feed = self._feed
+            peers = list(self.connections)
+        for peer in peers:
+            if peer.is_open and peer not in feed:
+                feed.peer_opened(peer)
+        return feed
+
+    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str:
+        """Report :class:`~ipfi.TimerFired` every ``interval`` seconds (once, without ``repeat``); returns its name."""
+        return self.events().add_timer(interval, name=name, repeat=repeat)
+
+    def cancel_timer(self, name: str) -> None:
+        self.events().cancel_timer(name)
+
+    def add_fd(self, fd: Any) -> int:
+        """Report :class:`~ipfi.FdReady` when ``fd`` (an int or an object with ``fileno()``) is readable."""
+        return self.events().add_fd(fd)
+
+    def remove_fd(self, fd: Any) -> None:
+        self.events().remove_fd(fd)
 
     def serve_forever(self) -> None:
         """Block until the server is closed (for ``stdio:``, until its one connection ends)."""
@@ -99,6 +138,8 @@ class Server:
         for peer in peers:
             peer.close(timeout=0.0)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._feed is not None:
+            self._feed.close()
 
     def __enter__(self) -> Server:
         return self
