@@ -16,12 +16,15 @@ from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connec
 from .credentials import Credentials
 from .errors import (
     AddressError,
+    AddressInUse,
+    AddressTooLong,
     Busy,
     Cancelled,
     ConnectionLost,
     DeadlineExceeded,
     FrameError,
     HandshakeError,
+    HandshakeTimeout,
     InheritedConnection,
     InvalidArguments,
     InvalidMagic,
@@ -41,6 +44,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Address",
     "AddressError",
+    "AddressInUse",
+    "AddressTooLong",
     "Busy",
     "CallStream",
     "Cancelled",
@@ -52,6 +57,7 @@ __all__ = [
     "FdReady",
     "FrameError",
     "HandshakeError",
+    "HandshakeTimeout",
     "InheritedConnection",
     "Interface",
     "InvalidArguments",

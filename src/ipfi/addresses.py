@@ -10,8 +10,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from .errors import AddressError
-from .services import socket_path
+from .errors import AddressError, AddressInUse, AddressTooLong
+from .services import SUN_PATH_MAX, socket_path
 
 SCHEMES = ("unix", "tcp", "stdio", "exec", "service")
 
@@ -61,6 +61,8 @@ def parse_address(text: str) -> Address:
         path = rest.removeprefix("//")
         if not path:
             raise AddressError(f"{text!r}: a unix address needs a path")
+        if len(os.fsencode(path)) > SUN_PATH_MAX:
+            raise AddressTooLong(f"{text!r}: a Unix socket path can have at most {SUN_PATH_MAX} bytes")
         return Address("unix", path=path)
     if scheme == "tcp":
         return _parse_tcp(text, rest)
@@ -112,4 +114,4 @@ def remove_stale_socket(path: str) -> None:
         raise
     finally:
         probe.close()
-    raise AddressError(f"{path}: another server is listening there")
+    raise AddressInUse(f"{path}: another server is listening there")

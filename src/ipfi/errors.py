@@ -34,6 +34,10 @@ class HandshakeError(ProtocolError):
     """The handshake was refused, malformed or too slow."""
 
 
+class HandshakeTimeout(HandshakeError, TimeoutError):
+    """The peer did not complete the handshake in time (also a ``TimeoutError``)."""
+
+
 class ConnectionLost(IpfiError):
     """The connection ended while a call, stream or send was pending on it."""
 
@@ -47,6 +51,14 @@ class InheritedConnection(IpfiError):
 
 class AddressError(IpfiError, ValueError):
     """An address string could not be understood (see :func:`ipfi.addresses.parse_address`)."""
+
+
+class AddressTooLong(AddressError):
+    """A Unix socket path (or a service name with its directory) does not fit the kernel's 108 bytes."""
+
+
+class AddressInUse(AddressError):
+    """Another server is serving this address (a live socket there, or a service's lock held)."""
 
 
 class RemoteError(IpfiError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -84,12 +84,13 @@ def versions_compatible(server: str, client: str) -> bool:
     return server_major == client_major and client_minor >= server_minor
 
 
-def normalize_channels(value: Any) -> tuple[int, ...]:
-    """Validate a channel list: at most 256 ints in 1..65535; duplicates dropped, order kept."""
+def normalize_channels(value: Any, *, limit: int | None = MAX_CHANNELS) -> tuple[int, ...]:
+    """Validate a channel list: ints in 1..65535, at most ``limit`` of them (a hello's limit by
+    default; a server may offer more than a client may ask for); duplicates dropped, order kept."""
     if not isinstance(value, list):
         raise HandshakeError("handshake: 'channels' must be a list")
-    if len(value) > MAX_CHANNELS:
-        raise HandshakeError(f"handshake: at most {MAX_CHANNELS} channels, got {len(value)}")
+    if limit is not None and len(value) > limit:
+        raise HandshakeError(f"handshake: at most {limit} channels, got {len(value)}")
     seen: dict[int, None] = {}
     for channel in value:
         if type(channel) is not int or not 0 <= channel <= MAX_CHANNEL:
@@ -125,10 +126,9 @@ def parse_hello(payload: bytes, *, is_reply: bool) -> Hello:
     return Hello(channels, protocol, version, peer_id, auth_token, extension)
 
 
-def negotiate_channels(requested: Sequence[int], offered: Iterable[int]) -> tuple[int, ...]:
+def negotiate_channels(requested: Sequence[int], offered: Container[int]) -> tuple[int, ...]:
     """The client's requested channels that the server offers, in the client's order."""
-    allowed = set(offered)
-    result = tuple(channel for channel in requested if channel in allowed)
+    result = tuple(channel for channel in requested if channel in offered)
     if not result:
         raise HandshakeError(f"handshake: no common channel (requested {list(requested)})")
     return result

@@ -13,6 +13,9 @@ from .errors import InvalidArguments, RemoteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Every interface answers this call with the description of its procedures (see ``ipfi info``).
+DESCRIBE = "ipfi.describe"
+
 
 class Kind(enum.Enum):
     """How a procedure produces its result."""
@@ -126,7 +129,11 @@ class Interface:
         self._procedures[procedure_name] = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
 
     def get(self, name: str) -> Procedure | None:
-        return self._procedures.get(name)
+        """The procedure called ``name``; :data:`DESCRIBE` gives the built-in introspection one."""
+        procedure = self._procedures.get(name)
+        if procedure is None and name == DESCRIBE:
+            return Procedure(DESCRIBE, self.describe, Kind.FUNCTION, False, inspect.signature(self.describe))
+        return procedure
 
     def __getitem__(self, name: str) -> Procedure:
         return self._procedures[name]
@@ -141,6 +148,7 @@ class Interface:
         return len(self._procedures)
 
     def describe(self) -> list[dict[str, Any]]:
+        """Each procedure's name, signature, kind, whether it streams, and first docstring line."""
         return [procedure.describe() for procedure in self]
 
 

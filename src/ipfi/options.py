@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codecs import CODECS, DEFAULT_CODECS
-from .handshake import DEFAULT_SERVER_CHANNELS
+from .errors import HandshakeError
+from .handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
 from .limits import Limits
 
 
@@ -42,6 +43,10 @@ class Options:
     allow_uids: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
+        try:
+            normalize_channels(list(self.channels), limit=None)
+        except HandshakeError as exc:
+            raise ValueError(f"channels: {exc}") from None
         if not 0 <= self.mode <= 0o777:
             raise ValueError(f"mode must be permission bits (0..0o777), got {self.mode:o}")
         unknown = [name for name in self.codecs if name not in CODECS]

@@ -42,6 +42,7 @@ from .events import (
 from .frames import CONTROL, FrameDecoder, frame_header
 from .handshake import (
     DEFAULT_SERVER_CHANNELS,
+    MAX_CHANNELS,
     PING,
     PONG,
     SHUTDOWN_ACK,
@@ -107,7 +108,8 @@ class Connection:
         self.limits = limits or Limits()
         self.state = State.HANDSHAKE
         self._codec_names = tuple(codecs)
-        self._channels = normalize_channels(list(channels))
+        self._channels = normalize_channels(list(channels), limit=MAX_CHANNELS if role is Role.CLIENT else None)
+        self._offered = frozenset(self._channels)
         self._auth_token = auth_token
         self._own_peer_id = peer_id
         self._want_rpc = rpc
@@ -175,7 +177,7 @@ class Connection:
         hello = parse_hello(payload, is_reply=False)
         if not versions_compatible(VERSION, hello.version):
             raise HandshakeError(f"handshake: client version {hello.version} is not compatible with {VERSION}")
-        channels = negotiate_channels(hello.channels, self._channels)
+        channels = negotiate_channels(hello.channels, self._offered)
         extension = None
         if hello.extension is not None and self._want_rpc:
             offered = hello.extension.get("codecs")

@@ -16,7 +16,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import AddressError
+from .errors import AddressError, AddressInUse, AddressTooLong
 
 RUNDIR_ENV = "IPFI_RUNDIR"
 SOCKET_SUFFIX = ".sock"
@@ -52,7 +52,7 @@ def validate_name(name: str, directory: Path | None = None) -> str:
     path = socket_path(name, directory, validate=False)
     room = SUN_PATH_MAX - len(os.fsencode(path)) + len(name.encode())
     if len(name.encode()) > room:
-        raise AddressError(
+        raise AddressTooLong(
             f"service name {name!r} is too long: {path} exceeds the {SUN_PATH_MAX}-byte socket path limit"
             f" (at most {max(room, 0)} bytes here; a shorter ${RUNDIR_ENV} leaves more)"
         )
@@ -122,7 +122,7 @@ class ServiceLock:
             except BlockingIOError:
                 holder = _read_pid(fd)
                 os.close(fd)
-                raise AddressError(
+                raise AddressInUse(
                     f"service {self.name!r} is already running" + (f" (pid {holder})" if holder else "")
                 ) from None
             # A releasing server unlinks the file before unlocking it: if we locked such an orphan,
@@ -163,3 +163,33 @@ def _read_pid(fd: int) -> int | None:
 def not_running(address: object) -> ConnectionRefusedError:
     """The error for connecting to a Unix socket path where no socket exists."""
     return ConnectionRefusedError(errno.ECONNREFUSED, f"nothing is listening at {address} (no socket file)")
+
+
+def list_services(directory: Path | None = None) -> list[tuple[str, int | None]]:
+    """The services with a socket in ``directory``: ``(name, pid)``, ``pid`` ``None`` for a stale one."""
+    directory = directory or runtime_dir()
+    try:
+        entries = sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for entry in entries:
+        if entry.suffix != SOCKET_SUFFIX or not stat.S_ISSOCK(os.lstat(entry).st_mode):
+            continue
+        found.append((entry.stem, _lock_holder(directory / f"{entry.stem}{LOCK_SUFFIX}")))
+    return found
+
+
+def _lock_holder(lock_path: Path) -> int | None:
+    """The pid of the process holding ``lock_path``, or ``None`` if nobody holds it."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd) or 0
+    finally:
+        os.close(fd)
+    return None

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Gener
 from typing import Any
 
 from ..addresses import Address, parse_address
-from ..errors import AddressError, HandshakeError
+from ..errors import AddressError, HandshakeTimeout
 from ..interface import Interface
 from ..listeners import Listener
 from ..options import Options, make_options
@@ -49,7 +49,7 @@ async def _handshaken(peer: Peer) -> Peer:
         await asyncio.wait_for(peer.wait_opened(), peer.options.limits.handshake_timeout)
     except TimeoutError:
         peer.close()
-        raise HandshakeError(f"no handshake reply within {peer.options.limits.handshake_timeout} s") from None
+        raise HandshakeTimeout(f"no handshake reply within {peer.options.limits.handshake_timeout} s") from None
     except BaseException:
         peer.close()
         raise

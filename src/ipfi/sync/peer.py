@@ -24,6 +24,7 @@ from ..errors import (
     DeadlineExceeded,
     FrameError,
     HandshakeError,
+    HandshakeTimeout,
     InheritedConnection,
     ProcedureNotFound,
     ProtocolError,
@@ -153,7 +154,7 @@ class Peer(PeerBase):
                 self._wait_until(lambda: self._core.is_open, time.monotonic() + self.options.limits.handshake_timeout)
             except TimeoutError:
                 self.close()
-                raise HandshakeError("no handshake reply in time") from None
+                raise HandshakeTimeout(f"no handshake reply within {self.options.limits.handshake_timeout} s") from None
             except ConnectionLost as exc:
                 self.close()
                 raise HandshakeError(f"the handshake did not complete: {exc}") from None

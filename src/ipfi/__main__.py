@@ -1,0 +1,5 @@
+"""``python -m ipfi``: the command line."""
+
+from ipfi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The exit codes of the ``ipfi`` command: ipcprims' table, so scripts written for it keep working."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import (
+    AddressError,
+    AddressInUse,
+    AddressTooLong,
+    ConnectionLost,
+    HandshakeError,
+    InvalidArguments,
+    PayloadTooLarge,
+    ProcedureNotFound,
+    RemoteError,
+)
+
+OK = 0
+DISCONNECTED = 1
+TRANSPORT = 3
+DOCTOR_FAILED = 30
+PERMISSION = 50
+INVALID_DATA = 60
+USAGE = 64
+TIMEOUT = 124
+INTERNAL = 125
+
+TABLE = {
+    OK: "success",
+    DISCONNECTED: "connection refused, closed or lost; or the remote procedure failed",
+    TRANSPORT: "other transport error (e.g. socket path too long, address in use)",
+    DOCTOR_FAILED: "a doctor check failed",
+    PERMISSION: "permission denied",
+    INVALID_DATA: "invalid JSON, or payload too large",
+    USAGE: "usage error: bad arguments or address, unsupported channel, unknown procedure",
+    TIMEOUT: "timeout",
+    INTERNAL: "internal failure",
+}
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as asked."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code that reports ``exc``."""
+    if isinstance(exc, UsageError | ProcedureNotFound | InvalidArguments):
+        return USAGE
+    if isinstance(exc, PermissionError):
+        return PERMISSION
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, PayloadTooLarge | json.JSONDecodeError):
+        return INVALID_DATA
+    if isinstance(exc, AddressInUse | AddressTooLong):
+        return TRANSPORT
+    if isinstance(exc, AddressError):
+        return USAGE
+    if isinstance(exc, ConnectionError | ConnectionLost | HandshakeError | RemoteError):
+        return DISCONNECTED
+    if isinstance(exc, OSError):
+        return TRANSPORT
+    return INTERNAL
+
+
+def describe_table() -> str:
+    """The table as ``--help`` shows it."""
+    return "\n".join(f"  {code:>3}  {meaning}" for code, meaning in TABLE.items())

@@ -1,0 +1,96 @@
+"""How the ``ipfi`` command prints: JSON lines for programs, a table for people, or raw payloads."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from typing import Any, BinaryIO, TextIO
+
+FORMATS = ("json", "table", "raw")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with bytes as ``{"base64": ...}`` and other non-JSON types as strings."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def payload_fields(payload: bytes) -> dict[str, Any]:
+    """A frame's payload as ``text`` when it is UTF-8, else as ``base64``."""
+    try:
+        return {"size": len(payload), "text": payload.decode()}
+    except UnicodeDecodeError:
+        return {"size": len(payload), "base64": base64.b64encode(payload).decode()}
+
+
+class Output:
+    """Writes records, frames and values to stdout in the chosen format (default: by whether it is a tty)."""
+
+    def __init__(self, fmt: str | None, text: TextIO | None = None, binary: BinaryIO | None = None) -> None:
+        self._text = text or sys.stdout
+        self._binary = binary or sys.stdout.buffer
+        self.format = fmt or ("table" if self._text.isatty() else "json")
+        self._header_shown = False
+
+    def _line(self, text: str) -> None:
+        self._text.write(text + "\n")
+        self._text.flush()
+
+    def record(self, record: dict[str, Any]) -> None:
+        """One result: a JSON line, or ``key  value`` rows."""
+        if self.format == "json":
+            self._line(json.dumps(jsonable(record), separators=(",", ":"), ensure_ascii=False))
+            return
+        width = max((len(key) for key in record), default=0)
+        for key, value in record.items():
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            self._line(f"{key:<{width}}  {'-' if shown is None else shown}")
+
+    def rows(self, rows: list[dict[str, Any]]) -> None:
+        """Records of one shape: JSON lines, or a table with a header."""
+        if self.format == "json" or not rows:
+            for row in rows:
+                self.record(row)
+            return
+        columns = list(rows[0])
+        cells = [[str(row.get(column, "")) for column in columns] for row in rows]
+        widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+        self._line(
+            "  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip()
+        )
+        for line in cells:
+            self._line("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+    def frame(self, channel: int, payload: bytes, **extra: Any) -> None:
+        """A received frame: its payload alone in raw format."""
+        if self.format == "raw":
+            self._binary.write(payload)
+            self._binary.flush()
+            return
+        if self.format == "json":
+            self.record({**extra, "channel": channel, **payload_fields(payload)})
+            return
+        if not self._header_shown:
+            self._header_shown = True
+            self._line(f"{'CHANNEL':>7}  {'SIZE':>8}  PAYLOAD")
+        fields = payload_fields(payload)
+        shown = fields.get("text", "base64:" + fields.get("base64", ""))
+        self._line(f"{channel:>7}  {len(payload):>8}  {shown}")
+
+    def value(self, value: Any) -> None:
+        """A procedure's result or stream item: bytes and strings alone in raw format."""
+        if self.format == "raw" and isinstance(value, bytes | str):
+            self._binary.write(value if isinstance(value, bytes) else value.encode())
+            self._binary.flush()
+        elif self.format == "table" and isinstance(value, str):
+            self._line(value)
+        else:
+            self._line(json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False))
