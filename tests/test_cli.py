@@ -103,6 +103,25 @@ def test_echo_answers_a_plain_ipcprims_client_byte_for_byte(env: dict[str, str],
     expected = unhex(VECTORS["echo_exchange"]["server_sends_hex"])
     assert _recv_exactly(sock, len(expected)) == expected
     sock.close()
+    # What libIPC's reference got wrong: NULs inside a payload, two frames in one write, a frame
+    # split across writes with a pause, a payload near 2 MB.
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(5)
+    sock.connect(str(Path(env["IPFI_RUNDIR"]) / "echo.sock"))
+    sock.sendall(_frame(0, b'{"protocol":"ipcprims","version":"1.0","channels":[2,3,300]}'))
+    assert b'"channels":[2,3,300]' in _recv_exactly(sock, 8 + 79)
+    frames = [_frame(2, b"a\0b\0c"), _frame(300, b"\0" * 10), _frame(3, bytes(range(256)) * 8192)]
+    sock.sendall(frames[0] + frames[1])
+    sock.sendall(frames[2][:1000])
+    time.sleep(0.1)
+    sock.sendall(frames[2][1000:])
+    for frame in frames:
+        assert _recv_exactly(sock, len(frame)) == frame
+    sock.close()
+
+
+def _frame(channel: int, payload: bytes) -> bytes:
+    return b"IP" + len(payload).to_bytes(4, "little") + channel.to_bytes(2, "little") + payload
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
