@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +124,31 @@ def fileno_of(fd: Any) -> int:
     if number < 0:
         raise ValueError(f"not an open file descriptor: {fd!r}")
     return int(number)
+
+
+class FeedControls(Protocol):
+    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str: ...
+    def cancel_timer(self, name: str) -> None: ...
+    def add_fd(self, fd: Any) -> int: ...
+    def remove_fd(self, fd: Any) -> None: ...
+
+
+class TimersAndFds:
+    """The timer and fd methods of both servers; they go to the server's event feed."""
+
+    def events(self) -> FeedControls:
+        raise NotImplementedError
+
+    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str:
+        """Report :class:`TimerFired` every ``interval`` seconds (once, without ``repeat``); returns its name."""
+        return self.events().add_timer(interval, name=name, repeat=repeat)
+
+    def cancel_timer(self, name: str) -> None:
+        self.events().cancel_timer(name)
+
+    def add_fd(self, fd: Any) -> int:
+        """Report :class:`FdReady` when ``fd`` (an int or an object with ``fileno()``) is readable."""
+        return self.events().add_fd(fd)
+
+    def remove_fd(self, fd: Any) -> None:
+        self.events().remove_fd(fd)

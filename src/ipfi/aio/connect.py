@@ -17,6 +17,7 @@ from ..interface import Interface
 from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
+from ..server_events import TimersAndFds
 from ..services import not_running
 from .event_feed import EventFeed
 from .peer import Peer
@@ -146,7 +147,7 @@ async def pair(
     return client, server
 
 
-class Server:
+class Server(TimersAndFds):
     """Serves one :class:`~ipfi.Interface` to every connection on one address.
 
     >>> # async with await ipfi.serve("unix:/tmp/calc.sock", iface) as server:
@@ -202,20 +203,6 @@ class Server:
             if peer.is_open and peer not in feed:
                 feed.peer_opened(peer)
         return feed
-
-    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str:
-        """Report :class:`~ipfi.TimerFired` every ``interval`` seconds (once, without ``repeat``); returns its name."""
-        return self.events().add_timer(interval, name=name, repeat=repeat)
-
-    def cancel_timer(self, name: str) -> None:
-        self.events().cancel_timer(name)
-
-    def add_fd(self, fd: Any) -> int:
-        """Report :class:`~ipfi.FdReady` when ``fd`` (an int or an object with ``fileno()``) is readable."""
-        return self.events().add_fd(fd)
-
-    def remove_fd(self, fd: Any) -> None:
-        self.events().remove_fd(fd)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from ..interface import Interface
 from ..listeners import Listener
 from ..options import Options, make_options
 from ..protocol import Role
+from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .links import SocketLink, stdio_link
 from .peer import Peer
@@ -22,7 +23,7 @@ from .peer import Peer
 log = logging.getLogger("ipfi.sync")
 
 
-class Server:
+class Server(TimersAndFds):
     """Serves one interface's plain functions and generators to every connection, in worker threads.
 
     Accepting starts at once (in a thread); :meth:`serve_forever` blocks until :meth:`close`.
@@ -105,20 +106,6 @@ class Server:
             if peer.is_open and peer not in feed:
                 feed.peer_opened(peer)
         return feed
-
-    def add_timer(self, interval: float, *, name: str | None = None, repeat: bool = True) -> str:
-        """Report :class:`~ipfi.TimerFired` every ``interval`` seconds (once, without ``repeat``); returns its name."""
-        return self.events().add_timer(interval, name=name, repeat=repeat)
-
-    def cancel_timer(self, name: str) -> None:
-        self.events().cancel_timer(name)
-
-    def add_fd(self, fd: Any) -> int:
-        """Report :class:`~ipfi.FdReady` when ``fd`` (an int or an object with ``fileno()``) is readable."""
-        return self.events().add_fd(fd)
-
-    def remove_fd(self, fd: Any) -> None:
-        self.events().remove_fd(fd)
 
     def serve_forever(self) -> None:
         """Block until the server is closed (for ``stdio:``, until its one connection ends)."""
