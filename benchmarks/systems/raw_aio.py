@@ -1,0 +1,104 @@
+"""The asyncio floor: a length-prefixed echo Protocol on the same loop and transport as ipfi, no RPC."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any, cast
+
+from .raw_framing import ITEM_FRAME, LENGTH, STREAM_FLAG, stream_request
+
+IS_ASYNC = True
+
+
+class _Framed(asyncio.Protocol):
+    """Splits the byte stream into frames and hands each header and payload to :meth:`frame`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        offset, size = 0, len(buffer)
+        while size - offset >= 4:
+            (header,) = LENGTH.unpack_from(buffer, offset)
+            if header & STREAM_FLAG:
+                self.frame(header, b"")
+                offset += 4
+                continue
+            end = offset + 4 + header
+            if end > size:
+                break
+            self.frame(header, buffer[offset + 4 : end])
+            offset = end
+        del buffer[:offset]
+
+    def frame(self, header: int, payload: bytearray | bytes) -> None:
+        raise NotImplementedError
+
+
+class _EchoServer(_Framed):
+    def frame(self, header: int, payload: bytearray | bytes) -> None:
+        if header & STREAM_FLAG:
+            write = self.transport.write
+            for _ in range(header & ~STREAM_FLAG):
+                write(ITEM_FRAME)
+        else:
+            self.transport.writelines([LENGTH.pack(header), payload])
+
+
+async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    kind, where = endpoint
+    if kind == "unix":
+        server = await loop.create_unix_server(_EchoServer, where)
+    else:
+        server = await loop.create_server(_EchoServer, "127.0.0.1", where)
+    ready()
+    await server.serve_forever()
+
+
+class Client(_Framed):
+    def __init__(self) -> None:
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.stream_left = 0
+
+    def frame(self, header: int, payload: bytearray | bytes) -> None:
+        if self.stream_left:
+            self.stream_left -= 1
+            if self.stream_left:
+                return
+        self.waiters.popleft().set_result(payload)
+
+    def echo(self, payload: bytes) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        self.transport.writelines([LENGTH.pack(len(payload)), payload])
+        return future
+
+    async def in_flight(self, payload: bytes, depth: int) -> None:
+        await asyncio.gather(*[self.echo(payload) for _ in range(depth)])
+
+    async def stream(self, count: int) -> int:
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        self.stream_left = count
+        self.transport.write(stream_request(count))
+        await future
+        return count
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+async def connect(endpoint: tuple[str, Any]) -> Client:
+    loop = asyncio.get_running_loop()
+    kind, where = endpoint
+    if kind == "unix":
+        _, client = await loop.create_unix_connection(Client, where)
+    else:
+        _, client = await loop.create_connection(Client, "127.0.0.1", where)
+    return client
