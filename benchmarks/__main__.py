@@ -131,7 +131,7 @@ def print_table(title: str, results: dict[str, list[dict[str, float]]], repeat: 
             grpc = medians.get(GRPC_AIO, {}).get(key)
             cells.append(
                 (f"{figures[key] / floor:.0%} of floor" if floor else "-")
-                + (f", {figures[key] / grpc:.1f}× grpc.aio" if grpc else "")
+                + (f", {figures[key] / grpc:.1f}x grpc.aio" if grpc else "")
             )
         print(f"| {name} | " + " | ".join(cells) + " |")
     return medians
@@ -143,8 +143,8 @@ def print_targets(medians: dict[str, dict[str, float]]) -> None:
         if name not in medians or other not in medians:
             continue
         ratio = medians[name][key] / medians[other][key]
-        shown = f"{ratio:.0%}" if least < 1.5 else f"{ratio:.1f}×"
-        wanted = f"{least:.0%}" if least < 1.5 else f"{least:.0f}×"
+        shown = f"{ratio:.0%}" if least < 1.5 else f"{ratio:.1f}x"
+        wanted = f"{least:.0%}" if least < 1.5 else f"{least:.0f}x"
         verdict = "met" if ratio >= least else "NOT met"
         print(f"- {name} {key} vs {other}: {shown} (target ≥ {wanted}): {verdict}")
 

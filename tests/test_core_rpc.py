@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipfi import wire
+from ipfi.codecs import MsgpackCodec
 from ipfi.errors import Busy, PayloadTooLarge, ProtocolError
 from ipfi.events import (
     CallReceived,
@@ -270,3 +272,20 @@ def test_protocol_md_example_bytes() -> None:
     server.receive_data(sent)
     server.send_result(1, 3)
     assert b"".join(server.data_to_send()).hex(" ") == "49 50 06 00 00 00 01 00 03 01 00 00 00 03"
+
+
+def test_large_binaries_are_sent_without_copies_and_arrive_whole() -> None:
+    codec = MsgpackCodec()
+    big = bytes(range(256)) * 1024
+    parts = codec.encode_args([1, big, "x"])
+    assert isinstance(parts, list) and any(part is big for part in parts)  # referenced, not copied
+    assert msgpack.unpackb(b"".join(parts)) == [1, big, "x"]
+    client, server = wired(max_frame_payload=100_000)
+    client.send_call("echo", [big, big[:10]])
+    frames = client.data_to_send()
+    assert any(isinstance(frame, memoryview) for frame in frames)  # fragments are slices of the argument
+    [call] = server.receive_data(b"".join(frames))
+    assert isinstance(call, CallReceived) and call.args == [big, big[:10]]
+    server.send_result(call.call_id, big)
+    [result] = client.receive_data(b"".join(server.data_to_send()))
+    assert isinstance(result, ResultReceived) and result.value == big

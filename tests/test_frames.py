@@ -87,3 +87,28 @@ def test_one_byte_at_a_time(frames: list[tuple[int, bytes]]) -> None:
     for i in range(len(stream)):
         decoded += decoder.feed(stream[i : i + 1])
     assert decoded == frames
+
+
+LARGE_STREAM = encode_frame(2, b"a") + encode_frame(3, bytes(range(256)) * 1200) + encode_frame(4, b"bc")
+
+
+@given(cuts=st.lists(st.integers(0, len(LARGE_STREAM)), max_size=12))
+def test_large_frames_fill_in_place_whatever_the_chunking(cuts: list[int]) -> None:
+    decoder = FrameDecoder()
+    frames: list[tuple[int, Any]] = []
+    previous = 0
+    for point in [*sorted(cuts), len(LARGE_STREAM)]:
+        frames += decoder.feed(LARGE_STREAM[previous:point])
+        previous = point
+    assert frames == [(2, b"a"), (3, bytes(range(256)) * 1200), (4, b"bc")]
+    assert decoder.buffered == 0
+
+
+def test_a_large_frame_cut_short_is_reported_whole() -> None:
+    large = encode_frame(3, b"z" * 300_000)
+    decoder = FrameDecoder()
+    assert decoder.feed(large[:100_000]) == []
+    assert decoder.buffered == 100_000
+    assert decoder.leftover() == large[:100_000]  # what EOF would cut off
+    [(channel, payload)] = decoder.feed(large[100_000:])
+    assert channel == 3 and isinstance(payload, bytearray) and payload == b"z" * 300_000

@@ -142,6 +142,19 @@ async def test_large_payload_spans_frames(sock_path: str) -> None:
             assert await peer.call("echo", blob) == blob
 
 
+async def test_sixteen_mib_echo_with_default_limits_both_drivers(sock_path: str) -> None:
+    blob = bytes(range(256)) * 65536  # 16 MiB: with its header, just over one frame
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
+        async with ipfi.connect(f"unix:{sock_path}") as peer:
+            assert await peer.call("echo", blob) == blob
+
+        def blocking_echo() -> Any:
+            with ipfi.sync.connect(f"unix:{sock_path}") as sync_peer:
+                return sync_peer.call("echo", blob)
+
+        assert await asyncio.to_thread(blocking_echo) == blob
+
+
 @pytest.mark.parametrize("codec", ["json", "raw"])
 async def test_negotiated_codecs(sock_path: str, codec: str) -> None:
     async with await ipfi.serve(f"unix:{sock_path}", calc.iface):

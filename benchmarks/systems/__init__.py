@@ -38,7 +38,12 @@ SYSTEMS = [
     System("ipfi asyncio", "ipfi_aio", "asyncio", floor=RAW_ASYNC),
     System("ipfi blocking", "ipfi_blocking", None, floor=RAW_BLOCKING),
     System(
-        "ipfi blocking->uvloop", "ipfi_blocking", None, floor=RAW_BLOCKING, server_module="ipfi_aio", server_loop="uvloop"
+        "ipfi blocking->uvloop",
+        "ipfi_blocking",
+        None,
+        floor=RAW_BLOCKING,
+        server_module="ipfi_aio",
+        server_loop="uvloop",
     ),
     System(GRPC_AIO, "grpc_aio", "asyncio", needs=("grpc", "grpc_tools")),
     System("grpc sync", "grpc_sync", None, needs=("grpc", "grpc_tools")),

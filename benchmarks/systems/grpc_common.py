@@ -14,6 +14,8 @@ DIR_ENV = "IPFI_BENCH_GRPC_DIR"
 #: 16 MiB messages exceed gRPC's 4 MiB default.
 OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 ITEM = b"x" * 16
+#: gRPC streams 100,000 items in about 11 s; it stops after this long, so a run stays under 5 minutes.
+STREAM_SECONDS = 1.5
 
 
 def compile_proto() -> str:

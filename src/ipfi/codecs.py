@@ -17,6 +17,10 @@ import msgpack
 from .errors import ProtocolError
 
 Buffer = bytes | bytearray | memoryview
+#: An encoded body: bytes, or buffers to send one after the other (so a large binary is not copied).
+Body = bytes | list[Buffer]
+#: Binary values at least this large are sent from where they are instead of copied into the encoding.
+LARGE_BINARY: Final = 64 * 1024
 
 
 class Codec(Protocol):
@@ -24,9 +28,9 @@ class Codec(Protocol):
 
     name: str
 
-    def encode_value(self, value: Any) -> bytes: ...
+    def encode_value(self, value: Any) -> Body: ...
     def decode_value(self, data: Buffer) -> Any: ...
-    def encode_args(self, args: Sequence[Any]) -> bytes: ...
+    def encode_args(self, args: Sequence[Any]) -> Body: ...
     def decode_args(self, data: Buffer) -> list[Any]: ...
     def encode_item(self, item: Any) -> bytes: ...
     def join_items(self, encoded: Sequence[bytes]) -> bytes: ...
@@ -40,29 +44,33 @@ class _StructuredCodec:
 
     name = ""
 
-    def encode_value(self, value: Any) -> bytes:
+    def encode_value(self, value: Any) -> Body:
         raise NotImplementedError
 
     def decode_value(self, data: Buffer) -> Any:
         raise NotImplementedError
 
-    def encode_args(self, args: Sequence[Any]) -> bytes:
+    def encode_args(self, args: Sequence[Any]) -> Body:
         return self.encode_value(args)
 
     def decode_args(self, data: Buffer) -> list[Any]:
         return self._decode_list(data)
 
     def encode_item(self, item: Any) -> bytes:
-        return self.encode_value(item)
+        return self._encode(item)
+
+    def encode_record(self, record: dict[str, Any]) -> bytes:
+        return self._encode(record)
+
+    def _encode(self, value: Any) -> bytes:
+        """The encoding as one bytes object."""
+        raise NotImplementedError
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         raise NotImplementedError
 
     def decode_items(self, data: Buffer) -> list[Any]:
         return self._decode_list(data)
-
-    def encode_record(self, record: dict[str, Any]) -> bytes:
-        return self.encode_value(record)
 
     def decode_record(self, data: Buffer) -> dict[str, Any]:
         record = self.decode_value(data)
@@ -85,21 +93,34 @@ class MsgpackCodec(_StructuredCodec):
     def __init__(self) -> None:
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
-    def encode_value(self, value: Any) -> bytes:
+    def encode_value(self, value: Any) -> Body:
+        """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
+        # Only bytes: it cannot change between now and the write.
+        if type(value) is bytes and len(value) >= LARGE_BINARY:
+            return [_bin_header(len(value)), value]
+        if type(value) in (list, tuple):
+            for item in value:
+                if type(item) is bytes and len(item) >= LARGE_BINARY:
+                    return self._scatter(value)
+        return self._encode(value)
+
+    def _encode(self, value: Any) -> bytes:
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(f"msgpack cannot encode {type(value).__name__}: {exc}") from None
 
+    def _scatter(self, values: Sequence[Any]) -> list[Buffer]:
+        parts: list[Buffer] = [_array_header(len(values))]
+        for value in values:
+            if type(value) is bytes and len(value) >= LARGE_BINARY:
+                parts += (_bin_header(len(value)), value)
+            else:
+                parts.append(self._encode(value))
+        return parts
+
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
-        count = len(encoded)
-        if count < 16:
-            header = bytes([0x90 | count])
-        elif count <= 0xFFFF:
-            header = _MSGPACK_ARRAY16.pack(0xDC, count)
-        else:
-            header = _MSGPACK_ARRAY32.pack(0xDD, count)
-        return header + b"".join(encoded)
+        return _array_header(len(encoded)) + b"".join(encoded)
 
     def decode_value(self, data: Buffer) -> Any:
         try:
@@ -119,6 +140,8 @@ class JsonCodec(_StructuredCodec):
     def encode_value(self, value: Any) -> bytes:
         return self._dumps(value).encode()
 
+    _encode = encode_value
+
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return b"[" + b",".join(encoded) + b"]"
 
@@ -132,6 +155,18 @@ class JsonCodec(_StructuredCodec):
 _ITEM_LENGTH = struct.Struct("<I")
 _MSGPACK_ARRAY16 = struct.Struct(">BH")
 _MSGPACK_ARRAY32 = struct.Struct(">BI")
+
+
+def _array_header(count: int) -> bytes:
+    if count < 16:
+        return bytes([0x90 | count])
+    if count <= 0xFFFF:
+        return _MSGPACK_ARRAY16.pack(0xDC, count)
+    return _MSGPACK_ARRAY32.pack(0xDD, count)
+
+
+def _bin_header(size: int) -> bytes:
+    return _MSGPACK_ARRAY32.pack(0xC6, size)  # bin 32: the size is known to exceed bin 16
 
 
 class RawCodec:

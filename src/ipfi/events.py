@@ -68,10 +68,14 @@ class CreditReceived:
 
 @dataclass(slots=True)
 class MessageReceived:
-    """A plain frame on a non-RPC channel."""
+    """A plain frame on a non-RPC channel.
+
+    ``payload`` is ``bytes``; a frame of 256 KiB or more that arrived in pieces is its own
+    ``bytearray`` instead (it was filled in place, and a copy to ``bytes`` would double the work).
+    """
 
     channel: int
-    payload: bytes
+    payload: bytes | bytearray
 
 
 @dataclass(slots=True)

@@ -30,6 +30,9 @@ _unpack_header = _HEADER.unpack_from
 # Compact buffers whose consumed prefix is at least this large, so a long-lived connection
 # never holds more than about one frame plus this much.
 _COMPACT_AT: Final = 64 * 1024
+#: A frame at least this large that has not fully arrived gets a buffer of its own, filled in place
+#: as bytes arrive, and is handed out as that ``bytearray``: one copy, whatever the chunking.
+LARGE_FRAME: Final = 256 * 1024
 
 
 def frame_header(channel: int, length: int) -> bytes:
@@ -50,20 +53,24 @@ class FrameDecoder:
     complete, before any payload arrives; a bad header raises and leaves the decoder unusable.
     """
 
-    __slots__ = ("_buffer", "_offset", "max_payload")
+    __slots__ = ("_buffer", "_large", "_large_channel", "_large_filled", "_offset", "max_payload")
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._buffer = bytearray()
         self._offset = 0
+        self._large: bytearray | None = None
+        self._large_channel = 0
+        self._large_filled = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
-        return len(self._buffer) - self._offset
+        partial = HEADER_SIZE + self._large_filled if self._large is not None else 0
+        return len(self._buffer) - self._offset + partial
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer ``data`` without decoding (see :meth:`next_frame`)."""
+        """Buffer ``data`` without decoding (see :meth:`next_frame`; not while a large frame fills)."""
         self._buffer += data
 
     def next_frame(self) -> tuple[int, bytes] | None:
@@ -86,13 +93,19 @@ class FrameDecoder:
         if length > self.max_payload:
             raise PayloadTooLarge(f"frame payload of {length} bytes exceeds the limit of {self.max_payload}")
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
-        """Buffer ``data`` and return every frame now complete, as ``(channel, payload)``."""
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes | bytearray]]:
+        """Buffer ``data`` and return every frame now complete, as ``(channel, payload)``.
+
+        Payloads are ``bytes``, except that a frame of :data:`LARGE_FRAME` bytes or more which
+        arrived in pieces is its own ``bytearray`` (copying it into ``bytes`` would double the work).
+        """
+        frames: list[tuple[int, bytes | bytearray]] = []
+        if self._large is not None:
+            data = self._fill_large(data, frames)
         buffer = self._buffer
         buffer += data
         offset = self._offset
         end = len(buffer)
-        frames: list[tuple[int, bytes]] = []
         append = frames.append
         max_payload = self.max_payload
         while end - offset >= HEADER_SIZE:
@@ -102,6 +115,9 @@ class FrameDecoder:
             start = offset + HEADER_SIZE
             stop = start + length
             if stop > end:
+                if length >= LARGE_FRAME:
+                    self._start_large(channel, length, memoryview(buffer)[start:end])
+                    offset = end
                 break
             append((channel, bytes(buffer[start:stop])))
             offset = stop
@@ -114,6 +130,32 @@ class FrameDecoder:
         self._offset = offset
         return frames
 
+    def _start_large(self, channel: int, length: int, received: memoryview) -> None:
+        large = self._large = bytearray(length)
+        filled = len(received)
+        large[:filled] = received
+        received.release()  # the shared buffer is about to be cleared, which an open view forbids
+        self._large_channel = channel
+        self._large_filled = filled
+
+    def _fill_large(
+        self, data: bytes | bytearray | memoryview, frames: list[tuple[int, bytes | bytearray]]
+    ) -> memoryview:
+        """Copy ``data`` into the large frame being filled; returns what is left over after it."""
+        large = self._large
+        assert large is not None
+        view = memoryview(data)
+        take = min(len(view), len(large) - self._large_filled)
+        large[self._large_filled : self._large_filled + take] = view[:take]
+        self._large_filled += take
+        if self._large_filled == len(large):
+            frames.append((self._large_channel, large))
+            self._large = None
+            self._large_filled = 0
+        return view[take:]
+
     def leftover(self) -> bytes:
         """The bytes of an incomplete frame still waiting (what EOF would cut off)."""
+        if self._large is not None:
+            return frame_header(self._large_channel, len(self._large)) + self._large[: self._large_filled]
         return bytes(self._buffer[self._offset :])

@@ -151,7 +151,7 @@ def encode_control(kind: str, payload: Any = None) -> bytes:
     return _dumps(document).encode()
 
 
-def parse_control(payload: bytes) -> tuple[str, Any]:
+def parse_control(payload: bytes | bytearray) -> tuple[str, Any]:
     """``(type, payload)`` of a control message; raises :class:`ProtocolError` if malformed or unknown."""
     try:
         document = json.loads(payload)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from . import wire
-from .codecs import CODECS, DEFAULT_CODECS, Codec, get_codec
+from .codecs import CODECS, DEFAULT_CODECS, Body, Buffer, Codec, get_codec
 from .errors import (
     Busy,
     ConnectionLost,
@@ -115,7 +115,7 @@ class Connection:
         self._want_rpc = rpc
         self._clock = clock
         self._decoder = FrameDecoder(self.limits.handshake_max_payload)
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
         self._pending_items: dict[int, list[bytes]] = {}  # encoded stream items, sent at the next flush
 
         #: Negotiated after the handshake.
@@ -127,6 +127,7 @@ class Connection:
         self._peer_window = self.limits.stream_window
         self._peer_max_message = self.limits.max_message
         self._peer_max_frame = self.limits.max_frame_payload
+        self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
 
         self._next_id = 1 if role is Role.CLIENT else 2
         self._outgoing: set[int] = set()  # calls this side made, reply still due
@@ -134,7 +135,8 @@ class Connection:
         self._running_notifications = 0
         self._send_credit: dict[int, int] = {}  # streams this side produces
         self._receive_credit: dict[int, int] = {}  # streams this side consumes
-        self._parts = bytearray()
+        self._parts: list[memoryview] = []
+        self._parts_size = 0
         self._in_parts = False
         self._pings: deque[float] = deque()
         self._control_window_start = 0.0
@@ -227,6 +229,7 @@ class Connection:
             _positive_int(extension, "max_frame", self.limits.max_frame_payload),
             self.limits.max_frame_payload,
         )
+        self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
 
     def _open(self, hello: Hello, channels: tuple[int, ...]) -> HandshakeComplete:
         self.peer_hello = hello
@@ -269,7 +272,7 @@ class Connection:
         if was is State.HANDSHAKE:
             raise ConnectionLost("connection closed by peer during the handshake")
 
-    def _handle_frames(self, frames: list[tuple[int, bytes]]) -> list[Event]:
+    def _handle_frames(self, frames: list[tuple[int, bytes | bytearray]]) -> list[Event]:
         events: list[Event] = []
         rpc = self.rpc
         for channel, payload in frames:
@@ -285,7 +288,7 @@ class Connection:
                 events.append(event)
         return events
 
-    def _handle_control(self, payload: bytes) -> Event | None:
+    def _handle_control(self, payload: bytes | bytearray) -> Event | None:
         now = self._clock()
         if now - self._control_window_start >= 1.0:
             self._control_window_start = now
@@ -308,7 +311,7 @@ class Connection:
             return ShutdownRequested(force=True)
         return ShutdownAcknowledged()
 
-    def _handle_rpc(self, payload: bytes) -> Event | None:
+    def _handle_rpc(self, payload: bytes | bytearray) -> Event | None:
         if not payload:
             raise ProtocolError("empty RPC message")
         kind = payload[0]
@@ -318,22 +321,23 @@ class Connection:
             raise ProtocolError("a fragmented message was interrupted by another message")
         return self._handle_message(payload)
 
-    def _handle_part(self, kind: int, payload: bytes) -> Event | None:
-        parts = self._parts
-        if len(parts) + len(payload) - 1 > self.limits.max_message:
+    def _handle_part(self, kind: int, payload: bytes | bytearray) -> Event | None:
+        self._parts_size += len(payload) - 1
+        if self._parts_size > self.limits.max_message:
             raise PayloadTooLarge(f"fragmented message exceeds the limit of {self.limits.max_message} bytes")
-        parts += memoryview(payload)[1:]
+        self._parts.append(memoryview(payload)[1:])
         if kind == wire.PART:
             self._in_parts = True
             return None
         self._in_parts = False
-        message = bytes(parts)
-        parts.clear()
+        message = b"".join(self._parts)  # the one copy of a fragmented message
+        self._parts = []
+        self._parts_size = 0
         if message and message[0] in (wire.PART, wire.LAST_PART):
             raise ProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)
 
-    def _handle_message(self, message: bytes) -> Event | None:
+    def _handle_message(self, message: bytes | bytearray) -> Event | None:
         kind = message[0]
         codec = self.codec
         assert codec is not None
@@ -380,7 +384,7 @@ class Connection:
             return CreditReceived(call_id)
         raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
 
-    def _handle_call(self, kind: int, message: bytes, codec: Codec) -> Event | None:
+    def _handle_call(self, kind: int, message: bytes | bytearray, codec: Codec) -> Event | None:
         if len(message) < _CALL_HEADER.size:
             raise ProtocolError("CALL message is truncated")
         _, call_id, flags, timeout_ms, name_length = _CALL_HEADER.unpack_from(message)
@@ -448,7 +452,7 @@ class Connection:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[Buffer]:
         """Frames queued since the last call, in order; the caller writes them as they are."""
         if self._pending_items:
             self._flush_items()
@@ -493,7 +497,7 @@ class Connection:
         self._queue_message(header, body)
 
     @staticmethod
-    def _encode_call_body(codec: Codec, args: Sequence[Any], kwargs: dict[str, Any] | None) -> bytes:
+    def _encode_call_body(codec: Codec, args: Sequence[Any], kwargs: dict[str, Any] | None) -> Body:
         return codec.encode_args([*args, kwargs] if kwargs else args)
 
     @staticmethod
@@ -675,7 +679,8 @@ class Connection:
         self._send_credit.clear()
         self._receive_credit.clear()
         self._pending_items.clear()
-        self._parts = bytearray()
+        self._parts = []
+        self._parts_size = 0
         self._pings.clear()
 
     # -- framing -------------------------------------------------------------------------------
@@ -687,25 +692,41 @@ class Connection:
             self._out.append(frame_header(channel, len(payload)))
             self._out.append(payload if isinstance(payload, bytes) else bytes(payload))
 
-    def _queue_message(self, header: bytes, body: bytes) -> None:
-        size = len(header) + len(body)
+    def _queue_message(self, header: bytes, body: Body) -> None:
+        if type(body) is bytes:
+            size = len(header) + len(body)
+            if size <= self._small_message:  # the common case: one frame, one bytes object
+                self._out.append(frame_header(wire.RPC_CHANNEL, size) + header + body)
+                return
+            pieces: list[Buffer] = [body]
+        else:
+            pieces = body  # type: ignore[assignment]
+            size = len(header) + sum(len(piece) for piece in pieces)
         if size > self._peer_max_message:
             raise PayloadTooLarge(f"message of {size} bytes exceeds the peer's limit of {self._peer_max_message}")
         if size <= self._peer_max_frame:
-            if size < _SMALL:
-                self._out.append(frame_header(wire.RPC_CHANNEL, size) + header + body)
-            else:
-                self._out += (frame_header(wire.RPC_CHANNEL, size) + header, body)
+            self._out += (frame_header(wire.RPC_CHANNEL, size) + header, *pieces)
             return
-        message = memoryview(header + body)
+        self._queue_fragments([header, *pieces], size)
+
+    def _queue_fragments(self, pieces: list[Buffer], size: int) -> None:
+        """PART frames, then a LAST_PART, each of at most the peer's frame size: slices, not copies."""
         step = self._peer_max_frame - 1
-        for start in range(0, size, step):
-            chunk = message[start : start + step]
-            last = start + step >= size
-            self._out += (
-                frame_header(wire.RPC_CHANNEL, len(chunk) + 1) + (_LAST_PART if last else _PART),
-                bytes(chunk),
-            )
+        queue = deque(memoryview(piece) for piece in pieces)
+        sent = 0
+        while sent < size:
+            room = min(step, size - sent)
+            sent += room
+            kind = _LAST_PART if sent == size else _PART
+            frame: list[Buffer] = [frame_header(wire.RPC_CHANNEL, room + 1) + kind]
+            while room:
+                piece = queue.popleft()
+                if len(piece) > room:
+                    queue.appendleft(piece[room:])
+                    piece = piece[:room]
+                frame.append(piece)
+                room -= len(piece)
+            self._out += frame
 
 
 def _positive_int(document: dict[str, Any], name: str, default: int) -> int:

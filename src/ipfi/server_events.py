@@ -35,7 +35,7 @@ class Received:
 
     peer: Any
     channel: int
-    payload: bytes
+    payload: bytes | bytearray
 
 
 @dataclass(frozen=True, slots=True)

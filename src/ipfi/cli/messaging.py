@@ -59,7 +59,7 @@ def stop_on_signals(server: Server) -> None:
         loop.add_signal_handler(signum, server.close)
 
 
-async def serve_frames(args: argparse.Namespace, on_frame: Callable[[Peer, int, bytes], bool]) -> int:
+async def serve_frames(args: argparse.Namespace, on_frame: Callable[[Peer, int, bytes | bytearray], bool]) -> int:
     """Serve plain frames on ``args.address`` until a signal, or until ``on_frame`` returns False."""
     limits = Limits(idle_timeout=args.idle_timeout or None)
     server = await serve(args.address, echo_interface, channels=parse_channels(args.channels), limits=limits)
@@ -79,7 +79,7 @@ async def serve_frames(args: argparse.Namespace, on_frame: Callable[[Peer, int, 
 
 
 def run_echo(args: argparse.Namespace, out: Output) -> int:
-    def echo_back(peer: Peer, channel: int, payload: bytes) -> bool:
+    def echo_back(peer: Peer, channel: int, payload: bytes | bytearray) -> bool:
         with contextlib.suppress(ConnectionLost):  # the client may be gone before its echo is written
             peer.send(channel, payload)
         return True
@@ -90,7 +90,7 @@ def run_echo(args: argparse.Namespace, out: Output) -> int:
 def run_listen(args: argparse.Namespace, out: Output) -> int:
     remaining: list[int] = [args.count]
 
-    def show(peer: Peer, channel: int, payload: bytes) -> bool:
+    def show(peer: Peer, channel: int, payload: bytes | bytearray) -> bool:
         out.frame(channel, payload, peer=peer.peer_id)
         remaining[0] -= 1
         return remaining[0] != 0

@@ -23,7 +23,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def payload_fields(payload: bytes) -> dict[str, Any]:
+def payload_fields(payload: bytes | bytearray) -> dict[str, Any]:
     """A frame's payload as ``text`` when it is UTF-8, else as ``base64``."""
     try:
         return {"size": len(payload), "text": payload.decode()}
@@ -69,7 +69,7 @@ class Output:
         for line in cells:
             self._line("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
-    def frame(self, channel: int, payload: bytes, **extra: Any) -> None:
+    def frame(self, channel: int, payload: bytes | bytearray, **extra: Any) -> None:
         """A received frame: its payload alone in raw format."""
         if self.format == "raw":
             self._binary.write(payload)
