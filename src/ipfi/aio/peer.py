@@ -36,7 +36,7 @@ from ..options import Options
 from ..peer_base import PeerBase, first_on
 from ..protocol import Role
 from ..proxy import Proxy
-from .streams import ItemQueue
+from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
 
@@ -500,10 +500,14 @@ class Peer(PeerBase, asyncio.Protocol):
 
     async def _produce(self, call_id: int, procedure: Procedure, iterator: Any) -> None:
         self._core.open_output_stream(call_id)
+        core = self._core
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
                 async for item in iterator:
-                    await self._send_item(call_id, item)
+                    if core.credit(call_id) <= 0 or self._read_pauses:
+                        await self._await_credit(call_id)
+                    core.send_item(call_id, item)
+                    self._schedule_flush()
             finally:
                 await iterator.aclose()
         elif procedure.blocking:
@@ -512,10 +516,19 @@ class Peer(PeerBase, asyncio.Protocol):
                 await self._send_item(call_id, item)
         else:
             for item in iterator:
-                await self._send_item(call_id, item)
-        self._core.send_end(call_id)
+                if core.credit(call_id) <= 0 or self._read_pauses:
+                    await self._await_credit(call_id)
+                core.send_item(call_id, item)
+            self._schedule_flush()
+        core.send_end(call_id)
 
     async def _send_item(self, call_id: int, item: Any) -> None:
+        await self._await_credit(call_id)
+        self._core.send_item(call_id, item)
+        self._schedule_flush()
+
+    async def _await_credit(self, call_id: int) -> None:
+        """Until the consumer grants credit and our writes are not backed up (pause_writing)."""
         core = self._core
         while core.credit(call_id) <= 0 or "writes" in self._read_pauses:
             if not core.stream_open(call_id):
@@ -523,8 +536,6 @@ class Peer(PeerBase, asyncio.Protocol):
             waiter = self._credit_waiters[call_id] = self._loop.create_future()
             self._flush()
             await waiter
-        core.send_item(call_id, item)
-        self._schedule_flush()
 
     def _finish_serving(self, call_id: int) -> None:
         if call_id == 0:
@@ -761,6 +772,9 @@ class CallStream:
 
     async def __anext__(self) -> Any:
         queue = self._queue or self._start()
+        item = queue.take()  # items already here need no awaiting
+        if item is not EMPTY:
+            return item
         try:
             return await queue.__anext__()
         except BaseException:

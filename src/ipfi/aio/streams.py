@@ -46,9 +46,19 @@ class ItemQueue:
     def __aiter__(self) -> ItemQueue:
         return self
 
-    async def __anext__(self) -> Any:
+    def take(self) -> Any:
+        """The next item if one is here (granting credit as items are consumed), else :data:`EMPTY`."""
         items = self._items
-        while not items:
+        if not items:
+            return EMPTY
+        self._consumed += 1
+        if self._consumed >= self._grant_at and not self._finished:
+            self._grant(self._consumed)
+            self._consumed = 0
+        return items.popleft()
+
+    async def __anext__(self) -> Any:
+        while (item := self.take()) is EMPTY:
             if self._finished:
                 if self._error is not None:
                     raise self._error
@@ -58,8 +68,8 @@ class ItemQueue:
                 await self._waiter
             finally:
                 self._waiter = None
-        self._consumed += 1
-        if self._consumed >= self._grant_at and not self._finished:
-            self._grant(self._consumed)
-            self._consumed = 0
-        return items.popleft()
+        return item
+
+
+#: What :meth:`ItemQueue.take` returns when no item is waiting.
+EMPTY: Any = object()
