@@ -130,6 +130,14 @@ async def test_notify(peer: ipfi.Peer) -> None:
     assert "notified" in calc.started
 
 
+async def test_notifications_of_plain_functions_free_their_slots(peer: ipfi.Peer) -> None:
+    for i in range(3 * 1024):  # far past max_concurrent_calls, each finished before the next
+        peer.notify("echo", i)
+        if i % 256 == 0:
+            await peer.ping()
+    assert await peer.call("add", 1, 2) == 3  # not Busy
+
+
 async def test_ping(peer: ipfi.Peer) -> None:
     assert 0 < await peer.ping() < 1
 

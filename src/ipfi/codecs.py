@@ -104,6 +104,18 @@ class MsgpackCodec(_StructuredCodec):
                     return self._scatter(value)
         return self._encode(value)
 
+    def encode_args(self, args: Sequence[Any]) -> Body:
+        for item in args:
+            if type(item) is bytes and len(item) >= LARGE_BINARY:
+                return self._scatter(args)
+        return self._encode(args)
+
+    def decode_args(self, data: Buffer) -> list[Any]:
+        args = self.decode_value(data)
+        if type(args) is not list:
+            raise ProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
+        return args
+
     def _encode(self, value: Any) -> bytes:
         try:
             return self._packb(value)  # type: ignore[no-any-return]

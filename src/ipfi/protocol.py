@@ -68,6 +68,10 @@ _unpack_id = _ID_HEADER.unpack_from
 _PART: Final = bytes([wire.PART])
 _LAST_PART: Final = bytes([wire.LAST_PART])
 _ITEMS_OVERHEAD: Final = 16  # ITEMS header and list framing around one batch
+#: Procedure names as sent, so a program calling the same few names does not re-encode them.
+_encoded_names: dict[str, bytes] = {}
+_NAME_CACHE_SIZE: Final = 1024
+_CALL_KINDS: Final = frozenset({wire.CALL, wire.NOTIFY})
 _SMALL: Final = 4096  # below this a frame is joined into one bytes object; above, sent as parts
 
 
@@ -277,7 +281,10 @@ class Connection:
         rpc = self.rpc
         for channel, payload in frames:
             if channel == wire.RPC_CHANNEL and rpc:
-                event = self._handle_rpc(payload)
+                if payload and payload[0] < wire.PART and not self._in_parts:
+                    event = self._handle_message(payload)  # the common case: a whole message
+                else:
+                    event = self._handle_rpc(payload)
             elif channel == CONTROL:
                 event = self._handle_control(payload)
             elif channel in self.channels:
@@ -341,7 +348,7 @@ class Connection:
         kind = message[0]
         codec = self.codec
         assert codec is not None
-        if kind in (wire.CALL, wire.NOTIFY):
+        if kind in _CALL_KINDS:
             return self._handle_call(kind, message, codec)
         if len(message) < _ID_HEADER.size:
             raise ProtocolError(f"RPC message of kind {kind} is truncated")
@@ -349,7 +356,10 @@ class Connection:
         body = memoryview(message)[_ID_HEADER.size :]
         if kind == wire.RESULT:
             if call_id in self._outgoing:
-                self._finish_outgoing(call_id)
+                self._outgoing.discard(call_id)
+                self._receive_credit.pop(call_id, None)
+                if self._send_credit or self._pending_items:  # only calls that streamed input have these
+                    self._finish_outgoing(call_id)
                 return ResultReceived(call_id, codec.decode_value(body))
             return None  # a late reply to a call given up on (timeout, cancel)
         if kind == wire.ITEMS:
@@ -477,9 +487,15 @@ class Connection:
         has_input: bool = False,
     ) -> int:
         """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_items`."""
-        codec = self._require_rpc()
-        call_id = self._allocate_id()
-        body = self._encode_call_body(codec, args, kwargs)
+        codec = self.codec
+        if codec is None or self.state is not State.OPEN:
+            codec = self._require_rpc()
+        call_id = self._next_id
+        if call_id in self._outgoing or call_id + 2 > wire.MAX_ID:
+            call_id = self._allocate_id()
+        else:
+            self._next_id = call_id + 2
+        body = codec.encode_args([*args, kwargs] if kwargs else args)
         flags = (wire.FLAG_KWARGS if kwargs else 0) | (wire.FLAG_INPUT if has_input else 0)
         header = self._call_header(wire.CALL, call_id, flags, name, timeout)
         self._queue_message(header, body)
@@ -492,19 +508,19 @@ class Connection:
 
     def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
         codec = self._require_rpc()
-        body = self._encode_call_body(codec, args, kwargs)
+        body = codec.encode_args([*args, kwargs] if kwargs else args)
         header = self._call_header(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, None)
         self._queue_message(header, body)
 
     @staticmethod
-    def _encode_call_body(codec: Codec, args: Sequence[Any], kwargs: dict[str, Any] | None) -> Body:
-        return codec.encode_args([*args, kwargs] if kwargs else args)
-
-    @staticmethod
     def _call_header(kind: int, call_id: int, flags: int, name: str, timeout: float | None) -> bytes:
-        encoded = name.encode()
-        if len(encoded) > wire.MAX_NAME:
-            raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
+        encoded = _encoded_names.get(name)
+        if encoded is None:
+            encoded = name.encode()
+            if len(encoded) > wire.MAX_NAME:
+                raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
+            if len(_encoded_names) < _NAME_CACHE_SIZE:
+                _encoded_names[name] = encoded
         timeout_ms = 0
         if timeout is not None:
             if timeout <= 0:
@@ -528,11 +544,15 @@ class Connection:
     def send_result(self, call_id: int, value: Any) -> None:
         """Reply to call ``call_id``. Raises ``TypeError`` if the codec cannot encode ``value``,
         :class:`PayloadTooLarge` if it is too large; the call is then still open for an error reply."""
-        codec = self._require_rpc()
+        codec = self.codec
+        if codec is None or self.state is not State.OPEN:
+            codec = self._require_rpc()
         if call_id not in self._incoming:
             return
         self._queue_message(_pack_id(wire.RESULT, call_id), codec.encode_value(value))
-        self._finish_incoming(call_id)
+        self._incoming.discard(call_id)
+        if self._send_credit or self._receive_credit or self._pending_items:
+            self._finish_incoming(call_id)
 
     def reply(self, call_id: int, value: Any) -> None:
         """Send ``value`` as the result, or an error reply saying why it cannot be sent."""

@@ -46,11 +46,12 @@ Message = MessageReceived
 class _UnaryCall:
     """A call awaited by :meth:`Peer.call`; stream items, if any, are collected into a list."""
 
-    __slots__ = ("collected", "future", "grant")
+    __slots__ = ("call_id", "collected", "future", "peer")
 
-    def __init__(self, future: asyncio.Future[Any], grant: Callable[[int], None]) -> None:
+    def __init__(self, future: asyncio.Future[Any], peer: Peer, call_id: int) -> None:
         self.future = future
-        self.grant = grant
+        self.peer = peer
+        self.call_id = call_id
         self.collected: list[Any] | None = None
 
     def on_result(self, value: Any) -> None:
@@ -61,7 +62,7 @@ class _UnaryCall:
         if self.collected is None:
             self.collected = []
         self.collected += items
-        self.grant(len(items))
+        self.peer._granter(self.call_id)(len(items))
 
     def on_end(self) -> None:
         self.on_result(self.collected or [])
@@ -185,7 +186,8 @@ class Peer(PeerBase, asyncio.Protocol):
         self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
-        self._last_received = self._loop.time()
+        if self._timer is not None:  # keepalive, idle timeout or the handshake deadline is watching
+            self._last_received = self._loop.time()
         try:
             events = self._core.receive_data(data)
             handlers = self._handlers
@@ -456,7 +458,10 @@ class Peer(PeerBase, asyncio.Protocol):
                 except Exception as exc:
                     self._reply_error(call_id, procedure, exc, args, event.kwargs)
                 else:
-                    self._reply(call_id, result)
+                    if call_id:
+                        self._core.reply(call_id, result)
+                if not call_id:
+                    self._core.finish_notification()  # frees its slot among the concurrent calls
                 return
             task = self._loop.create_task(self._serve(call_id, procedure, args, event.kwargs))
         finally:
@@ -586,7 +591,7 @@ class Peer(PeerBase, asyncio.Protocol):
         core = self._core
         call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input is not None)
         future = self._loop.create_future()
-        self._calls[call_id] = _UnaryCall(future, self._granter(call_id))
+        self._calls[call_id] = _UnaryCall(future, self, call_id)
         self._schedule_flush()
         timer = self._loop.call_later(timeout, self._call_expired, call_id, name) if timeout else None
         feeder = self._loop.create_task(self._feed(call_id, input)) if input is not None else None
