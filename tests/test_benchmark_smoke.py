@@ -1,0 +1,27 @@
+"""The benchmark runner still runs (a short smoke run; its figures are not judged here)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import PYTHON, ROOT
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) pins the benchmark's processes")
+def test_benchmark_runner_smoke() -> None:
+    systems = "ipfi asyncio+uvloop,ipfi blocking,multiprocessing,raw asyncio floor,raw blocking floor"
+    result = subprocess.run(
+        [PYTHON, "-m", "benchmarks", "--quick", "--systems", systems],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
+    assert len(rows) == 4  # two systems in the table, two in the ratios under it
+    assert "of floor" in result.stdout and "Targets" in result.stdout
