@@ -276,16 +276,20 @@ def test_protocol_md_example_bytes() -> None:
 
 def test_large_binaries_are_sent_without_copies_and_arrive_whole() -> None:
     codec = MsgpackCodec()
-    big = bytes(range(256)) * 1024
+    big = bytes(range(256)) * 4096  # 1 MiB: four fragments of the 300 kB frames below
     parts = codec.encode_args([1, big, "x"])
     assert isinstance(parts, list) and any(part is big for part in parts)  # referenced, not copied
     assert msgpack.unpackb(b"".join(parts)) == [1, big, "x"]
-    client, server = wired(max_frame_payload=100_000)
+    client, server = wired(max_frame_payload=300_000)
     client.send_call("echo", [big, big[:10]])
     frames = client.data_to_send()
     assert any(isinstance(frame, memoryview) for frame in frames)  # fragments are slices of the argument
     [call] = server.receive_data(b"".join(frames))
     assert isinstance(call, CallReceived) and call.args == [big, big[:10]]
     server.send_result(call.call_id, big)
-    [result] = client.receive_data(b"".join(server.data_to_send()))
+    stream = b"".join(server.data_to_send())
+    events = []
+    for start in range(0, len(stream), 65536):  # in pieces: the fragments fill buffers of their own
+        events += client.receive_data(stream[start : start + 65536])
+    [result] = events
     assert isinstance(result, ResultReceived) and result.value == big

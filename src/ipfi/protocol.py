@@ -139,7 +139,9 @@ class Connection:
         self._running_notifications = 0
         self._send_credit: dict[int, int] = {}  # streams this side produces
         self._receive_credit: dict[int, int] = {}  # streams this side consumes
-        self._parts: list[memoryview] = []
+        # A fragmented message grows in the first fragment's own buffer when the decoder gave it one
+        # (large frames), so that reassembly appends to it instead of copying everything again.
+        self._parts: bytearray | list[memoryview] = []
         self._parts_size = 0
         self._in_parts = False
         self._pings: deque[float] = deque()
@@ -332,19 +334,25 @@ class Connection:
         self._parts_size += len(payload) - 1
         if self._parts_size > self.limits.max_message:
             raise PayloadTooLarge(f"fragmented message exceeds the limit of {self.limits.max_message} bytes")
-        self._parts.append(memoryview(payload)[1:])
+        parts = self._parts
+        if not self._in_parts and isinstance(payload, bytearray):
+            parts = self._parts = payload  # its first byte, the fragment kind, is skipped at the end
+        elif isinstance(parts, bytearray):
+            parts += memoryview(payload)[1:]  # realloc: a large buffer grows in place (mremap)
+        else:
+            parts.append(memoryview(payload)[1:])
         if kind == wire.PART:
             self._in_parts = True
             return None
         self._in_parts = False
-        message = b"".join(self._parts)  # the one copy of a fragmented message
+        message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
         self._parts = []
         self._parts_size = 0
         if message and message[0] in (wire.PART, wire.LAST_PART):
             raise ProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)
 
-    def _handle_message(self, message: bytes | bytearray) -> Event | None:
+    def _handle_message(self, message: Buffer) -> Event | None:
         kind = message[0]
         codec = self.codec
         assert codec is not None
@@ -394,7 +402,7 @@ class Connection:
             return CreditReceived(call_id)
         raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
 
-    def _handle_call(self, kind: int, message: bytes | bytearray, codec: Codec) -> Event | None:
+    def _handle_call(self, kind: int, message: Buffer, codec: Codec) -> Event | None:
         if len(message) < _CALL_HEADER.size:
             raise ProtocolError("CALL message is truncated")
         _, call_id, flags, timeout_ms, name_length = _CALL_HEADER.unpack_from(message)
@@ -402,7 +410,7 @@ class Connection:
         if len(message) < name_end:
             raise ProtocolError("CALL message is shorter than its procedure name")
         try:
-            name = message[_CALL_HEADER.size : name_end].decode()
+            name = str(message[_CALL_HEADER.size : name_end], "utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("procedure name is not UTF-8") from None
         args = codec.decode_args(memoryview(message)[name_end:])
