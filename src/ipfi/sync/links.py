@@ -55,14 +55,15 @@ class SocketLink:
     def recv(self) -> bytes:
         try:
             return self._recv(READ_SIZE)
-        except ConnectionResetError:
+        except OSError:  # reset, or closed by another thread (close() does not wait for the reader)
             return b""
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
     def readable(self, timeout: float | None) -> bool:
-        return _wait_readable(self.sock.fileno(), timeout)
+        fd = self.sock.fileno()
+        return fd < 0 or _wait_readable(fd, timeout)  # a closed socket "reads" its EOF at once
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):
