@@ -7,7 +7,7 @@ Pure functions and an incremental decoder; no I/O. The decoder accepts bytes in 
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Final, cast
 
 from .errors import InvalidMagic, PayloadTooLarge
 
@@ -103,25 +103,36 @@ class FrameDecoder:
         if self._large is not None:
             data = self._fill_large(data, frames)
         buffer = self._buffer
-        buffer += data
+        # With nothing buffered, frames are sliced straight out of ``data`` (one copy, not two).
+        # ``data`` itself is never kept: a caller may reuse its memory.
+        kind = type(data)
+        fresh = not buffer and (kind is bytes or kind is memoryview)
+        is_bytes = fresh and kind is bytes  # slices of bytes are bytes; of anything else, copied into bytes
+        source = data if fresh else buffer
+        if not fresh:
+            buffer += data
         offset = self._offset
-        end = len(buffer)
+        end = len(source)
         append = frames.append
         max_payload = self.max_payload
         while end - offset >= HEADER_SIZE:
-            magic, length, channel = _unpack_header(buffer, offset)
+            magic, length, channel = _unpack_header(source, offset)
             if magic != MAGIC or length > max_payload:
                 self._check(magic, length)
             start = offset + HEADER_SIZE
             stop = start + length
             if stop > end:
                 if length >= LARGE_FRAME:
-                    self._start_large(channel, length, memoryview(buffer)[start:end])
+                    self._start_large(channel, length, memoryview(source)[start:end])
                     offset = end
                 break
-            append((channel, bytes(buffer[start:stop])))
+            append((channel, cast(bytes, source[start:stop]) if is_bytes else bytes(source[start:stop])))
             offset = stop
-        if offset == end:
+        if fresh:
+            if offset < end:
+                buffer += memoryview(source)[offset:]
+            offset = 0
+        elif offset == end:
             buffer.clear()
             offset = 0
         elif offset >= _COMPACT_AT:

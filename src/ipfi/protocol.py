@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +40,7 @@ from .events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .frames import CONTROL, FrameDecoder, frame_header
+from .frames import CONTROL, MAGIC, FrameDecoder, frame_header
 from .handshake import (
     DEFAULT_SERVER_CHANNELS,
     MAX_CHANNELS,
@@ -63,8 +64,14 @@ log = logging.getLogger("ipfi.protocol")
 
 _CALL_HEADER = wire.CALL_HEADER
 _ID_HEADER = wire.ID_HEADER
+_ID_SIZE: Final = _ID_HEADER.size
 _pack_id = _ID_HEADER.pack
 _unpack_id = _ID_HEADER.unpack_from
+# Frame header and message header packed by one call, for messages that fit one small frame.
+_pack_framed_id = struct.Struct("<2sIH" + _ID_HEADER.format[1:]).pack
+_pack_framed_call = struct.Struct("<2sIH" + _CALL_HEADER.format[1:]).pack
+_MAGIC: Final = MAGIC
+_RPC: Final = wire.RPC_CHANNEL
 _PART: Final = bytes([wire.PART])
 _LAST_PART: Final = bytes([wire.LAST_PART])
 _ITEMS_OVERHEAD: Final = 16  # ITEMS header and list framing around one batch
@@ -133,7 +140,8 @@ class Connection:
         self._peer_max_frame = self.limits.max_frame_payload
         self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
 
-        self._next_id = 1 if role is Role.CLIENT else 2
+        self._own_parity = 1 if role is Role.CLIENT else 0
+        self._next_id = 2 - self._own_parity
         self._outgoing: set[int] = set()  # calls this side made, reply still due
         self._incoming: set[int] = set()  # calls the peer made, reply not yet sent
         self._running_notifications = 0
@@ -161,7 +169,7 @@ class Connection:
 
     def owns(self, call_id: int) -> bool:
         """Whether ``call_id`` names a call this side made (ids have the caller's parity)."""
-        return (call_id & 1) == (1 if self.role is Role.CLIENT else 0)
+        return (call_id & 1) == self._own_parity
 
     # -- handshake -----------------------------------------------------------------------------
 
@@ -358,10 +366,10 @@ class Connection:
         assert codec is not None
         if kind in _CALL_KINDS:
             return self._handle_call(kind, message, codec)
-        if len(message) < _ID_HEADER.size:
+        if len(message) < _ID_SIZE:
             raise ProtocolError(f"RPC message of kind {kind} is truncated")
-        _, call_id = _unpack_id(message)
-        body = memoryview(message)[_ID_HEADER.size :]
+        call_id = _unpack_id(message)[1]
+        body = _after(message, _ID_SIZE)
         if kind == wire.RESULT:
             if call_id in self._outgoing:
                 self._outgoing.discard(call_id)
@@ -413,7 +421,7 @@ class Connection:
             name = str(message[_CALL_HEADER.size : name_end], "utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("procedure name is not UTF-8") from None
-        args = codec.decode_args(memoryview(message)[name_end:])
+        args = codec.decode_args(_after(message, name_end))
         kwargs: dict[str, Any] = {}
         if flags & wire.FLAG_KWARGS:
             if not args or not isinstance(args[-1], dict):
@@ -421,10 +429,11 @@ class Connection:
             kwargs = args.pop()
         timeout = timeout_ms / 1000 if timeout_ms else None
         has_input = bool(flags & wire.FLAG_INPUT)
+        incoming = self._incoming
         if kind == wire.NOTIFY:
             if call_id != 0:
                 raise ProtocolError("NOTIFY must carry id 0")
-            if self.incoming_count >= self.limits.max_concurrent_calls:
+            if len(incoming) + self._running_notifications >= self.limits.max_concurrent_calls:
                 log.warning(
                     "peer %s: notification %r dropped: %d calls already running",
                     self.peer_id,
@@ -434,18 +443,18 @@ class Connection:
                 return None
             self._running_notifications += 1
             return CallReceived(0, name, args, kwargs, timeout, False)
-        if self.owns(call_id) or call_id == 0:
+        if (call_id & 1) == self._own_parity or call_id == 0:
             raise ProtocolError(f"CALL id {call_id} has this side's parity")
-        if call_id in self._incoming:
+        if call_id in incoming:
             raise ProtocolError(f"CALL id {call_id} is already in use")
-        if self.incoming_count >= self.limits.max_concurrent_calls:
+        if len(incoming) + self._running_notifications >= self.limits.max_concurrent_calls:
             self._queue_error(
                 call_id,
                 Busy.wire_type,
                 f"{self.limits.max_concurrent_calls} calls already running on this connection",
             )
             return None
-        self._incoming.add(call_id)
+        incoming.add(call_id)
         if has_input:
             self._receive_credit[call_id] = self.limits.stream_window
         return CallReceived(call_id, name, args, kwargs, timeout, has_input)
@@ -469,6 +478,11 @@ class Connection:
         self._pending_items.pop(call_id, None)
 
     # -- sending -------------------------------------------------------------------------------
+
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has anything to give."""
+        return bool(self._out or self._pending_items)
 
     def data_to_send(self) -> list[Buffer]:
         """Frames queued since the last call, in order; the caller writes them as they are."""
@@ -505,8 +519,7 @@ class Connection:
             self._next_id = call_id + 2
         body = codec.encode_args([*args, kwargs] if kwargs else args)
         flags = (wire.FLAG_KWARGS if kwargs else 0) | (wire.FLAG_INPUT if has_input else 0)
-        header = self._call_header(wire.CALL, call_id, flags, name, timeout)
-        self._queue_message(header, body)
+        self._queue_call(wire.CALL, call_id, flags, name, body, timeout=timeout)
         self._outgoing.add(call_id)
         # Any call may turn out to stream its result, so each gets a receive window.
         self._receive_credit[call_id] = self.limits.stream_window
@@ -517,11 +530,9 @@ class Connection:
     def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
         codec = self._require_rpc()
         body = codec.encode_args([*args, kwargs] if kwargs else args)
-        header = self._call_header(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, None)
-        self._queue_message(header, body)
+        self._queue_call(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, body, timeout=None)
 
-    @staticmethod
-    def _call_header(kind: int, call_id: int, flags: int, name: str, timeout: float | None) -> bytes:
+    def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, *, timeout: float | None) -> None:
         encoded = _encoded_names.get(name)
         if encoded is None:
             encoded = name.encode()
@@ -534,7 +545,13 @@ class Connection:
             if timeout <= 0:
                 raise ValueError("timeout must be positive")
             timeout_ms = min(max(1, round(timeout * 1000)), wire.MAX_TIMEOUT_MS)
-        return _CALL_HEADER.pack(kind, call_id, flags, timeout_ms, len(encoded)) + encoded
+        if type(body) is bytes:
+            size = _CALL_HEADER.size + len(encoded) + len(body)
+            if size <= self._small_message:  # the common case: one frame, one bytes object
+                framed = _pack_framed_call(_MAGIC, size, _RPC, kind, call_id, flags, timeout_ms, len(encoded))
+                self._out.append(framed + encoded + body)
+                return
+        self._queue_message(_CALL_HEADER.pack(kind, call_id, flags, timeout_ms, len(encoded)) + encoded, body)
 
     def _allocate_id(self) -> int:
         call_id = self._next_id
@@ -557,7 +574,7 @@ class Connection:
             codec = self._require_rpc()
         if call_id not in self._incoming:
             return
-        self._queue_message(_pack_id(wire.RESULT, call_id), codec.encode_value(value))
+        self._queue_id_message(wire.RESULT, call_id, codec.encode_value(value))
         self._incoming.discard(call_id)
         if self._send_credit or self._receive_credit or self._pending_items:
             self._finish_incoming(call_id)
@@ -588,7 +605,7 @@ class Connection:
         except TypeError:
             record.pop("data")
             body = codec.encode_record(record)
-        self._queue_message(_pack_id(wire.ERROR, call_id), body)
+        self._queue_id_message(wire.ERROR, call_id, body)
 
     def finish_notification(self) -> None:
         """A notification's procedure has ended (frees its slot in ``max_concurrent_calls``)."""
@@ -642,18 +659,17 @@ class Connection:
         codec = self.codec
         assert codec is not None
         self._send_credit[call_id] -= len(items)
-        header = _pack_id(wire.ITEMS, call_id)
         # Batches stay within one frame; a lone large item is fragmented like any message.
         budget = self._peer_max_frame - _ITEMS_OVERHEAD
         batch: list[bytes] = []
         size = 0
         for encoded in items:
             if batch and size + len(encoded) > budget:
-                self._queue_message(header, codec.join_items(batch))
+                self._queue_id_message(wire.ITEMS, call_id, codec.join_items(batch))
                 batch, size = [], 0
             batch.append(encoded)
             size += len(encoded)
-        self._queue_message(header, codec.join_items(batch))
+        self._queue_id_message(wire.ITEMS, call_id, codec.join_items(batch))
 
     def send_end(self, call_id: int) -> None:
         """End a stream: the output of a call served here, or the input of a call made here."""
@@ -665,7 +681,7 @@ class Connection:
             self._finish_incoming(call_id)
         else:
             return
-        self._queue_message(_pack_id(wire.END, call_id), b"")
+        self._queue_id_message(wire.END, call_id, b"")
 
     def send_cancel(self, call_id: int) -> None:
         """Give up on a call made here; the peer cancels its procedure. Later replies are ignored."""
@@ -673,7 +689,7 @@ class Connection:
             return
         self._finish_outgoing(call_id)
         if self.state is State.OPEN:
-            self._queue_message(_pack_id(wire.CANCEL, call_id), b"")
+            self._queue_id_message(wire.CANCEL, call_id, b"")
 
     def grant_credit(self, call_id: int, credit: int) -> None:
         """Allow the producer of stream ``call_id`` to send ``credit`` more items."""
@@ -720,12 +736,18 @@ class Connection:
             self._out.append(frame_header(channel, len(payload)))
             self._out.append(payload if isinstance(payload, bytes) else bytes(payload))
 
+    def _queue_id_message(self, kind: int, call_id: int, body: Body) -> None:
+        if type(body) is bytes:
+            size = _ID_SIZE + len(body)
+            if size <= self._small_message:  # the common case: one frame, one bytes object
+                self._out.append(_pack_framed_id(_MAGIC, size, _RPC, kind, call_id) + body)
+                return
+        self._queue_message(_pack_id(kind, call_id), body)
+
     def _queue_message(self, header: bytes, body: Body) -> None:
+        """An RPC message in one frame, or in fragments when it exceeds the peer's frame size."""
         if type(body) is bytes:
             size = len(header) + len(body)
-            if size <= self._small_message:  # the common case: one frame, one bytes object
-                self._out.append(frame_header(wire.RPC_CHANNEL, size) + header + body)
-                return
             pieces: list[Buffer] = [body]
         else:
             pieces = body  # type: ignore[assignment]
@@ -755,6 +777,11 @@ class Connection:
                 frame.append(piece)
                 room -= len(piece)
             self._out += frame
+
+
+def _after(message: Buffer, start: int) -> Buffer:
+    """The bytes of ``message`` from ``start``: a copy when small (cheaper than a view), else a view."""
+    return message[start:] if len(message) < _SMALL else memoryview(message)[start:]
 
 
 def _positive_int(document: dict[str, Any], name: str, default: int) -> int:

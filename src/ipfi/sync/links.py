@@ -11,19 +11,22 @@ import sys
 from typing import Protocol
 
 from ..addresses import Address
+from ..codecs import Buffer
 from ..services import not_running
 
-READ_SIZE = 256 * 1024
+#: Bytes read at most per system call. Reads land in one buffer per link, reused: a fresh buffer this
+#: large per read would cost an mmap, an mremap and an munmap every time.
+READ_SIZE = 64 * 1024
 
 
 class Link(Protocol):
     """What the blocking driver needs from a wire."""
 
-    def recv(self) -> bytes:
-        """Block until bytes arrive; ``b""`` at EOF."""
+    def recv(self) -> Buffer:
+        """Block until bytes arrive; empty at EOF. The view is valid until the next ``recv``."""
         ...
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         """Write all of ``data``; raises ``OSError`` if the wire is gone."""
         ...
 
@@ -50,15 +53,16 @@ class SocketLink:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
-        self._recv = sock.recv
+        self._recv_into = sock.recv_into
+        self._buffer = memoryview(bytearray(READ_SIZE))
 
-    def recv(self) -> bytes:
+    def recv(self) -> Buffer:
         try:
-            return self._recv(READ_SIZE)
+            return self._buffer[: self._recv_into(self._buffer)]
         except OSError:  # reset, or closed by another thread (close() does not wait for the reader)
             return b""
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         self.sock.sendall(data)
 
     def readable(self, timeout: float | None) -> bool:
@@ -81,14 +85,15 @@ class PipeLink:
         self.write_fd = write_fd
         self.process = process
         self._closed = False
+        self._buffer = memoryview(bytearray(READ_SIZE))
 
-    def recv(self) -> bytes:
+    def recv(self) -> Buffer:
         try:
-            return os.read(self.read_fd, READ_SIZE)
+            return self._buffer[: os.readv(self.read_fd, [self._buffer])]
         except OSError:
             return b""
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]

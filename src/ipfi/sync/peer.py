@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
+from ..codecs import Buffer
 from ..errors import (
     ConnectionLost,
     DeadlineExceeded,
@@ -63,21 +64,49 @@ os.register_at_fork(after_in_child=_mark_inherited)
 
 
 class _Pending:
-    """The receiving end of a call made here, or of an input stream served here."""
+    """The receiving end of a call made here, or of an input stream served here.
 
-    __slots__ = ("consumed", "error", "finished", "items", "value")
+    ``collect``: the items of a streamed result are gathered into a list for :meth:`Peer.call`, and
+    the reader grants the producer more credit as they arrive (nobody consumes them one by one).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("collect", "consumed", "error", "finished", "items", "value")
+
+    def __init__(self, collect: bool = False) -> None:
         self.value: Any = None
         self.error: BaseException | None = None
         self.finished = False
         self.items: deque[Any] = deque()
         self.consumed = 0
+        self.collect = collect
+
+    def done(self) -> bool:
+        return self.finished
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:
             self.error = error
             self.finished = True
+
+
+class _Work:
+    """A call the peer made here: what to run, then how it went."""
+
+    __slots__ = ("args", "call_id", "error", "kwargs", "procedure", "result")
+
+    def __init__(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
+        self.call_id = call_id
+        self.procedure = procedure
+        self.args = args
+        self.kwargs = kwargs
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.procedure.function(*self.args, **self.kwargs)
+        except Exception as exc:
+            self.error = exc
 
 
 class _Waiter:
@@ -117,8 +146,12 @@ class Peer(PeerBase):
         self.on_close: Callable[[Peer], None] | None = None
         self._announce_open = False
         self._lock = threading.Lock()  # guards the core and every table below
-        self._write_lock = threading.Lock()  # keeps frames taken from the core in order on the wire
-        self._reading = False
+        # Frames are taken from the core and written while holding this (always taken before _lock),
+        # so they reach the wire in order; a peer that does not read blocks writers, not the reader.
+        self._write_lock = threading.Lock()
+        self._send = link.send
+        self._reading = 0  # the id of the thread holding the reader role, or 0
+        self._inline: list[_Work] = []  # calls the reader runs itself
         self._waiters: set[_Waiter] = set()
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
@@ -203,25 +236,29 @@ class Peer(PeerBase):
     def _wait_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
         """Block until ``ready()`` (checked under the lock), reading the wire when nobody else is.
 
+        The thread holding the reader role may wait too (a procedure it runs calls the peer back):
+        it then reads on, nested, until its own answer is in.
         Raises ``TimeoutError`` past ``deadline`` and :class:`ConnectionLost` once the connection ends.
         """
         waiter: _Waiter | None = None
+        me = threading.get_ident()
         while True:
             with self._lock:
                 if ready():
                     return
                 if self._error is not None:
                     raise ConnectionLost(str(self._error))
-                reader = not self._reading
-                if reader:
-                    self._reading = True
-                else:
+                reading = self._reading
+                if not reading:
+                    self._reading = me
+                elif reading != me:
                     if waiter is None:
                         waiter = _Waiter(ready)
                     waiter.event.clear()
                     self._waiters.add(waiter)
-            if reader:
-                self._read_until(ready, deadline)
+            if not reading or reading == me:
+                if self._read_until(ready, deadline, hold_role=reading == me):
+                    return
                 continue
             assert waiter is not None
             if deadline is None:
@@ -234,7 +271,14 @@ class Peer(PeerBase):
                 if not woken and not ready() and self._error is None:
                     raise TimeoutError
 
-    def _read_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
+    def _read_until(self, ready: Callable[[], bool], deadline: float | None, *, hold_role: bool) -> bool:
+        """Read as the reader until ``ready()`` (returns True) or the connection ends (returns False).
+
+        Gives up the reader role on the way out, unless ``hold_role`` (a nested read keeps it for the
+        read it interrupted).
+        """
+        lock = self._lock
+        holding = True
         try:
             while True:
                 if not self._room.is_set() and threading.current_thread() is self._reader:
@@ -242,28 +286,43 @@ class Peer(PeerBase):
                 if deadline is not None and not self._link.readable(deadline - time.monotonic()):
                     raise TimeoutError
                 data = self._link.recv()
-                with self._lock:
+                with lock:
                     if data:
                         self._receive(data)
                     else:
                         self._receive_eof()
-                    done = ready() or self._error is not None
+                    done = ready()
+                    if done or self._error is not None:
+                        if not hold_role:
+                            self._give_up_reading()
+                        holding = False
                     announce, self._announce_open = self._announce_open, False
-                self._flush()
+                    inline = self._inline
+                    if inline:
+                        self._inline = []
+                    output = self._core.has_output
+                if output:
+                    self._flush()
+                if inline:
+                    self._run_inline(inline)
                 if announce and self.on_open is not None:
                     self.on_open(self)
-                if done:
-                    return
+                if not holding:
+                    return done
         finally:
-            with self._lock:
-                self._reading = False
-                # Hand the role on: wake one thread still waiting, so somebody keeps reading.
-                for waiter in self._waiters:
-                    if not waiter.ready():
-                        waiter.event.set()
-                        break
+            if holding and not hold_role:
+                with lock:
+                    self._give_up_reading()
 
-    def _receive(self, data: bytes) -> None:
+    def _give_up_reading(self) -> None:
+        """Under the lock: hand the reader role on, waking one thread still waiting, so somebody reads."""
+        self._reading = 0
+        for waiter in self._waiters:
+            if not waiter.ready():
+                waiter.event.set()
+                break
+
+    def _receive(self, data: Buffer) -> None:
         try:
             events = self._core.receive_data(data)
             for event in events:
@@ -304,7 +363,10 @@ class Peer(PeerBase):
 
     def _handle(self, event: Event) -> None:
         kind = type(event)
-        if kind is ResultReceived:
+        if kind is CallReceived:
+            assert isinstance(event, CallReceived)
+            self._on_call(event)
+        elif kind is ResultReceived:
             assert isinstance(event, ResultReceived)
             pending = self._calls.pop(event.call_id, None)
             if pending is not None:
@@ -320,6 +382,8 @@ class Peer(PeerBase):
             pending = self._calls.get(event.call_id) or self._inputs.get(event.call_id)
             if pending is not None:
                 pending.items.extend(event.items)
+                if pending.collect:
+                    self._grant_collected(event.call_id, pending)
         elif kind is StreamEnded:
             assert isinstance(event, StreamEnded)
             pending = self._calls.pop(event.call_id, None)
@@ -329,9 +393,6 @@ class Peer(PeerBase):
                 pending = self._inputs.pop(event.call_id, None)
             if pending is not None:
                 pending.finished = True
-        elif kind is CallReceived:
-            assert isinstance(event, CallReceived)
-            self._on_call(event)
         elif kind is MessageReceived:
             assert isinstance(event, MessageReceived)
             self._unread_messages += 1
@@ -362,20 +423,25 @@ class Peer(PeerBase):
         with self._write_lock:
             with self._lock:
                 data = self._core.data_to_send()
-                close = self._closing_after_flush
-            if data:
-                try:
-                    self._link.send(b"".join(data))
-                except OSError as exc:
-                    with self._lock:
-                        self._lose(ConnectionLost(f"write failed: {exc}"))
-        if close:
+            self._write(data)
+
+    def _write(self, data: list[Buffer]) -> None:
+        """Holding the write lock (not the core lock): send frames taken from the core."""
+        if data:
+            try:
+                self._send(data[0] if len(data) == 1 else b"".join(data))
+            except OSError as exc:
+                with self._lock:
+                    self._lose(ConnectionLost(f"write failed: {exc}"))
+        if self._closing_after_flush:
             with self._lock:
                 self._lose(ConnectionLost("the peer shut the connection down"))
 
     # -- serving the peer's calls ------------------------------------------------------------------
 
     def _on_call(self, event: CallReceived) -> None:
+        """Under the lock: queue the call for the reader (a plain, non-blocking function: no thread
+        hand-off, as in the asyncio driver) or hand it to a worker thread."""
         procedure = self.interface.get(event.name) if self.interface is not None else None
         call_id = event.call_id
         if procedure is None or self._executor is None:
@@ -396,44 +462,68 @@ class Peer(PeerBase):
         if event.has_input:
             pending = self._inputs[call_id] = _Pending()
             args.insert(0, self._items(call_id, pending, None))
-        self._executor.submit(self._serve, call_id, procedure, args, event.kwargs)
+        work = _Work(call_id, procedure, args, event.kwargs)
+        if procedure.kind is Kind.FUNCTION and not procedure.blocking and not event.has_input:
+            self._inline.append(work)
+        else:
+            self._executor.submit(self._serve, work)
 
-    def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
+    def _run_inline(self, calls: list[_Work]) -> None:
+        """In the reader thread, outside the lock: run plain functions and send their replies together."""
         token = current_peer_var.set(self)
         try:
-            if procedure.kind is Kind.GENERATOR:
-                self._produce(call_id, procedure.function(*args, **kwargs))
-            else:
-                result = procedure.function(*args, **kwargs)
-                with self._lock:
-                    if call_id and self._core.is_open:
-                        self._core.reply(call_id, result)
-        except ConnectionLost:
-            pass
-        except Exception as exc:
-            log.debug("peer %s: %s raised %r", self.peer_id, procedure.name, exc, exc_info=exc)
-            with self._lock:
-                if call_id and self._core.is_open:
-                    self._core.send_error(call_id, *error_record(procedure, exc, args, kwargs))
+            for work in calls:
+                work.run()
         finally:
             current_peer_var.reset(token)
-            with self._lock:
-                self._inputs.pop(call_id, None)
-                if not call_id:
-                    self._core.finish_notification()
-            self._flush()
+        self._settle(calls)
 
-    def _produce(self, call_id: int, iterator: Iterator[Any]) -> None:
+    def _serve(self, work: _Work) -> None:
+        """In a worker thread: run a blocking function, a generator, or a procedure fed a stream."""
+        token = current_peer_var.set(self)
+        try:
+            if work.procedure.kind is Kind.GENERATOR:
+                self._produce(work)
+            else:
+                work.run()
+        finally:
+            current_peer_var.reset(token)
+        self._settle([work])
+
+    def _settle(self, done: list[_Work]) -> None:
+        """Reply with each procedure's result or error; a notification frees its slot."""
         core = self._core
+        with self._write_lock:
+            with self._lock:
+                for work in done:
+                    self._inputs.pop(work.call_id, None)
+                    error = work.error
+                    if not work.call_id:
+                        core.finish_notification()
+                    elif not core.is_open or isinstance(error, ConnectionLost):
+                        continue
+                    elif error is not None:
+                        log.debug("peer %s: %s raised %r", self.peer_id, work.procedure.name, error, exc_info=error)
+                        core.send_error(work.call_id, *error_record(work.procedure, error, work.args, work.kwargs))
+                    elif work.procedure.kind is not Kind.GENERATOR:
+                        core.reply(work.call_id, work.result)
+                data = core.data_to_send()
+            self._write(data)
+
+    def _produce(self, work: _Work) -> None:
+        core = self._core
+        call_id = work.call_id
         with self._lock:
             core.open_output_stream(call_id)
+        iterator = work.procedure.function(*work.args, **work.kwargs)
         try:
             for item in iterator:
                 self._send_item(call_id, item)
+        except Exception as exc:
+            work.error = exc
+            return
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            iterator.close()
         with self._lock:
             if core.is_open:
                 core.send_end(call_id)
@@ -463,9 +553,9 @@ class Peer(PeerBase):
         ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
         procedure cancelled. ``input`` streams items to the procedure.
         """
-        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input)
+        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input, collect=True)
         try:
-            self._wait_until(lambda: pending.finished or self._grant_collected(call_id, pending), deadline)
+            self._wait_until(pending.done, deadline)
         except TimeoutError:
             self._give_up(call_id)
             raise DeadlineExceeded(f"{name} did not answer within {timeout} s") from None
@@ -477,14 +567,12 @@ class Peer(PeerBase):
         value = pending.value
         return list(value) if isinstance(value, deque) else value
 
-    def _grant_collected(self, call_id: int, pending: _Pending) -> bool:
-        """Part of ``call``'s wait condition (so it runs under the lock whenever items arrive): while a
-        stream is collected into a list, keep the producer's credit flowing. Never itself ready."""
+    def _grant_collected(self, call_id: int, pending: _Pending) -> None:
+        """Under the lock, as items arrive: keep the credit of a stream collected into a list flowing."""
         fresh = len(pending.items) - pending.consumed
         if fresh >= max(1, self.options.limits.stream_window // 2):
             pending.consumed = len(pending.items)
             self._core.grant_credit(call_id, fresh)
-        return False
 
     def stream(
         self,
@@ -500,16 +588,26 @@ class Peer(PeerBase):
         return self._items(call_id, pending, deadline)
 
     def _start(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        input_items: Any,
+        *,
+        collect: bool = False,
     ) -> tuple[int, _Pending, float | None]:
-        self._check_process()
-        pending = _Pending()
-        with self._lock:
-            if self._error is not None:
-                raise ConnectionLost(str(self._error))
-            call_id = self._core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
-            self._calls[call_id] = pending
-        self._flush()
+        if self._inherited:
+            self._check_process()
+        pending = _Pending(collect)
+        with self._write_lock:
+            with self._lock:
+                if self._error is not None:
+                    raise ConnectionLost(str(self._error))
+                call_id = self._core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
+                self._calls[call_id] = pending
+                data = self._core.data_to_send()
+            self._write(data)
         if input_items is not None:
             threading.Thread(target=self._feed, args=(call_id, input_items), daemon=True).start()
         return call_id, pending, (time.monotonic() + timeout if timeout else None)
