@@ -186,6 +186,21 @@ def test_receiver_enforces_message_limit_against_a_lying_peer() -> None:
         server.receive_data(part)
 
 
+def test_frame_limit_at_and_past_when_a_whole_frame_arrives_in_one_read() -> None:
+    """One whole message per read takes a shorter path through the core: it applies the frame limit too."""
+    _, server = wired(max_frame_payload=1024)
+    header = wire.CALL_HEADER.pack(wire.CALL, 1, 0, 0, 4) + b"echo"
+
+    def call_of_size(size: int) -> bytes:
+        blob = b"x" * (size - len(header) - 4)  # msgpack: fixarray, bin16 header
+        return encode_frame(wire.RPC_CHANNEL, header + msgpack.packb([blob]))
+
+    [call] = server.receive_data(call_of_size(1024))
+    assert isinstance(call, CallReceived) and len(call.args[0]) == 1024 - len(header) - 4
+    with pytest.raises(PayloadTooLarge):
+        server.receive_data(call_of_size(1025))
+
+
 def test_message_fields_are_checked() -> None:
     for bad in [b"", b"\x01\x00", b"\x99\x00\x00\x00\x00", b"\x08\x01\x00\x00\x00"]:
         with pytest.raises(ProtocolError):

@@ -148,6 +148,45 @@ def test_server_calls_back_the_sync_client(sync_server: str) -> None:
         assert peer.call("call_back_sync", "greet", "x") == "thread hi x"
 
 
+def test_callbacks_nest_on_both_sides(sync_server: str) -> None:
+    """A plain function runs in the reader thread; when it calls the peer back, that thread reads its own
+    answer (nested), on the server and on the client, instead of waiting for a reader that is itself."""
+    mine = ipfi.Interface()
+
+    @mine.procedure
+    def bounce(value: int) -> int:
+        return int(ipfi.current_peer().call("add", value, 1))
+
+    with ipfi.sync.connect(sync_server, mine) as peer:
+        assert peer.call("call_back_sync", "bounce", 41) == 42
+        assert peer.call("add", 1, 1) == 2
+
+
+def test_plain_functions_run_in_the_reader_blocking_ones_in_workers(sock_path: str) -> None:
+    iface = ipfi.Interface()
+    meeting = threading.Barrier(4, timeout=10)
+
+    @iface.procedure
+    def where() -> str:
+        return threading.current_thread().name
+
+    @iface.procedure(blocking=True)
+    def meet() -> str:
+        meeting.wait()  # returns only once 4 calls run at the same time
+        return threading.current_thread().name
+
+    with ipfi.sync.serve(f"unix:{sock_path}", iface, workers=4), ipfi.sync.connect(f"unix:{sock_path}") as peer:
+        assert peer.call("where").startswith("ipfi-reader-")
+        threads = [threading.Thread(target=lambda: names.append(peer.call("meet"))) for _ in range(4)]
+        names: list[str] = []
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        assert len(names) == 4
+        assert all(name.startswith("ipfi-worker") for name in names)
+
+
 def test_exec_child_from_the_sync_driver() -> None:
     os.environ["PYTHONPATH"] = str(ROOT)
     with ipfi.sync.connect(f"exec:{PYTHON} -m tests.helpers.stdio_child") as peer:

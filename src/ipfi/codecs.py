@@ -96,22 +96,32 @@ class MsgpackCodec(_StructuredCodec):
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
         # Only bytes: it cannot change between now and the write.
-        if type(value) is bytes and len(value) >= LARGE_BINARY:
+        kind = type(value)
+        if kind is bytes and len(value) >= LARGE_BINARY:
             return [_bin_header(len(value)), value]
-        if type(value) in (list, tuple):
+        if kind is list or kind is tuple:
             for item in value:
                 if type(item) is bytes and len(item) >= LARGE_BINARY:
                     return self._scatter(value)
-        return self._encode(value)
+        try:
+            return self._packb(value)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unencodable(value, exc) from None
 
     def encode_args(self, args: Sequence[Any]) -> Body:
         for item in args:
             if type(item) is bytes and len(item) >= LARGE_BINARY:
                 return self._scatter(args)
-        return self._encode(args)
+        try:
+            return self._packb(args)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unencodable(args, exc) from None
 
     def decode_args(self, data: Buffer) -> list[Any]:
-        args = self.decode_value(data)
+        try:
+            args = _unpackb(data, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types on bad input
+            raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
         if type(args) is not list:
             raise ProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
         return args
@@ -120,7 +130,7 @@ class MsgpackCodec(_StructuredCodec):
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"msgpack cannot encode {type(value).__name__}: {exc}") from None
+            raise _unencodable(value, exc) from None
 
     def _scatter(self, values: Sequence[Any]) -> list[Buffer]:
         parts: list[Buffer] = [_array_header(len(values))]
@@ -136,9 +146,16 @@ class MsgpackCodec(_StructuredCodec):
 
     def decode_value(self, data: Buffer) -> Any:
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            return _unpackb(data, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
             raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
+
+
+_unpackb = msgpack.unpackb  # msgpack ≥ 1.0 decodes str as str (raw=False) by default
+
+
+def _unencodable(value: Any, exc: Exception) -> TypeError:
+    return TypeError(f"msgpack cannot encode {type(value).__name__}: {exc}")
 
 
 class JsonCodec(_StructuredCodec):

@@ -64,6 +64,11 @@ class FrameDecoder:
         self._large_filled = 0
 
     @property
+    def idle(self) -> bool:
+        """Whether no frame is partly received (the next byte starts a frame)."""
+        return not self._buffer and self._large is None
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
         partial = HEADER_SIZE + self._large_filled if self._large is not None else 0

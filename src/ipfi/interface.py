@@ -6,7 +6,7 @@ import enum
 import inspect
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import InvalidArguments, RemoteError
@@ -38,6 +38,11 @@ class Procedure:
     #: Run in a worker thread instead of on the event loop (for plain functions that block).
     blocking: bool
     signature: inspect.Signature | None
+    #: A plain function that does not block: drivers run it at once where its call was read.
+    inline: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inline", self.kind is Kind.FUNCTION and not self.blocking)
 
     def describe(self) -> dict[str, Any]:
         """Name, signature, kind and first docstring line, for introspection."""
@@ -106,7 +111,8 @@ class Interface:
     ) -> F | Callable[[F], F]:
         """Register a function (decorator, with or without arguments); returns it unchanged.
 
-        Plain functions run on the event loop in the asyncio driver: pass ``blocking=True`` for
+        A plain function runs at once where its call was read (on the event loop in the asyncio
+        driver, in the connection's reader thread in the blocking one): pass ``blocking=True`` for
         one that blocks, so it runs in a worker thread. Generators stream their items.
         """
 

@@ -40,7 +40,7 @@ from .events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .frames import CONTROL, MAGIC, FrameDecoder, frame_header
+from .frames import CONTROL, HEADER_SIZE, MAGIC, FrameDecoder, frame_header
 from .handshake import (
     DEFAULT_SERVER_CHANNELS,
     MAX_CHANNELS,
@@ -71,6 +71,7 @@ _unpack_id = _ID_HEADER.unpack_from
 _pack_framed_id = struct.Struct("<2sIH" + _ID_HEADER.format[1:]).pack
 _pack_framed_call = struct.Struct("<2sIH" + _CALL_HEADER.format[1:]).pack
 _MAGIC: Final = MAGIC
+_unpack_frame_start = struct.Struct("<2sIHB").unpack_from  # a frame's header and its first byte
 _RPC: Final = wire.RPC_CHANNEL
 _PART: Final = bytes([wire.PART])
 _LAST_PART: Final = bytes([wire.LAST_PART])
@@ -117,6 +118,7 @@ class Connection:
                 raise ValueError(f"unknown codec {name!r}")
         self.role = role
         self.limits = limits or Limits()
+        self._max_calls = self.limits.max_concurrent_calls
         self.state = State.HANDSHAKE
         self._codec_names = tuple(codecs)
         self._channels = normalize_channels(list(channels), limit=MAX_CHANNELS if role is Role.CLIENT else None)
@@ -261,7 +263,21 @@ class Connection:
         must then be closed) and :class:`~ipfi.errors.ConnectionLost` after close.
         """
         if self.state is State.OPEN:
-            return self._handle_frames(self._decoder.feed(data))
+            decoder = self._decoder
+            if len(data) > HEADER_SIZE and decoder.idle and self.rpc and not self._in_parts:
+                # The common case of calls and replies: one whole message in one read.
+                magic, length, channel, kind = _unpack_frame_start(data)
+                if (
+                    channel == _RPC
+                    and length == len(data) - HEADER_SIZE
+                    and kind < wire.PART
+                    and magic == _MAGIC
+                    and length <= decoder.max_payload
+                ):
+                    message = data[HEADER_SIZE:] if type(data) is bytes else bytes(data[HEADER_SIZE:])
+                    event = self._handle_call(kind, message) if kind == wire.CALL else self._handle_message(message)
+                    return [] if event is None else [event]
+            return self._handle_frames(decoder.feed(data))
         if self.state is State.CLOSED:
             raise ConnectionLost("connection is closed")
         decoder = self._decoder
@@ -291,8 +307,11 @@ class Connection:
         rpc = self.rpc
         for channel, payload in frames:
             if channel == wire.RPC_CHANNEL and rpc:
-                if payload and payload[0] < wire.PART and not self._in_parts:
-                    event = self._handle_message(payload)  # the common case: a whole message
+                kind = payload[0] if payload and not self._in_parts else wire.PART
+                if kind == wire.CALL:  # the common cases: a whole message
+                    event = self._handle_call(kind, payload)
+                elif kind < wire.PART:
+                    event = self._handle_message(payload)
                 else:
                     event = self._handle_rpc(payload)
             elif channel == CONTROL:
@@ -362,14 +381,15 @@ class Connection:
 
     def _handle_message(self, message: Buffer) -> Event | None:
         kind = message[0]
-        codec = self.codec
-        assert codec is not None
         if kind in _CALL_KINDS:
-            return self._handle_call(kind, message, codec)
+            return self._handle_call(kind, message)
         if len(message) < _ID_SIZE:
             raise ProtocolError(f"RPC message of kind {kind} is truncated")
         call_id = _unpack_id(message)[1]
-        body = _after(message, _ID_SIZE)
+        codec = self.codec
+        assert codec is not None
+        # A small body is copied (cheaper than a view); a large one is viewed.
+        body = message[_ID_SIZE:] if len(message) < _SMALL else memoryview(message)[_ID_SIZE:]
         if kind == wire.RESULT:
             if call_id in self._outgoing:
                 self._outgoing.discard(call_id)
@@ -410,7 +430,7 @@ class Connection:
             return CreditReceived(call_id)
         raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
 
-    def _handle_call(self, kind: int, message: Buffer, codec: Codec) -> Event | None:
+    def _handle_call(self, kind: int, message: Buffer) -> Event | None:
         if len(message) < _CALL_HEADER.size:
             raise ProtocolError("CALL message is truncated")
         _, call_id, flags, timeout_ms, name_length = _CALL_HEADER.unpack_from(message)
@@ -421,7 +441,9 @@ class Connection:
             name = str(message[_CALL_HEADER.size : name_end], "utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("procedure name is not UTF-8") from None
-        args = codec.decode_args(_after(message, name_end))
+        codec = self.codec
+        assert codec is not None
+        args = codec.decode_args(message[name_end:] if len(message) < _SMALL else memoryview(message)[name_end:])
         kwargs: dict[str, Any] = {}
         if flags & wire.FLAG_KWARGS:
             if not args or not isinstance(args[-1], dict):
@@ -433,7 +455,7 @@ class Connection:
         if kind == wire.NOTIFY:
             if call_id != 0:
                 raise ProtocolError("NOTIFY must carry id 0")
-            if len(incoming) + self._running_notifications >= self.limits.max_concurrent_calls:
+            if len(incoming) + self._running_notifications >= self._max_calls:
                 log.warning(
                     "peer %s: notification %r dropped: %d calls already running",
                     self.peer_id,
@@ -447,7 +469,7 @@ class Connection:
             raise ProtocolError(f"CALL id {call_id} has this side's parity")
         if call_id in incoming:
             raise ProtocolError(f"CALL id {call_id} is already in use")
-        if len(incoming) + self._running_notifications >= self.limits.max_concurrent_calls:
+        if len(incoming) + self._running_notifications >= self._max_calls:
             self._queue_error(
                 call_id,
                 Busy.wire_type,
@@ -568,12 +590,12 @@ class Connection:
 
     def send_result(self, call_id: int, value: Any) -> None:
         """Reply to call ``call_id``. Raises ``TypeError`` if the codec cannot encode ``value``,
-        :class:`PayloadTooLarge` if it is too large; the call is then still open for an error reply."""
-        codec = self.codec
-        if codec is None or self.state is not State.OPEN:
-            codec = self._require_rpc()
+        :class:`PayloadTooLarge` if it is too large; the call is then still open for an error reply.
+        Nothing is sent for a call not open here (cancelled, answered, or the connection closed)."""
         if call_id not in self._incoming:
             return
+        codec = self.codec
+        assert codec is not None  # calls are only received once RPC is negotiated
         self._queue_id_message(wire.RESULT, call_id, codec.encode_value(value))
         self._incoming.discard(call_id)
         if self._send_credit or self._receive_credit or self._pending_items:
@@ -777,11 +799,6 @@ class Connection:
                 frame.append(piece)
                 room -= len(piece)
             self._out += frame
-
-
-def _after(message: Buffer, start: int) -> Buffer:
-    """The bytes of ``message`` from ``start``: a copy when small (cheaper than a view), else a view."""
-    return message[start:] if len(message) < _SMALL else memoryview(message)[start:]
 
 
 def _positive_int(document: dict[str, Any], name: str, default: int) -> int:

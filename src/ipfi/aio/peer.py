@@ -451,7 +451,7 @@ class Peer(PeerBase, asyncio.Protocol):
             args.insert(0, input_queue)
         token = current_peer_var.set(self)
         try:
-            if procedure.kind is Kind.FUNCTION and not procedure.blocking:
+            if procedure.inline:
                 # The fast path: a plain function runs inline, no task.
                 try:
                     result = procedure.function(*args, **event.kwargs)
@@ -591,8 +591,12 @@ class Peer(PeerBase, asyncio.Protocol):
         core = self._core
         call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input is not None)
         future = self._loop.create_future()
-        self._calls[call_id] = _UnaryCall(future, self, call_id)
-        self._schedule_flush()
+        calls = self._calls
+        calls[call_id] = _UnaryCall(future, self, call_id)
+        if len(calls) == 1 and self._flush_handle is None:
+            self._flush()  # the only call in flight: write it now, not one loop turn later
+        else:
+            self._schedule_flush()  # calls made in one loop turn go out in one write
         timer = self._loop.call_later(timeout, self._call_expired, call_id, name) if timeout else None
         feeder = self._loop.create_task(self._feed(call_id, input)) if input is not None else None
         try:

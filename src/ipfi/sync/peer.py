@@ -32,6 +32,8 @@ from ..errors import (
 )
 from ..events import (
     CallReceived,
+    CancelReceived,
+    CreditReceived,
     ErrorReceived,
     Event,
     HandshakeComplete,
@@ -152,6 +154,20 @@ class Peer(PeerBase):
         self._send = link.send
         self._reading = 0  # the id of the thread holding the reader role, or 0
         self._inline: list[_Work] = []  # calls the reader runs itself
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ResultReceived: self._on_result,
+            ErrorReceived: self._on_error,
+            ItemsReceived: self._on_items,
+            StreamEnded: self._on_end,
+            CallReceived: self._on_call,
+            CancelReceived: self._nothing_to_do,
+            CreditReceived: self._nothing_to_do,
+            MessageReceived: self._on_message,
+            PongReceived: self._on_pong,
+            HandshakeComplete: self._on_handshake,
+            ShutdownRequested: self._on_shutdown_request,
+            ShutdownAcknowledged: self._on_shutdown_ack,
+        }
         self._waiters: set[_Waiter] = set()
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
@@ -194,6 +210,7 @@ class Peer(PeerBase):
         return self
 
     def _read_forever(self) -> None:
+        current_peer_var.set(self)  # for the procedures this thread runs (its context is its own)
         try:
             if self._core.role is Role.SERVER:
                 deadline = time.monotonic() + self.options.limits.handshake_timeout
@@ -278,14 +295,16 @@ class Peer(PeerBase):
         read it interrupted).
         """
         lock = self._lock
+        core = self._core
+        recv = self._link.recv
         holding = True
         try:
             while True:
-                if not self._room.is_set() and threading.current_thread() is self._reader:
+                if self._unread_messages and not self._room.is_set() and threading.current_thread() is self._reader:
                     self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
                 if deadline is not None and not self._link.readable(deadline - time.monotonic()):
                     raise TimeoutError
-                data = self._link.recv()
+                data = recv()
                 with lock:
                     if data:
                         self._receive(data)
@@ -296,11 +315,13 @@ class Peer(PeerBase):
                         if not hold_role:
                             self._give_up_reading()
                         holding = False
-                    announce, self._announce_open = self._announce_open, False
+                    announce = self._announce_open
+                    if announce:
+                        self._announce_open = False
                     inline = self._inline
                     if inline:
                         self._inline = []
-                    output = self._core.has_output
+                    output = core.has_output
                 if output:
                     self._flush()
                 if inline:
@@ -325,8 +346,9 @@ class Peer(PeerBase):
     def _receive(self, data: Buffer) -> None:
         try:
             events = self._core.receive_data(data)
+            handlers = self._handlers
             for event in events:
-                self._handle(event)
+                handlers[type(event)](event)
         except (FrameError, ProtocolError) as exc:
             log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
             self._lose(ConnectionLost(f"protocol error: {exc}"))
@@ -361,61 +383,60 @@ class Peer(PeerBase):
         if self.on_close is not None:
             self.on_close(self)
 
-    def _handle(self, event: Event) -> None:
-        kind = type(event)
-        if kind is CallReceived:
-            assert isinstance(event, CallReceived)
-            self._on_call(event)
-        elif kind is ResultReceived:
-            assert isinstance(event, ResultReceived)
-            pending = self._calls.pop(event.call_id, None)
-            if pending is not None:
-                pending.value = event.value
-                pending.finished = True
-        elif kind is ErrorReceived:
-            assert isinstance(event, ErrorReceived)
-            pending = self._calls.pop(event.call_id, None)
-            if pending is not None:
-                pending.fail(event.error)
-        elif kind is ItemsReceived:
-            assert isinstance(event, ItemsReceived)
-            pending = self._calls.get(event.call_id) or self._inputs.get(event.call_id)
-            if pending is not None:
-                pending.items.extend(event.items)
-                if pending.collect:
-                    self._grant_collected(event.call_id, pending)
-        elif kind is StreamEnded:
-            assert isinstance(event, StreamEnded)
-            pending = self._calls.pop(event.call_id, None)
-            if pending is not None:
-                pending.value = pending.items  # what call() returns for a stream it collected
-            else:
-                pending = self._inputs.pop(event.call_id, None)
-            if pending is not None:
-                pending.finished = True
-        elif kind is MessageReceived:
-            assert isinstance(event, MessageReceived)
-            self._unread_messages += 1
-            if self._unread_messages >= self.options.limits.max_queued_messages:
-                self._room.clear()
-            if self._message_sink is not None:
-                self._message_sink(self, event)
-            else:
-                self._messages.append(event)
-        elif kind is PongReceived:
-            assert isinstance(event, PongReceived)
-            if self._pings and event.round_trip is not None:
-                self._pings.popleft().append(event.round_trip)
-        elif kind is HandshakeComplete:
-            authenticate = self.options.authenticate
-            if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
-                raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
-            self._announce_open = True
-        elif kind is ShutdownRequested:
-            self._closing_after_flush = True
-        elif kind is ShutdownAcknowledged:
-            self._shutdown_acked = True
-        # CreditReceived and CancelReceived need no action: waiters re-check credit and stream state.
+    def _on_result(self, event: ResultReceived) -> None:
+        pending = self._calls.pop(event.call_id, None)
+        if pending is not None:
+            pending.value = event.value
+            pending.finished = True
+
+    def _on_error(self, event: ErrorReceived) -> None:
+        pending = self._calls.pop(event.call_id, None)
+        if pending is not None:
+            pending.fail(event.error)
+
+    def _on_items(self, event: ItemsReceived) -> None:
+        pending = self._calls.get(event.call_id) or self._inputs.get(event.call_id)
+        if pending is not None:
+            pending.items.extend(event.items)
+            if pending.collect:
+                self._grant_collected(event.call_id, pending)
+
+    def _on_end(self, event: StreamEnded) -> None:
+        pending = self._calls.pop(event.call_id, None)
+        if pending is not None:
+            pending.value = pending.items  # what call() returns for a stream it collected
+        else:
+            pending = self._inputs.pop(event.call_id, None)
+        if pending is not None:
+            pending.finished = True
+
+    def _on_message(self, event: MessageReceived) -> None:
+        self._unread_messages += 1
+        if self._unread_messages >= self.options.limits.max_queued_messages:
+            self._room.clear()
+        if self._message_sink is not None:
+            self._message_sink(self, event)
+        else:
+            self._messages.append(event)
+
+    def _on_pong(self, event: PongReceived) -> None:
+        if self._pings and event.round_trip is not None:
+            self._pings.popleft().append(event.round_trip)
+
+    def _on_handshake(self, _: HandshakeComplete) -> None:
+        authenticate = self.options.authenticate
+        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
+            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+        self._announce_open = True
+
+    def _on_shutdown_request(self, _: ShutdownRequested) -> None:
+        self._closing_after_flush = True
+
+    def _on_shutdown_ack(self, _: ShutdownAcknowledged) -> None:
+        self._shutdown_acked = True
+
+    def _nothing_to_do(self, _: Event) -> None:
+        """CreditReceived and CancelReceived: waiters re-check credit and stream state themselves."""
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -463,19 +484,20 @@ class Peer(PeerBase):
             pending = self._inputs[call_id] = _Pending()
             args.insert(0, self._items(call_id, pending, None))
         work = _Work(call_id, procedure, args, event.kwargs)
-        if procedure.kind is Kind.FUNCTION and not procedure.blocking and not event.has_input:
+        if procedure.inline and not event.has_input:
             self._inline.append(work)
         else:
             self._executor.submit(self._serve, work)
 
     def _run_inline(self, calls: list[_Work]) -> None:
         """In the reader thread, outside the lock: run plain functions and send their replies together."""
-        token = current_peer_var.set(self)
+        token = None if current_peer_var.get(None) is self else current_peer_var.set(self)
         try:
             for work in calls:
                 work.run()
         finally:
-            current_peer_var.reset(token)
+            if token is not None:  # a server's reader thread serves this peer alone: it keeps the value
+                current_peer_var.reset(token)
         self._settle(calls)
 
     def _serve(self, work: _Work) -> None:
@@ -496,19 +518,26 @@ class Peer(PeerBase):
         with self._write_lock:
             with self._lock:
                 for work in done:
-                    self._inputs.pop(work.call_id, None)
-                    error = work.error
-                    if not work.call_id:
-                        core.finish_notification()
-                    elif not core.is_open or isinstance(error, ConnectionLost):
-                        continue
-                    elif error is not None:
-                        log.debug("peer %s: %s raised %r", self.peer_id, work.procedure.name, error, exc_info=error)
-                        core.send_error(work.call_id, *error_record(work.procedure, error, work.args, work.kwargs))
-                    elif work.procedure.kind is not Kind.GENERATOR:
-                        core.reply(work.call_id, work.result)
+                    if work.error is None and work.call_id and work.procedure.inline:
+                        core.reply(work.call_id, work.result)  # the common case, first
+                    else:
+                        self._settle_other(work)
                 data = core.data_to_send()
             self._write(data)
+
+    def _settle_other(self, work: _Work) -> None:
+        core = self._core
+        self._inputs.pop(work.call_id, None)
+        error = work.error
+        if not work.call_id:
+            core.finish_notification()
+        elif not core.is_open or isinstance(error, ConnectionLost):
+            return
+        elif error is not None:
+            log.debug("peer %s: %s raised %r", self.peer_id, work.procedure.name, error, exc_info=error)
+            core.send_error(work.call_id, *error_record(work.procedure, error, work.args, work.kwargs))
+        elif work.procedure.kind is not Kind.GENERATOR:
+            core.reply(work.call_id, work.result)
 
     def _produce(self, work: _Work) -> None:
         core = self._core
@@ -553,9 +582,10 @@ class Peer(PeerBase):
         ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
         procedure cancelled. ``input`` streams items to the procedure.
         """
-        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input, collect=True)
+        call_id, pending, deadline, reader = self._start(name, args, kwargs, timeout, input, collect=True)
         try:
-            self._wait_until(pending.done, deadline)
+            if not (reader and self._read_until(pending.done, deadline, hold_role=False)):
+                self._wait_until(pending.done, deadline)
         except TimeoutError:
             self._give_up(call_id)
             raise DeadlineExceeded(f"{name} did not answer within {timeout} s") from None
@@ -584,7 +614,7 @@ class Peer(PeerBase):
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Call a streaming procedure and iterate its items; closing the iterator cancels it."""
-        call_id, pending, deadline = self._start(name, args, kwargs, timeout, input)
+        call_id, pending, deadline, _ = self._start(name, args, kwargs, timeout, input)
         return self._items(call_id, pending, deadline)
 
     def _start(
@@ -596,7 +626,9 @@ class Peer(PeerBase):
         input_items: Any,
         *,
         collect: bool = False,
-    ) -> tuple[int, _Pending, float | None]:
+    ) -> tuple[int, _Pending, float | None, bool]:
+        """Send the call. With ``collect`` (for :meth:`call`), also take the reader role if it is free:
+        the last of the returned values says so."""
         if self._inherited:
             self._check_process()
         pending = _Pending(collect)
@@ -607,10 +639,13 @@ class Peer(PeerBase):
                 call_id = self._core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
                 self._calls[call_id] = pending
                 data = self._core.data_to_send()
+                reader = collect and not self._reading
+                if reader:
+                    self._reading = threading.get_ident()
             self._write(data)
         if input_items is not None:
             threading.Thread(target=self._feed, args=(call_id, input_items), daemon=True).start()
-        return call_id, pending, (time.monotonic() + timeout if timeout else None)
+        return call_id, pending, (time.monotonic() + timeout if timeout else None), reader
 
     def _feed(self, call_id: int, items: Iterable[Any]) -> None:
         try:

@@ -24,7 +24,8 @@ log = logging.getLogger("ipfi.sync")
 
 
 class Server(TimersAndFds):
-    """Serves one interface's plain functions and generators to every connection, in worker threads.
+    """Serves one interface to every connection: plain functions in each connection's reader thread;
+    blocking ones, generators and procedures fed a stream in a pool of worker threads.
 
     Accepting starts at once (in a thread); :meth:`serve_forever` blocks until :meth:`close`.
     """
@@ -136,5 +137,8 @@ class Server(TimersAndFds):
 
 
 def serve(address: str, iface: Interface | None, *, workers: int = 16, **options: Any) -> Server:
-    """Listen on ``address`` and serve ``iface`` with ``workers`` threads. Options: see :class:`~ipfi.Options`."""
+    """Listen on ``address`` and serve ``iface``, with ``workers`` threads for procedures that block.
+
+    Options: see :class:`~ipfi.Options`.
+    """
     return Server(parse_address(address), iface, make_options(**options), workers=workers).start()
