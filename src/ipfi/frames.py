@@ -53,7 +53,7 @@ class FrameDecoder:
     complete, before any payload arrives; a bad header raises and leaves the decoder unusable.
     """
 
-    __slots__ = ("_buffer", "_large", "_large_channel", "_large_filled", "_offset", "max_payload")
+    __slots__ = ("_buffer", "_large", "_large_channel", "_large_filled", "_offset", "idle", "max_payload")
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
@@ -62,11 +62,9 @@ class FrameDecoder:
         self._large: bytearray | None = None
         self._large_channel = 0
         self._large_filled = 0
-
-    @property
-    def idle(self) -> bool:
-        """Whether no frame is partly received (the next byte starts a frame)."""
-        return not self._buffer and self._large is None
+        #: No byte of a frame is held: the next byte received starts one. (An attribute, not a
+        #: property: the protocol core reads it for every read.)
+        self.idle = True
 
     @property
     def buffered(self) -> int:
@@ -77,6 +75,7 @@ class FrameDecoder:
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` without decoding (see :meth:`next_frame`; not while a large frame fills)."""
         self._buffer += data
+        self.idle = False
 
     def next_frame(self) -> tuple[int, bytes] | None:
         """Decode at most one buffered frame: lets a caller change ``max_payload`` between frames."""
@@ -144,6 +143,7 @@ class FrameDecoder:
             del buffer[:offset]
             offset = 0
         self._offset = offset
+        self.idle = not buffer and self._large is None
         return frames
 
     def _start_large(self, channel: int, length: int, received: memoryview) -> None:
