@@ -465,6 +465,9 @@ class Peer(PeerBase):
         hand-off, as in the asyncio driver) or hand it to a worker thread."""
         procedure = self.interface.get(event.name) if self.interface is not None else None
         call_id = event.call_id
+        if procedure is not None and procedure.inline and not event.has_input:
+            self._inline.append(_Work(call_id, procedure, event.args, event.kwargs))
+            return
         if procedure is None or self._executor is None:
             if call_id:
                 self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {event.name!r}")
@@ -483,11 +486,7 @@ class Peer(PeerBase):
         if event.has_input:
             pending = self._inputs[call_id] = _Pending()
             args.insert(0, self._items(call_id, pending, None))
-        work = _Work(call_id, procedure, args, event.kwargs)
-        if procedure.inline and not event.has_input:
-            self._inline.append(work)
-        else:
-            self._executor.submit(self._serve, work)
+        self._executor.submit(self._serve, _Work(call_id, procedure, args, event.kwargs))
 
     def _run_inline(self, calls: list[_Work]) -> None:
         """In the reader thread, outside the lock: run plain functions and send their replies together."""
