@@ -112,3 +112,39 @@ def test_a_large_frame_cut_short_is_reported_whole() -> None:
     assert decoder.leftover() == large[:100_000]  # what EOF would cut off
     [(channel, payload)] = decoder.feed(large[100_000:])
     assert channel == 3 and isinstance(payload, bytearray) and payload == b"z" * 300_000
+
+
+def _large_frame_in_two_reads(decoder: FrameDecoder, frame: bytes) -> bytes | bytearray:
+    [(_, payload)] = decoder.feed(frame[:1000]) + decoder.feed(frame[1000:])
+    return payload
+
+
+def test_a_large_frame_reuses_the_last_ones_memory_only_once_nothing_refers_to_it() -> None:
+    decoder = FrameDecoder()
+    frame = encode_frame(5, bytes(range(256)) * 1200)  # 300 kB: past LARGE_FRAME
+    first = _large_frame_in_two_reads(decoder, frame)
+    first_id = id(first)
+    del first
+    second = _large_frame_in_two_reads(decoder, frame)
+    assert id(second) == first_id  # dropped: its memory is used again
+    view = memoryview(second)
+    third = _large_frame_in_two_reads(decoder, frame)
+    assert third is not second  # still viewed: left alone
+    assert view == frame[8:] and third == frame[8:]
+
+
+def test_a_large_frame_is_received_in_place() -> None:
+    decoder = FrameDecoder()
+    frame = encode_frame(7, bytes(range(256)) * 1200)
+    assert decoder.fill_target() is None
+    assert decoder.feed(frame[:1000]) == []
+    target = decoder.fill_target()
+    assert target is not None and len(target) == len(frame) - 1000
+    target[:10] = frame[1000:1010]
+    assert decoder.filled(10) == [] and not decoder.idle
+    rest = decoder.fill_target()
+    assert rest is not None
+    rest[:] = frame[1010:]
+    del target, rest
+    [(channel, payload)] = decoder.filled(len(frame) - 1010)
+    assert channel == 7 and payload == frame[8:] and decoder.idle and decoder.fill_target() is None

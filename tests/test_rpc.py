@@ -197,3 +197,12 @@ async def test_auth_token_reaches_authenticate(sock_path: str) -> None:
         with pytest.raises(ipfi.HandshakeError):
             await ipfi.connect(f"unix:{sock_path}", auth_token="wrong")
     assert seen == ["secret", "wrong"]
+
+
+async def test_large_calls_in_flight_both_ways_do_not_deadlock(sock_path: str) -> None:
+    # Both sides' writes back up at once: only the server may stop reading, or each waits forever.
+    blobs = [bytes([n]) * (4 * 1024 * 1024) for n in range(6)]
+    async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
+        async with ipfi.connect(f"unix:{sock_path}") as peer:
+            calls = asyncio.gather(*(peer.call("echo", blob) for blob in blobs))
+            assert await asyncio.wait_for(calls, 20) == blobs

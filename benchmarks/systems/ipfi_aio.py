@@ -33,7 +33,7 @@ def address(endpoint: tuple[str, Any]) -> str:
 
 
 async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    server = await ipfi.serve(address(endpoint), make_interface())
+    server = await ipfi.serve(address(endpoint), make_interface(), binary_views=True)
     ready()
     await server.serve_forever()
 
@@ -61,4 +61,4 @@ class Client:
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
-    return Client(await ipfi.connect(address(endpoint)))
+    return Client(await ipfi.connect(address(endpoint), binary_views=True))

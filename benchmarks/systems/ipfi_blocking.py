@@ -14,7 +14,7 @@ IS_ASYNC = False
 
 
 def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    with ipfi.sync.serve(address(endpoint), make_interface()) as server:
+    with ipfi.sync.serve(address(endpoint), make_interface(), binary_views=True) as server:
         ready()
         server.serve_forever()
 
@@ -41,4 +41,4 @@ class Client:
 
 
 def connect(endpoint: tuple[str, Any]) -> Client:
-    return Client(ipfi.sync.connect(address(endpoint)))
+    return Client(ipfi.sync.connect(address(endpoint), binary_views=True))

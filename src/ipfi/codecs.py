@@ -24,9 +24,16 @@ LARGE_BINARY: Final = 64 * 1024
 
 
 class Codec(Protocol):
-    """What the RPC layer needs from a codec. Decoders raise :class:`ProtocolError` on bad input."""
+    """What the RPC layer needs from a codec. Decoders raise :class:`ProtocolError` on bad input.
+
+    With ``binary_views``, a decoded binary of :data:`LARGE_BINARY` bytes or more (the value itself,
+    or an item of a top-level list: call arguments, a result) is a read-only ``memoryview`` of the
+    received message instead of a copy in ``bytes``.
+    """
 
     name: str
+
+    def __init__(self, *, binary_views: bool = False) -> None: ...
 
     def encode_value(self, value: Any) -> Body: ...
     def decode_value(self, data: Buffer) -> Any: ...
@@ -43,6 +50,9 @@ class _StructuredCodec:
     """A codec whose values can be lists and maps, so args and items are plain lists."""
 
     name = ""
+
+    def __init__(self, *, binary_views: bool = False) -> None:
+        self._views = binary_views
 
     def encode_value(self, value: Any) -> Body:
         raise NotImplementedError
@@ -90,19 +100,17 @@ class MsgpackCodec(_StructuredCodec):
 
     name = "msgpack"
 
-    def __init__(self) -> None:
+    def __init__(self, *, binary_views: bool = False) -> None:
+        super().__init__(binary_views=binary_views)
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
-        # Only bytes: it cannot change between now and the write.
         kind = type(value)
-        if kind is bytes and len(value) >= LARGE_BINARY:
+        if (kind is bytes and len(value) >= LARGE_BINARY) or (kind is memoryview and _in_place(value)):
             return [_bin_header(len(value)), value]
-        if kind is list or kind is tuple:
-            for item in value:
-                if type(item) is bytes and len(item) >= LARGE_BINARY:
-                    return self._scatter(value)
+        if (kind is list or kind is tuple) and any(map(_in_place, value)):
+            return self._scatter(value)
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
@@ -110,7 +118,8 @@ class MsgpackCodec(_StructuredCodec):
 
     def encode_args(self, args: Sequence[Any]) -> Body:
         for item in args:
-            if type(item) is bytes and len(item) >= LARGE_BINARY:
+            kind = type(item)  # (the test of _in_place, inlined: this runs for every call)
+            if (kind is bytes and len(item) >= LARGE_BINARY) or (kind is memoryview and _in_place(item)):
                 return self._scatter(args)
         try:
             return self._packb(args)  # type: ignore[no-any-return]
@@ -119,7 +128,10 @@ class MsgpackCodec(_StructuredCodec):
 
     def decode_args(self, data: Buffer) -> list[Any]:
         try:
-            args = _unpackb(data, strict_map_key=False)
+            if self._views and len(data) >= LARGE_BINARY:
+                args = _decode_viewing(data)
+            else:
+                args = _unpackb(data, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
             raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
         if type(args) is not list:
@@ -135,7 +147,7 @@ class MsgpackCodec(_StructuredCodec):
     def _scatter(self, values: Sequence[Any]) -> list[Buffer]:
         parts: list[Buffer] = [_array_header(len(values))]
         for value in values:
-            if type(value) is bytes and len(value) >= LARGE_BINARY:
+            if _in_place(value):
                 parts += (_bin_header(len(value)), value)
             else:
                 parts.append(self._encode(value))
@@ -146,12 +158,88 @@ class MsgpackCodec(_StructuredCodec):
 
     def decode_value(self, data: Buffer) -> Any:
         try:
+            if self._views and len(data) >= LARGE_BINARY:
+                return _decode_viewing(data)
             return _unpackb(data, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
             raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
 
 
 _unpackb = msgpack.unpackb  # msgpack ≥ 1.0 decodes str as str (raw=False) by default
+
+
+def _in_place(value: Any) -> bool:
+    """Whether a binary is sent from where it is rather than copied into the encoding: ``bytes`` or a
+    read-only, contiguous ``memoryview`` of bytes, of :data:`LARGE_BINARY` bytes or more. (A
+    writable buffer could change between now and the write.)"""
+    kind = type(value)
+    if kind is bytes:
+        return len(value) >= LARGE_BINARY
+    return (
+        kind is memoryview
+        and value.readonly
+        and value.format == "B"
+        and value.nbytes >= LARGE_BINARY
+        and value.c_contiguous
+    )
+
+
+_MSGPACK_BIN_SIZES: Final = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H"), 0xC6: struct.Struct(">I")}
+_MSGPACK_ARRAYS: Final = {0xDC: struct.Struct(">H"), 0xDD: struct.Struct(">I")}
+
+
+def _decode_viewing(data: Buffer) -> Any:
+    """``unpackb``, except that a binary of :data:`LARGE_BINARY` bytes or more, as the value or an
+    item of a top-level array, is a read-only view of ``data`` rather than a copy."""
+    view = memoryview(data).toreadonly()
+    first = view[0]
+    if first in _MSGPACK_BIN_SIZES:
+        return _whole(view, *_decode_item(view, 0))
+    if 0x90 <= first <= 0x9F:
+        count, offset = first & 0x0F, 1
+    elif first in _MSGPACK_ARRAYS:
+        size = _MSGPACK_ARRAYS[first]
+        (count,) = size.unpack_from(view, 1)
+        offset = 1 + size.size
+    else:
+        return _unpackb(view, strict_map_key=False)
+    items = []
+    for _ in range(count):
+        item, offset = _decode_item(view, offset)
+        items.append(item)
+    return _whole(view, items, offset)
+
+
+def _whole(view: memoryview, value: Any, end: int) -> Any:
+    if end != len(view):
+        raise ValueError(f"{len(view) - end} bytes after the value")
+    return value
+
+
+def _decode_item(view: memoryview, offset: int) -> tuple[Any, int]:
+    """The value starting at ``offset`` and the offset after it."""
+    size = _MSGPACK_BIN_SIZES.get(view[offset])
+    if size is not None:
+        (length,) = size.unpack_from(view, offset + 1)
+        start = offset + 1 + size.size
+        end = start + length
+        if end > len(view):
+            raise ValueError("a binary runs past the end of its message")
+        return (view[start:end] if length >= LARGE_BINARY else bytes(view[start:end])), end
+    # Fed a piece at a time, doubling, so that a later large binary is not copied into the unpacker.
+    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=len(view))
+    fed = offset
+    step = 4096
+    while True:
+        stop = min(fed + step, len(view))
+        unpacker.feed(view[fed:stop])
+        fed = stop
+        try:
+            return unpacker.unpack(), offset + unpacker.tell()
+        except msgpack.OutOfData:
+            if fed == len(view):
+                raise ValueError("the message ends inside a value") from None
+            step *= 2
 
 
 def _unencodable(value: Any, exc: Exception) -> TypeError:
@@ -163,7 +251,8 @@ class JsonCodec(_StructuredCodec):
 
     name = "json"
 
-    def __init__(self) -> None:
+    def __init__(self, *, binary_views: bool = False) -> None:
+        super().__init__(binary_views=binary_views)  # JSON has no binaries: nothing to view
         self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
     def encode_value(self, value: Any) -> bytes:
@@ -203,29 +292,30 @@ class RawCodec:
 
     name = "raw"
 
-    def __init__(self) -> None:
+    def __init__(self, *, binary_views: bool = False) -> None:
+        self._views = binary_views
         self._records = JsonCodec()
 
-    def encode_value(self, value: Any) -> bytes:
-        if value is None:
-            return b""
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError(f"the raw codec sends bytes only, not {type(value).__name__}")
-        return bytes(value)
+    def encode_value(self, value: Any) -> Body:
+        if type(value) is memoryview and _in_place(value):
+            return [value]
+        return _raw_bytes(value)
 
-    def decode_value(self, data: Buffer) -> bytes:
+    def decode_value(self, data: Buffer) -> bytes | memoryview:
+        if self._views and len(data) >= LARGE_BINARY:
+            return memoryview(data).toreadonly()
         return bytes(data)
 
-    def encode_args(self, args: Sequence[Any]) -> bytes:
+    def encode_args(self, args: Sequence[Any]) -> Body:
         if len(args) > 1:
             raise TypeError("the raw codec sends at most one positional bytes argument")
         return self.encode_value(args[0]) if args else b""
 
     def decode_args(self, data: Buffer) -> list[Any]:
-        return [bytes(data)] if len(data) else []
+        return [self.decode_value(data)] if len(data) else []
 
     def encode_item(self, item: Any) -> bytes:
-        encoded = self.encode_value(item)
+        encoded = _raw_bytes(item)
         return _ITEM_LENGTH.pack(len(encoded)) + encoded
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
@@ -253,6 +343,14 @@ class RawCodec:
         return self._records.decode_record(data)
 
 
+def _raw_bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"the raw codec sends bytes only, not {type(value).__name__}")
+    return bytes(value)
+
+
 CODECS: Final[dict[str, type[Codec]]] = {
     MsgpackCodec.name: MsgpackCodec,
     JsonCodec.name: JsonCodec,
@@ -261,9 +359,9 @@ CODECS: Final[dict[str, type[Codec]]] = {
 DEFAULT_CODECS: Final = ("msgpack", "json", "raw")
 
 
-def get_codec(name: str) -> Codec:
+def get_codec(name: str, *, binary_views: bool = False) -> Codec:
     """A new codec instance by its negotiated name."""
     try:
-        return CODECS[name]()
+        return CODECS[name](binary_views=binary_views)
     except KeyError:
         raise ValueError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None

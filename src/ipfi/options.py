@@ -24,6 +24,10 @@ class Options:
     - ``keepalive``: ping a silent peer every so many seconds; ``keepalive_timeout`` (default 3x)
       after which a silent peer is declared lost.
     - ``rpc``: False makes a plain framed peer (no ipfi extension in the hello).
+    - ``binary_views``: a received binary of 64 KiB or more (an argument, a result, or an item of
+      a list that is one) arrives as a read-only ``memoryview`` of the received message instead of
+      being copied into ``bytes``: large payloads then cost one copy, from the socket. Such a view
+      (and any read-only ``memoryview`` of bytes) is also sent without being copied.
     - ``mode``: server only; permissions of a Unix socket it creates (0600: this user only;
       0660 lets the socket's group in too).
     - ``allow_uids``: server only; the user ids allowed to connect, checked with the kernel's
@@ -39,6 +43,7 @@ class Options:
     keepalive: float | None = None
     keepalive_timeout: float | None = None
     rpc: bool = True
+    binary_views: bool = False
     mode: int = 0o600
     allow_uids: frozenset[int] | None = None
 

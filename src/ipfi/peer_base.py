@@ -30,6 +30,7 @@ class PeerBase:
             auth_token=options.auth_token if role is Role.CLIENT else None,
             peer_id=peer_id,
             rpc=options.rpc,
+            binary_views=options.binary_views,
         )
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
         self.credentials: Credentials | None = None

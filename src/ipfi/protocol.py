@@ -111,6 +111,7 @@ class Connection:
         auth_token: str | None = None,
         peer_id: str = "peer-1",
         rpc: bool = True,
+        binary_views: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name in codecs:
@@ -126,8 +127,10 @@ class Connection:
         self._auth_token = auth_token
         self._own_peer_id = peer_id
         self._want_rpc = rpc
+        self._binary_views = binary_views
         self._clock = clock
-        self._decoder = FrameDecoder(self.limits.handshake_max_payload)
+        #: Drivers may read ``decoder.idle``: no frame is partly received (a cheap test per read).
+        self.decoder = FrameDecoder(self.limits.handshake_max_payload)
         self._out: list[Buffer] = []
         self._pending_items: dict[int, list[bytes]] = {}  # encoded stream items, sent at the next flush
 
@@ -237,7 +240,7 @@ class Connection:
         return self._open(reply, reply.channels)
 
     def _adopt_extension(self, extension: dict[str, Any], codec: str) -> None:
-        self.codec = get_codec(codec)
+        self.codec = get_codec(codec, binary_views=self._binary_views)
         self.rpc = True
         self._peer_window = _positive_int(extension, "window", self.limits.stream_window)
         self._peer_max_message = _positive_int(extension, "max_message", self.limits.max_message)
@@ -251,7 +254,7 @@ class Connection:
         self.peer_hello = hello
         self.channels = channels
         self.state = State.OPEN
-        self._decoder.max_payload = self.limits.max_frame_payload
+        self.decoder.max_payload = self.limits.max_frame_payload
         return HandshakeComplete(hello, self.rpc)
 
     # -- receiving -----------------------------------------------------------------------------
@@ -262,26 +265,31 @@ class Connection:
         Raises :class:`~ipfi.errors.FrameError`, :class:`~ipfi.errors.ProtocolError` (the connection
         must then be closed) and :class:`~ipfi.errors.ConnectionLost` after close.
         """
+        return self.receive_from(data, len(data))
+
+    def receive_from(self, buffer: bytes | bytearray | memoryview, count: int) -> list[Event]:
+        """:meth:`receive_data` of the first ``count`` bytes of ``buffer``, which the caller may
+        reuse once this returns (nothing is kept from it)."""
         if self.state is State.OPEN:
-            decoder = self._decoder
-            if len(data) > HEADER_SIZE and decoder.idle and self.rpc and not self._in_parts:
+            decoder = self.decoder
+            if count > HEADER_SIZE and decoder.idle and self.rpc and not self._in_parts:
                 # The common case of calls and replies: one whole message in one read.
-                magic, length, channel, kind = _unpack_frame_start(data)
+                magic, length, channel, kind = _unpack_frame_start(buffer)
                 if (
                     channel == _RPC
-                    and length == len(data) - HEADER_SIZE
+                    and length == count - HEADER_SIZE
                     and kind < wire.PART
                     and magic == _MAGIC
                     and length <= decoder.max_payload
                 ):
-                    message = data[HEADER_SIZE:] if type(data) is bytes else bytes(data[HEADER_SIZE:])
+                    message = bytes(buffer[HEADER_SIZE:count])
                     event = self._handle_call(kind, message) if kind == wire.CALL else self._handle_message(message)
                     return [] if event is None else [event]
-            return self._handle_frames(decoder.feed(data))
+            return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
         if self.state is State.CLOSED:
             raise ConnectionLost("connection is closed")
-        decoder = self._decoder
-        decoder.append(data)
+        decoder = self.decoder
+        decoder.append(buffer[:count])
         frame = decoder.next_frame()
         if frame is None:
             return []
@@ -292,9 +300,20 @@ class Connection:
         events += self._handle_frames(decoder.feed(b""))
         return events
 
+    def receive_target(self) -> memoryview | None:
+        """Where the next received bytes may be written in place: the rest of a large frame being
+        received, or ``None`` (then pass them to :meth:`receive_data`). See :meth:`received_into`."""
+        return self.decoder.fill_target()
+
+    def received_into(self, count: int) -> list[Event]:
+        """``count`` bytes were written into :meth:`receive_target`'s view."""
+        if self.state is not State.OPEN:
+            raise ConnectionLost("connection is closed")
+        return self._handle_frames(self.decoder.filled(count))
+
     def receive_eof(self) -> None:
         """The peer closed its side. Raises :class:`ConnectionLost` naming what was cut off."""
-        leftover = self._decoder.buffered
+        leftover = self.decoder.buffered
         was = self.state
         self.close()
         if leftover:

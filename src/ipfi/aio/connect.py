@@ -167,7 +167,7 @@ class Server(TimersAndFds):
         self._stopped = False
         self._closed = asyncio.get_running_loop().create_future()
 
-    def _new_peer(self) -> asyncio.Protocol:
+    def _new_peer(self) -> asyncio.BaseProtocol:
         if len(self.connections) >= self.options.limits.max_connections:
             log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
             return _Refuser()

@@ -1,9 +1,15 @@
-"""The asyncio driver: a :class:`Peer` is one connection, an ``asyncio.Protocol`` around the core."""
+"""The asyncio driver: a :class:`Peer` is one connection, an asyncio protocol around the core.
+
+It is an ``asyncio.BufferedProtocol``: socket transports read into its buffer, and the rest of a
+large frame straight into that frame's own memory. Transports that push bytes (pipes, the in-memory
+pair, byte streams) call ``data_received``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, cast
@@ -41,6 +47,21 @@ from .streams import EMPTY, ItemQueue
 log = logging.getLogger("ipfi.aio")
 
 Message = MessageReceived
+_READ_SIZE = 256 * 1024  # as much as one read of a Unix socket usually brings
+_per_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """The buffer every peer of this thread's event loop reads into.
+
+    One is enough, as a read is handled completely before the next one starts, and the core copies
+    whatever it keeps; one per peer would cost a server of thousands of clients as many buffers.
+    """
+    try:
+        return cast(memoryview, _per_thread.read_buffer)
+    except AttributeError:
+        buffer = _per_thread.read_buffer = memoryview(bytearray(_READ_SIZE))
+        return buffer
 
 
 class _UnaryCall:
@@ -100,7 +121,7 @@ class _Serving:
         self.reason = ""
 
 
-class Peer(PeerBase, asyncio.Protocol):
+class Peer(PeerBase, asyncio.BufferedProtocol):
     """One connection: call the peer, stream from it, serve it an :class:`~ipfi.Interface`.
 
     Obtained from :func:`ipfi.connect` (client side) or a server (one per accepted connection).
@@ -135,6 +156,10 @@ class Peer(PeerBase, asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._read_pauses: set[str] = set()
+        self._writes_backed_up = False  # between pause_writing and resume_writing
+        self._read_buffer = _read_buffer()
+        self._filling: memoryview | None = None  # get_buffer handed out a large frame's memory
+        self._frames = self._core.decoder
         self._last_received = self._loop.time()
         self._handlers: dict[type, Callable[[Any], None]] = {
             ResultReceived: self._on_result,
@@ -185,11 +210,33 @@ class Peer(PeerBase, asyncio.Protocol):
         self._flush()
         self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if not self._frames.idle:
+            target = self._core.receive_target()
+            if target is not None:
+                self._filling = target
+                return target
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._receive(self._read_buffer, nbytes)
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes pushed by a transport that does not read into :meth:`get_buffer` (pipes, streams)."""
+        self._receive(data, len(data))
+
+    def _receive(self, data: bytes | memoryview, count: int) -> None:
+        """Feed the core the first ``count`` bytes of ``data`` (or of the large frame being filled)
+        and act on the events; a protocol violation closes the connection."""
         if self._timer is not None:  # keepalive, idle timeout or the handshake deadline is watching
             self._last_received = self._loop.time()
+        core = self._core
         try:
-            events = self._core.receive_data(data)
+            if self._filling is None:
+                events = core.receive_from(data, count)
+            else:
+                self._filling = None  # (uvloop holds its own view of it until buffer_updated returns)
+                events = core.received_into(count)
             handlers = self._handlers
             for event in events:
                 handlers[type(event)](event)
@@ -248,9 +295,15 @@ class Peer(PeerBase, asyncio.Protocol):
             self.on_close(self)
 
     def pause_writing(self) -> None:
-        self._pause_reading("writes")
+        self._writes_backed_up = True
+        # A server stops reading from a client that does not read its replies, so that such a
+        # client cannot make it buffer without bound. A client keeps reading: were both sides to
+        # stop, two peers sending each other large messages would wait for each other forever.
+        if self._core.role is Role.SERVER:
+            self._pause_reading("writes")
 
     def resume_writing(self) -> None:
+        self._writes_backed_up = False
         self._resume_reading("writes")
         for waiter in self._credit_waiters.values():
             if not waiter.done():
@@ -509,7 +562,7 @@ class Peer(PeerBase, asyncio.Protocol):
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
                 async for item in iterator:
-                    if core.credit(call_id) <= 0 or self._read_pauses:
+                    if core.credit(call_id) <= 0 or self._writes_backed_up:
                         await self._await_credit(call_id)
                     core.send_item(call_id, item)
                     self._schedule_flush()
@@ -521,7 +574,7 @@ class Peer(PeerBase, asyncio.Protocol):
                 await self._send_item(call_id, item)
         else:
             for item in iterator:
-                if core.credit(call_id) <= 0 or self._read_pauses:
+                if core.credit(call_id) <= 0 or self._writes_backed_up:
                     await self._await_credit(call_id)
                 core.send_item(call_id, item)
             self._schedule_flush()
@@ -535,7 +588,7 @@ class Peer(PeerBase, asyncio.Protocol):
     async def _await_credit(self, call_id: int) -> None:
         """Until the consumer grants credit and our writes are not backed up (pause_writing)."""
         core = self._core
-        while core.credit(call_id) <= 0 or "writes" in self._read_pauses:
+        while core.credit(call_id) <= 0 or self._writes_backed_up:
             if not core.stream_open(call_id):
                 raise ConnectionLost(f"stream {call_id} is closed")
             waiter = self._credit_waiters[call_id] = self._loop.create_future()

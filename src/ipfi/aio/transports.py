@@ -10,17 +10,28 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("ipfi.aio")
 
 Data = bytes | bytearray | memoryview
 
 
+class ByteReceiver(Protocol):
+    """The asyncio protocol these transports drive: it is handed bytes (``data_received``)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> bool | None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+
+
 class _ForwardingProtocol(asyncio.Protocol):
     """Hands a pipe's events to the peer protocol."""
 
-    def __init__(self, target: asyncio.Protocol, on_lost: Callable[[Exception | None], None]) -> None:
+    def __init__(self, target: ByteReceiver, on_lost: Callable[[Exception | None], None]) -> None:
         self._target = target
         self._on_lost = on_lost
 
@@ -70,12 +81,12 @@ class PipePairTransport(_WritePipeTransport):
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self.reader: asyncio.ReadTransport | None = None
-        self._protocol: asyncio.Protocol | None = None
+        self._protocol: ByteReceiver | None = None
         self._lost = False
 
     @classmethod
     async def open(
-        cls, protocol: asyncio.Protocol, read_pipe: Any, write_pipe: Any, extra: dict[str, Any] | None = None
+        cls, protocol: ByteReceiver, read_pipe: Any, write_pipe: Any, extra: dict[str, Any] | None = None
     ) -> PipePairTransport:
         loop = asyncio.get_running_loop()
         transport = cls(extra)
@@ -134,7 +145,7 @@ class ChildProcessTransport(_WritePipeTransport):
         self._exit_timeout = exit_timeout
 
     @classmethod
-    async def spawn(cls, protocol: asyncio.Protocol, argv: tuple[str, ...]) -> ChildProcessTransport:
+    async def spawn(cls, protocol: ByteReceiver, argv: tuple[str, ...]) -> ChildProcessTransport:
         loop = asyncio.get_running_loop()
         transport = cls()
         process, _ = await loop.subprocess_exec(
@@ -186,7 +197,7 @@ class ChildProcessTransport(_WritePipeTransport):
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, target: asyncio.Protocol, transport: ChildProcessTransport) -> None:
+    def __init__(self, target: ByteReceiver, transport: ChildProcessTransport) -> None:
         self._target = target
         self._transport = transport
         self._lost = False
@@ -223,7 +234,7 @@ class MemoryTransport(asyncio.Transport):
 
     def __init__(self, name: str) -> None:
         super().__init__({"peername": name})
-        self.protocol: asyncio.Protocol | None = None
+        self.protocol: ByteReceiver | None = None
         self.other: MemoryTransport | None = None
         self._closing = False
         self._paused = False
@@ -286,7 +297,7 @@ class CallbackTransport(asyncio.Transport):
 
     def __init__(
         self,
-        protocol: asyncio.Protocol,
+        protocol: ByteReceiver,
         source: AsyncIterable[bytes],
         sink: Callable[[bytes], Awaitable[None] | None],
     ) -> None:

@@ -14,16 +14,12 @@ from ..addresses import Address
 from ..codecs import Buffer
 from ..services import not_running
 
-#: Bytes read at most per system call. Reads land in one buffer per link, reused: a fresh buffer this
-#: large per read would cost an mmap, an mremap and an munmap every time.
-READ_SIZE = 64 * 1024
-
 
 class Link(Protocol):
     """What the blocking driver needs from a wire."""
 
-    def recv(self) -> Buffer:
-        """Block until bytes arrive; empty at EOF. The view is valid until the next ``recv``."""
+    def recv_into(self, buffer: memoryview) -> int:
+        """Block until bytes arrive and write them into ``buffer``; returns their count, 0 at EOF."""
         ...
 
     def send(self, data: Buffer) -> None:
@@ -54,13 +50,12 @@ class SocketLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self._recv_into = sock.recv_into
-        self._buffer = memoryview(bytearray(READ_SIZE))
 
-    def recv(self) -> Buffer:
+    def recv_into(self, buffer: memoryview) -> int:
         try:
-            return self._buffer[: self._recv_into(self._buffer)]
+            return self._recv_into(buffer)
         except OSError:  # reset, or closed by another thread (close() does not wait for the reader)
-            return b""
+            return 0
 
     def send(self, data: Buffer) -> None:
         self.sock.sendall(data)
@@ -85,13 +80,12 @@ class PipeLink:
         self.write_fd = write_fd
         self.process = process
         self._closed = False
-        self._buffer = memoryview(bytearray(READ_SIZE))
 
-    def recv(self) -> Buffer:
+    def recv_into(self, buffer: memoryview) -> int:
         try:
-            return self._buffer[: os.readv(self.read_fd, [self._buffer])]
+            return os.readv(self.read_fd, [buffer])
         except OSError:
-            return b""
+            return 0
 
     def send(self, data: Buffer) -> None:
         view = memoryview(data)

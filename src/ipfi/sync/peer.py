@@ -53,6 +53,7 @@ from ..proxy import Proxy
 from .links import Link
 
 log = logging.getLogger("ipfi.sync")
+_READ_SIZE = 64 * 1024  # bytes read at most per system call, but for the rest of a large frame
 
 _live_peers: weakref.WeakSet[Peer] = weakref.WeakSet()
 
@@ -141,6 +142,8 @@ class Peer(PeerBase):
             raise ValueError("keepalive and idle_timeout are not supported by the blocking driver yet")
         super().__init__(role, interface, options, peer_id)
         self._link = link
+        # Reused by every read: a fresh buffer per read would cost an mmap, an mremap and an munmap.
+        self._read_buffer = memoryview(bytearray(_READ_SIZE))
         self._executor = executor
         self._owns_executor = owns_executor
         #: Called once the handshake is done (outside the lock), and once the connection has ended.
@@ -296,7 +299,9 @@ class Peer(PeerBase):
         """
         lock = self._lock
         core = self._core
-        recv = self._link.recv
+        frames = core.decoder
+        recv_into = self._link.recv_into
+        buffer = self._read_buffer
         holding = True
         try:
             while True:
@@ -304,10 +309,14 @@ class Peer(PeerBase):
                     self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
                 if deadline is not None and not self._link.readable(deadline - time.monotonic()):
                     raise TimeoutError
-                data = recv()
+                # The rest of a large frame is read straight into its own memory.
+                target = None if frames.idle else core.receive_target()
+                count = recv_into(buffer if target is None else target)
+                filled = target is not None
+                del target
                 with lock:
-                    if data:
-                        self._receive(data)
+                    if count:
+                        self._receive(count, filled)
                     else:
                         self._receive_eof()
                     done = ready()
@@ -343,9 +352,11 @@ class Peer(PeerBase):
                 waiter.event.set()
                 break
 
-    def _receive(self, data: Buffer) -> None:
+    def _receive(self, count: int, filled: bool) -> None:
+        """Under the lock: ``count`` bytes arrived, in the read buffer or (``filled``) a large frame's."""
+        core = self._core
         try:
-            events = self._core.receive_data(data)
+            events = core.received_into(count) if filled else core.receive_from(self._read_buffer, count)
             handlers = self._handlers
             for event in events:
                 handlers[type(event)](event)
