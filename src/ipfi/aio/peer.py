@@ -245,7 +245,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         except ConnectionLost:
             return
-        self._flush()
+        if core.has_output:  # (most replies received leave nothing to write)
+            self._flush()
 
     def eof_received(self) -> bool:
         try:

@@ -54,6 +54,7 @@ from .links import Link
 
 log = logging.getLogger("ipfi.sync")
 _READ_SIZE = 64 * 1024  # bytes read at most per system call, but for the rest of a large frame
+_JOIN_UP_TO = 64 * 1024  # frames written together are joined into one write up to this size
 
 _live_peers: weakref.WeakSet[Peer] = weakref.WeakSet()
 
@@ -461,7 +462,13 @@ class Peer(PeerBase):
         """Holding the write lock (not the core lock): send frames taken from the core."""
         if data:
             try:
-                self._send(data[0] if len(data) == 1 else b"".join(data))
+                if len(data) == 1:
+                    self._send(data[0])
+                elif sum(map(len, data)) <= _JOIN_UP_TO:
+                    self._send(b"".join(data))
+                else:
+                    for piece in data:  # a large binary is sent from where it is, not copied
+                        self._send(piece)
             except OSError as exc:
                 with self._lock:
                     self._lose(ConnectionLost(f"write failed: {exc}"))
