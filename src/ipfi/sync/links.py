@@ -8,6 +8,7 @@ import select
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Protocol
 
 from ..addresses import Address
@@ -19,7 +20,8 @@ class Link(Protocol):
     """What the blocking driver needs from a wire."""
 
     def recv_into(self, buffer: memoryview) -> int:
-        """Block until bytes arrive and write them into ``buffer``; returns their count, 0 at EOF."""
+        """Block until bytes arrive and write them into ``buffer``; returns their count, 0 at EOF.
+        Raises ``OSError`` if the wire broke (or another thread closed it): the end, too."""
         ...
 
     def send(self, data: Buffer) -> None:
@@ -49,16 +51,9 @@ class SocketLink:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
-        self._recv_into = sock.recv_into
-
-    def recv_into(self, buffer: memoryview) -> int:
-        try:
-            return self._recv_into(buffer)
-        except OSError:  # reset, or closed by another thread (close() does not wait for the reader)
-            return 0
-
-    def send(self, data: Buffer) -> None:
-        self.sock.sendall(data)
+        # The socket's own methods, not wrappers: these run for every call.
+        self.recv_into: Callable[[memoryview], int] = sock.recv_into
+        self.send: Callable[[Buffer], None] = sock.sendall
 
     def readable(self, timeout: float | None) -> bool:
         fd = self.sock.fileno()
@@ -82,10 +77,7 @@ class PipeLink:
         self._closed = False
 
     def recv_into(self, buffer: memoryview) -> int:
-        try:
-            return os.readv(self.read_fd, [buffer])
-        except OSError:
-            return 0
+        return os.readv(self.read_fd, [buffer])
 
     def send(self, data: Buffer) -> None:
         view = memoryview(data)

@@ -312,7 +312,10 @@ class Peer(PeerBase):
                     raise TimeoutError
                 # The rest of a large frame is read straight into its own memory.
                 target = None if frames.idle else core.receive_target()
-                count = recv_into(buffer if target is None else target)
+                try:
+                    count = recv_into(buffer if target is None else target)
+                except OSError:  # reset, or closed by another thread (close() does not wait for us)
+                    count = 0
                 filled = target is not None
                 del target
                 with lock:
