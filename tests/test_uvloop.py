@@ -19,6 +19,8 @@ def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
         async with await ipfi.serve(f"unix:{sock_path}", calc.iface, limits=limits) as server:
             async with ipfi.connect(f"unix:{sock_path}") as peer:
                 assert await peer.call("add", 1, 2) == 3
+                blob = bytes(range(256)) * 65536  # 16 MiB, handed over in the loop's chunks
+                assert await peer.call("echo", blob) == blob
                 assert [i async for i in peer.stream("count", 2000)] == list(range(2000))
                 assert await peer.call("total", input=range(100)) == 4950
                 for _ in range(2000):

@@ -20,7 +20,7 @@ from ..protocol import Role
 from ..server_events import TimersAndFds
 from ..services import not_running
 from .event_feed import EventFeed
-from .peer import Peer
+from .peer import Peer, new_peer
 from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
 
 log = logging.getLogger("ipfi.aio")
@@ -67,7 +67,7 @@ def connect(address: str, iface: Interface | None = None, **options: Any) -> _Op
 
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
     loop = asyncio.get_running_loop()
-    peer = Peer(Role.CLIENT, iface, options)
+    peer = new_peer(Role.CLIENT, iface, options)
     if address.is_unix:
         try:
             await loop.create_unix_connection(lambda: peer, address.path)
@@ -171,7 +171,7 @@ class Server(TimersAndFds):
         if len(self.connections) >= self.options.limits.max_connections:
             log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
             return _Refuser()
-        return self._adopt(Peer(Role.SERVER, self.interface, self.options, peer_id=f"peer-{next(self._ids)}"))
+        return self._adopt(new_peer(Role.SERVER, self.interface, self.options, peer_id=f"peer-{next(self._ids)}"))
 
     def _adopt(self, peer: Peer) -> Peer:
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
