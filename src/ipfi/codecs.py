@@ -109,8 +109,8 @@ class MsgpackCodec(_StructuredCodec):
         kind = type(value)
         if (kind is bytes and len(value) >= LARGE_BINARY) or (kind is memoryview and _in_place(value)):
             return [_bin_header(len(value)), value]
-        if (kind is list or kind is tuple) and any(map(_in_place, value)):
-            return self._scatter(value)
+        if kind is list or kind is tuple:
+            return self.encode_args(value)  # its test per item is inlined; a Python call per item is not
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
