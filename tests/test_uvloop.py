@@ -34,3 +34,29 @@ def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
         assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
     ipfi.run(scenario(), use_uvloop=True)
+
+
+def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str) -> None:
+    """A peer on uvloop switches its transport to reading in place for large frames, and back."""
+
+    async def scenario() -> None:
+        async with await ipfi.serve(f"unix:{sock_path}", calc.iface) as server:
+            async with ipfi.connect(f"unix:{sock_path}") as peer:
+                transport = peer._transport
+                assert transport is not None
+                assert transport.get_protocol() is peer  # small messages: bytes pushed
+                blob = bytes(range(256)) * 16384  # 4 MiB
+                for _ in range(2):
+                    assert await peer.call("echo", blob) == blob
+                    assert transport.get_protocol() is not peer  # read in place, and staying there
+                    # The read that completed the reply was the first to end between frames.
+                    for i in range(62):
+                        assert await peer.call("add", i, 1) == i + 1
+                    assert transport.get_protocol() is not peer
+                    assert await peer.call("add", 1, 1) == 2  # the 64th read between frames
+                    assert transport.get_protocol() is peer
+                [server_peer] = server.connections
+                assert server_peer._transport is not None
+                assert server_peer._transport.get_protocol() is server_peer
+
+    ipfi.run(scenario(), use_uvloop=True)

@@ -75,6 +75,15 @@ _unpack_frame_start = struct.Struct("<2sIHB").unpack_from  # a frame's header an
 _RPC: Final = wire.RPC_CHANNEL
 _PART: Final = bytes([wire.PART])
 _LAST_PART: Final = bytes([wire.LAST_PART])
+# Message kinds and flags as module constants: the hot path reads them once per message.
+_CALL: Final = wire.CALL
+_NOTIFY: Final = wire.NOTIFY
+_RESULT: Final = wire.RESULT
+_FRAGMENT: Final = wire.PART  # kinds from here on are fragments
+_FLAG_KWARGS: Final = wire.FLAG_KWARGS
+_FLAG_INPUT: Final = wire.FLAG_INPUT
+_CALL_SIZE: Final = _CALL_HEADER.size
+_unpack_call = _CALL_HEADER.unpack_from
 _ITEMS_OVERHEAD: Final = 16  # ITEMS header and list framing around one batch
 #: Procedure names as sent, so a program calling the same few names does not re-encode them.
 _encoded_names: dict[str, bytes] = {}
@@ -147,16 +156,22 @@ class Connection:
 
         self._own_parity = 1 if role is Role.CLIENT else 0
         self._next_id = 2 - self._own_parity
-        self._outgoing: set[int] = set()  # calls this side made, reply still due
+        self._window = self.limits.stream_window
+        # Calls this side made, reply still due, with how many more stream items each may bring:
+        # any call may turn out to stream its result.
+        self._outgoing: dict[int, int] = {}
         self._incoming: set[int] = set()  # calls the peer made, reply not yet sent
         self._running_notifications = 0
         self._send_credit: dict[int, int] = {}  # streams this side produces
-        self._receive_credit: dict[int, int] = {}  # streams this side consumes
+        self._input_credit: dict[int, int] = {}  # input streams of calls served here
         # A fragmented message grows in the first fragment's own buffer when the decoder gave it one
         # (large frames), so that reassembly appends to it instead of copying everything again.
         self._parts: bytearray | list[memoryview] = []
         self._parts_size = 0
         self._in_parts = False
+        #: Open, RPC negotiated and no fragmented message under way: a read that holds exactly one
+        #: RPC frame is one whole message, handled without the frame decoder.
+        self._plain_rpc = False
         self._pings: deque[float] = deque()
         self._control_window_start = 0.0
         self._control_count = 0
@@ -254,6 +269,7 @@ class Connection:
         self.peer_hello = hello
         self.channels = channels
         self.state = State.OPEN
+        self._plain_rpc = self.rpc
         self.decoder.max_payload = self.limits.max_frame_payload
         return HandshakeComplete(hello, self.rpc)
 
@@ -270,25 +286,24 @@ class Connection:
     def receive_from(self, buffer: bytes | bytearray | memoryview, count: int) -> list[Event]:
         """:meth:`receive_data` of the first ``count`` bytes of ``buffer``, which the caller may
         reuse once this returns (nothing is kept from it)."""
+        decoder = self.decoder
+        if self._plain_rpc and decoder.idle and count > HEADER_SIZE:
+            # The common case of calls and replies: one whole message in one read.
+            magic, length, channel, kind = _unpack_frame_start(buffer)
+            if (
+                length == count - HEADER_SIZE
+                and channel == _RPC
+                and kind < _FRAGMENT
+                and magic == _MAGIC
+                and length <= decoder.max_payload
+            ):
+                message = bytes(buffer[HEADER_SIZE:count])
+                event = self._handle_call(kind, message) if kind == _CALL else self._handle_message(message)
+                return [] if event is None else [event]
         if self.state is State.OPEN:
-            decoder = self.decoder
-            if count > HEADER_SIZE and decoder.idle and self.rpc and not self._in_parts:
-                # The common case of calls and replies: one whole message in one read.
-                magic, length, channel, kind = _unpack_frame_start(buffer)
-                if (
-                    channel == _RPC
-                    and length == count - HEADER_SIZE
-                    and kind < wire.PART
-                    and magic == _MAGIC
-                    and length <= decoder.max_payload
-                ):
-                    message = bytes(buffer[HEADER_SIZE:count])
-                    event = self._handle_call(kind, message) if kind == wire.CALL else self._handle_message(message)
-                    return [] if event is None else [event]
             return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
         if self.state is State.CLOSED:
             raise ConnectionLost("connection is closed")
-        decoder = self.decoder
         decoder.append(buffer[:count])
         frame = decoder.next_frame()
         if frame is None:
@@ -326,10 +341,10 @@ class Connection:
         rpc = self.rpc
         for channel, payload in frames:
             if channel == wire.RPC_CHANNEL and rpc:
-                kind = payload[0] if payload and not self._in_parts else wire.PART
-                if kind == wire.CALL:  # the common cases: a whole message
+                kind = payload[0] if payload and not self._in_parts else _FRAGMENT
+                if kind == _CALL:  # the common cases: a whole message
                     event = self._handle_call(kind, payload)
-                elif kind < wire.PART:
+                elif kind < _FRAGMENT:
                     event = self._handle_message(payload)
                 else:
                     event = self._handle_rpc(payload)
@@ -389,8 +404,10 @@ class Connection:
             parts.append(memoryview(payload)[1:])
         if kind == wire.PART:
             self._in_parts = True
+            self._plain_rpc = False
             return None
         self._in_parts = False
+        self._plain_rpc = self.state is State.OPEN
         message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
         self._parts = []
         self._parts_size = 0
@@ -399,24 +416,22 @@ class Connection:
         return self._handle_message(message)
 
     def _handle_message(self, message: Buffer) -> Event | None:
-        kind = message[0]
+        try:
+            kind, call_id = _unpack_id(message)
+        except struct.error:
+            raise ProtocolError(f"RPC message of {len(message)} bytes is truncated") from None
         if kind in _CALL_KINDS:
             return self._handle_call(kind, message)
-        if len(message) < _ID_SIZE:
-            raise ProtocolError(f"RPC message of kind {kind} is truncated")
-        call_id = _unpack_id(message)[1]
         codec = self.codec
         assert codec is not None
         # A small body is copied (cheaper than a view); a large one is viewed.
         body = message[_ID_SIZE:] if len(message) < _SMALL else memoryview(message)[_ID_SIZE:]
-        if kind == wire.RESULT:
-            if call_id in self._outgoing:
-                self._outgoing.discard(call_id)
-                self._receive_credit.pop(call_id, None)
-                if self._send_credit or self._pending_items:  # only calls that streamed input have these
-                    self._finish_outgoing(call_id)
-                return ResultReceived(call_id, codec.decode_value(body))
-            return None  # a late reply to a call given up on (timeout, cancel)
+        if kind == _RESULT:
+            if self._outgoing.pop(call_id, None) is None:
+                return None  # a late reply to a call given up on (timeout, cancel)
+            if self._send_credit or self._pending_items:  # only calls that streamed input have these
+                self._finish_outgoing(call_id)
+            return ResultReceived(call_id, codec.decode_value(body))
         if kind == wire.ITEMS:
             return self._handle_items(call_id, codec.decode_items(body))
         if kind == wire.END:
@@ -427,7 +442,7 @@ class Connection:
             elif call_id not in self._incoming:
                 return None
             else:
-                self._receive_credit.pop(call_id, None)
+                self._input_credit.pop(call_id, None)
             return StreamEnded(call_id)
         if kind == wire.ERROR:
             if call_id not in self._outgoing:
@@ -450,28 +465,32 @@ class Connection:
         raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
 
     def _handle_call(self, kind: int, message: Buffer) -> Event | None:
-        if len(message) < _CALL_HEADER.size:
-            raise ProtocolError("CALL message is truncated")
-        _, call_id, flags, timeout_ms, name_length = _CALL_HEADER.unpack_from(message)
-        name_end = _CALL_HEADER.size + name_length
-        if len(message) < name_end:
+        try:
+            _, call_id, flags, timeout_ms, name_length = _unpack_call(message)
+        except struct.error:
+            raise ProtocolError("CALL message is truncated") from None
+        name_end = _CALL_SIZE + name_length
+        size = len(message)
+        if size < name_end:
             raise ProtocolError("CALL message is shorter than its procedure name")
         try:
-            name = str(message[_CALL_HEADER.size : name_end], "utf-8")
+            name = str(message[_CALL_SIZE:name_end], "utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("procedure name is not UTF-8") from None
         codec = self.codec
         assert codec is not None
-        args = codec.decode_args(message[name_end:] if len(message) < _SMALL else memoryview(message)[name_end:])
+        args = codec.decode_args(message[name_end:] if size < _SMALL else memoryview(message)[name_end:])
         kwargs: dict[str, Any] = {}
-        if flags & wire.FLAG_KWARGS:
-            if not args or not isinstance(args[-1], dict):
-                raise ProtocolError("CALL with the keyword flag lacks a keyword map")
-            kwargs = args.pop()
+        has_input = False
+        if flags:
+            if flags & _FLAG_KWARGS:
+                if not args or not isinstance(args[-1], dict):
+                    raise ProtocolError("CALL with the keyword flag lacks a keyword map")
+                kwargs = args.pop()
+            has_input = bool(flags & _FLAG_INPUT)
         timeout = timeout_ms / 1000 if timeout_ms else None
-        has_input = bool(flags & wire.FLAG_INPUT)
         incoming = self._incoming
-        if kind == wire.NOTIFY:
+        if kind == _NOTIFY:
             if call_id != 0:
                 raise ProtocolError("NOTIFY must carry id 0")
             if len(incoming) + self._running_notifications >= self._max_calls:
@@ -497,24 +516,28 @@ class Connection:
             return None
         incoming.add(call_id)
         if has_input:
-            self._receive_credit[call_id] = self.limits.stream_window
+            self._input_credit[call_id] = self._window
         return CallReceived(call_id, name, args, kwargs, timeout, has_input)
 
     def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
-        if call_id not in (self._outgoing if self.owns(call_id) else self._incoming):
-            return None
-        remaining = self._receive_credit.get(call_id)
-        if remaining is None:
-            raise ProtocolError(f"stream items for call {call_id}, which has no stream")
-        remaining -= len(items)
+        if self.owns(call_id):
+            credit = self._outgoing
+            if call_id not in credit:
+                return None
+        else:
+            credit = self._input_credit
+            if call_id not in self._incoming:
+                return None
+            if call_id not in credit:
+                raise ProtocolError(f"stream items for call {call_id}, which has no stream")
+        remaining = credit[call_id] - len(items)
         if remaining < 0:
             raise ProtocolError(f"peer sent {-remaining} stream items beyond its credit on call {call_id}")
-        self._receive_credit[call_id] = remaining
+        credit[call_id] = remaining
         return ItemsReceived(call_id, items)
 
     def _finish_outgoing(self, call_id: int) -> None:
-        self._outgoing.discard(call_id)
-        self._receive_credit.pop(call_id, None)
+        self._outgoing.pop(call_id, None)
         self._send_credit.pop(call_id, None)
         self._pending_items.pop(call_id, None)
 
@@ -554,16 +577,19 @@ class Connection:
         if codec is None or self.state is not State.OPEN:
             codec = self._require_rpc()
         call_id = self._next_id
-        if call_id in self._outgoing or call_id + 2 > wire.MAX_ID:
+        outgoing = self._outgoing
+        if call_id in outgoing or call_id + 2 > wire.MAX_ID:
             call_id = self._allocate_id()
         else:
             self._next_id = call_id + 2
-        body = codec.encode_args([*args, kwargs] if kwargs else args)
-        flags = (wire.FLAG_KWARGS if kwargs else 0) | (wire.FLAG_INPUT if has_input else 0)
-        self._queue_call(wire.CALL, call_id, flags, name, body, timeout=timeout)
-        self._outgoing.add(call_id)
-        # Any call may turn out to stream its result, so each gets a receive window.
-        self._receive_credit[call_id] = self.limits.stream_window
+        flags = 0
+        if kwargs:
+            args = [*args, kwargs]
+            flags = _FLAG_KWARGS
+        if has_input:
+            flags |= _FLAG_INPUT
+        self._queue_call(_CALL, call_id, flags, name, codec.encode_args(args), timeout=timeout)
+        outgoing[call_id] = self._window
         if has_input:
             self._send_credit[call_id] = self._peer_window
         return call_id
@@ -615,9 +641,9 @@ class Connection:
             return
         codec = self.codec
         assert codec is not None  # calls are only received once RPC is negotiated
-        self._queue_id_message(wire.RESULT, call_id, codec.encode_value(value))
+        self._queue_id_message(_RESULT, call_id, codec.encode_value(value))
         self._incoming.discard(call_id)
-        if self._send_credit or self._receive_credit or self._pending_items:
+        if self._send_credit or self._input_credit or self._pending_items:
             self._finish_incoming(call_id)
 
     def reply(self, call_id: int, value: Any) -> None:
@@ -655,7 +681,7 @@ class Connection:
     def _finish_incoming(self, call_id: int) -> None:
         self._incoming.discard(call_id)
         self._send_credit.pop(call_id, None)
-        self._receive_credit.pop(call_id, None)
+        self._input_credit.pop(call_id, None)
         self._pending_items.pop(call_id, None)
 
     def open_output_stream(self, call_id: int) -> None:
@@ -734,9 +760,10 @@ class Connection:
 
     def grant_credit(self, call_id: int, credit: int) -> None:
         """Allow the producer of stream ``call_id`` to send ``credit`` more items."""
-        if call_id not in self._receive_credit or self.state is not State.OPEN:
+        credit_left = self._outgoing if self.owns(call_id) else self._input_credit
+        if call_id not in credit_left or self.state is not State.OPEN:
             return
-        self._receive_credit[call_id] += credit
+        credit_left[call_id] += credit
         self._queue_frame(wire.RPC_CHANNEL, wire.CREDIT_MESSAGE.pack(wire.CREDIT, call_id, credit))
 
     def send_message(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
@@ -759,10 +786,11 @@ class Connection:
     def close(self) -> None:
         """Forget every call and stream; later sends raise :class:`ConnectionLost`."""
         self.state = State.CLOSED
+        self._plain_rpc = False
         self._outgoing.clear()
         self._incoming.clear()
         self._send_credit.clear()
-        self._receive_credit.clear()
+        self._input_credit.clear()
         self._pending_items.clear()
         self._parts = []
         self._parts_size = 0
