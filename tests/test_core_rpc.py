@@ -308,3 +308,39 @@ def test_large_binaries_are_sent_without_copies_and_arrive_whole() -> None:
         events += client.receive_data(stream[start : start + 65536])
     [result] = events
     assert isinstance(result, ResultReceived) and result.value == big
+
+
+def test_has_output_follows_everything_queued() -> None:
+    """Drivers write only when ``has_output`` says so: every way of queueing output must set it."""
+    client, server = wired(stream_window=4, max_frame_payload=64)
+    assert not client.has_output and not server.has_output
+
+    def queued(connection: Connection) -> bool:
+        said = connection.has_output
+        sent = connection.data_to_send()
+        assert said == bool(sent) and not connection.has_output
+        return said
+
+    call_id = client.send_call("f", [1])
+    assert queued(client)  # a small call
+    client.send_call("f", [b"x" * 200])
+    assert queued(client)  # one fragmented into frames
+    client.send_notify("n", [])
+    assert queued(client)
+    client.send_ping()
+    assert queued(client)
+    client.send_cancel(call_id)
+    assert queued(client)
+    server.send_message(2, b"plain")
+    assert queued(server)
+    stream_id = client.send_call("consume", [], has_input=True)
+    client.data_to_send()
+    client.send_item(stream_id, 1)
+    assert queued(client)  # stream items, batched when taken
+    client.grant_credit(stream_id, 1)
+    assert queued(client)
+    client.send_end(stream_id)
+    assert queued(client)
+    client.send_shutdown_request()
+    assert queued(client)
+    assert not queued(client)

@@ -98,6 +98,11 @@ class Interface:
 
     def __init__(self) -> None:
         self._procedures: dict[str, Procedure] = {}
+        # What get() finds: the procedures, and the built-in DESCRIBE unless one is registered so.
+        describe = Procedure(DESCRIBE, self.describe, Kind.FUNCTION, False, inspect.signature(self.describe))
+        self._callable = {DESCRIBE: describe}
+        #: :meth:`get` as a plain dict lookup, for drivers that look up every call they receive.
+        self.find: Callable[[str], Procedure | None] = self._callable.get
 
     @overload
     def procedure(self, function: F, /, *, name: str | None = None, blocking: bool = False) -> F: ...
@@ -132,14 +137,12 @@ class Interface:
             signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             signature = None
-        self._procedures[procedure_name] = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
+        procedure = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
+        self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     def get(self, name: str) -> Procedure | None:
         """The procedure called ``name``; :data:`DESCRIBE` gives the built-in introspection one."""
-        procedure = self._procedures.get(name)
-        if procedure is None and name == DESCRIBE:
-            return Procedure(DESCRIBE, self.describe, Kind.FUNCTION, False, inspect.signature(self.describe))
-        return procedure
+        return self._callable.get(name)
 
     def __getitem__(self, name: str) -> Procedure:
         return self._procedures[name]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .credentials import Credentials, peer_credentials
 from .events import MessageReceived
 from .handshake import Hello
-from .interface import Interface
+from .interface import Interface, Procedure
 from .options import Options
 from .protocol import Connection, Role
 
@@ -21,6 +21,8 @@ class PeerBase:
 
     def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
         self.interface = interface
+        #: The procedure a call names, or ``None`` (looked up for every call received).
+        self.procedure: Callable[[str], Procedure | None] = interface.find if interface is not None else _no_procedure
         self.options = options
         self._core = Connection(
             role,
@@ -71,6 +73,10 @@ class PeerBase:
     def codec(self) -> str | None:
         """The negotiated codec, or ``None`` for a plain framed peer."""
         return self._core.codec.name if self._core.codec else None
+
+
+def _no_procedure(_: str) -> None:
+    return None
 
 
 def first_on(messages: Sequence[MessageReceived], channel: int | None) -> int | None:

@@ -141,6 +141,9 @@ class Connection:
         #: Drivers may read ``decoder.idle``: no frame is partly received (a cheap test per read).
         self.decoder = FrameDecoder(self.limits.handshake_max_payload)
         self._out: list[Buffer] = []
+        #: Whether :meth:`data_to_send` has anything to give (an attribute, not a property: drivers
+        #: read it after every read). Everything that queues output sets it.
+        self.has_output = False
         self._pending_items: dict[int, list[bytes]] = {}  # encoded stream items, sent at the next flush
 
         #: Negotiated after the handshake.
@@ -543,17 +546,13 @@ class Connection:
 
     # -- sending -------------------------------------------------------------------------------
 
-    @property
-    def has_output(self) -> bool:
-        """Whether :meth:`data_to_send` has anything to give."""
-        return bool(self._out or self._pending_items)
-
     def data_to_send(self) -> list[Buffer]:
         """Frames queued since the last call, in order; the caller writes them as they are."""
         if self._pending_items:
             self._flush_items()
         out = self._out
         self._out = []
+        self.has_output = False
         return out
 
     def _require_rpc(self) -> Codec:
@@ -600,23 +599,14 @@ class Connection:
         self._queue_call(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, body, timeout=None)
 
     def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, *, timeout: float | None) -> None:
-        encoded = _encoded_names.get(name)
-        if encoded is None:
-            encoded = name.encode()
-            if len(encoded) > wire.MAX_NAME:
-                raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
-            if len(_encoded_names) < _NAME_CACHE_SIZE:
-                _encoded_names[name] = encoded
-        timeout_ms = 0
-        if timeout is not None:
-            if timeout <= 0:
-                raise ValueError("timeout must be positive")
-            timeout_ms = min(max(1, round(timeout * 1000)), wire.MAX_TIMEOUT_MS)
+        encoded = _encoded_names.get(name) or _encode_name(name)
+        timeout_ms = 0 if timeout is None else _timeout_ms(timeout)
         if type(body) is bytes:
-            size = _CALL_HEADER.size + len(encoded) + len(body)
+            size = _CALL_SIZE + len(encoded) + len(body)
             if size <= self._small_message:  # the common case: one frame, one bytes object
                 framed = _pack_framed_call(_MAGIC, size, _RPC, kind, call_id, flags, timeout_ms, len(encoded))
                 self._out.append(framed + encoded + body)
+                self.has_output = True
                 return
         self._queue_message(_CALL_HEADER.pack(kind, call_id, flags, timeout_ms, len(encoded)) + encoded, body)
 
@@ -714,6 +704,7 @@ class Connection:
         if len(encoded) > self._peer_max_message - _ITEMS_OVERHEAD:
             raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
         pending.append(encoded)
+        self.has_output = True
 
     def _flush_items(self) -> None:
         for call_id in list(self._pending_items):
@@ -799,6 +790,7 @@ class Connection:
     # -- framing -------------------------------------------------------------------------------
 
     def _queue_frame(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        self.has_output = True
         if len(payload) < _SMALL:
             self._out.append(frame_header(channel, len(payload)) + payload)
         else:
@@ -810,6 +802,7 @@ class Connection:
             size = _ID_SIZE + len(body)
             if size <= self._small_message:  # the common case: one frame, one bytes object
                 self._out.append(_pack_framed_id(_MAGIC, size, _RPC, kind, call_id) + body)
+                self.has_output = True
                 return
         self._queue_message(_pack_id(kind, call_id), body)
 
@@ -823,6 +816,7 @@ class Connection:
             size = len(header) + sum(len(piece) for piece in pieces)
         if size > self._peer_max_message:
             raise PayloadTooLarge(f"message of {size} bytes exceeds the peer's limit of {self._peer_max_message}")
+        self.has_output = True
         if size <= self._peer_max_frame:
             self._out += (frame_header(wire.RPC_CHANNEL, size) + header, *pieces)
             return
@@ -846,6 +840,21 @@ class Connection:
                 frame.append(piece)
                 room -= len(piece)
             self._out += frame
+
+
+def _encode_name(name: str) -> bytes:
+    encoded = name.encode()
+    if len(encoded) > wire.MAX_NAME:
+        raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
+    if len(_encoded_names) < _NAME_CACHE_SIZE:
+        _encoded_names[name] = encoded
+    return encoded
+
+
+def _timeout_ms(timeout: float) -> int:
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+    return min(max(1, round(timeout * 1000)), wire.MAX_TIMEOUT_MS)
 
 
 def _positive_int(document: dict[str, Any], name: str, default: int) -> int:

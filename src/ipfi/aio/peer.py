@@ -325,11 +325,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             return
         data = self._core.data_to_send()
-        if not data:
-            return
-        if len(data) == 1:
-            transport.write(data[0])
-        else:
+        if data:
             transport.writelines(data)
 
     def _schedule_flush(self) -> None:
@@ -514,7 +510,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
 
     def _on_call(self, event: CallReceived) -> None:
         call_id = event.call_id
-        procedure = self.interface.get(event.name) if self.interface is not None else None
+        procedure = self.procedure(event.name)
         if procedure is None:
             if call_id:
                 self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {event.name!r}")
@@ -531,8 +527,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         try:
             if procedure.inline:
                 # The fast path: a plain function runs inline, no task.
+                kwargs = event.kwargs
                 try:
-                    result = procedure.function(*args, **event.kwargs)
+                    result = procedure.function(*args, **kwargs) if kwargs else procedure.function(*args)
                 except Exception as exc:
                     self._reply_error(call_id, procedure, exc, args, event.kwargs)
                 else:

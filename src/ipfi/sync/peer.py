@@ -494,7 +494,7 @@ class Peer(PeerBase):
     def _on_call(self, event: CallReceived) -> None:
         """Under the lock: queue the call for the reader (a plain, non-blocking function: no thread
         hand-off, as in the asyncio driver) or hand it to a worker thread."""
-        procedure = self.interface.get(event.name) if self.interface is not None else None
+        procedure = self.procedure(event.name)
         call_id = event.call_id
         if procedure is not None and procedure.inline and not event.has_input:
             self._inline.append(_Work(call_id, procedure, event.args, event.kwargs))
