@@ -156,6 +156,7 @@ class Connection:
         self._peer_max_message = self.limits.max_message
         self._peer_max_frame = self.limits.max_frame_payload
         self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
+        self._small_body = self._small_message - _ID_SIZE  # of RESULT, ITEMS, ERROR messages
 
         self._own_parity = 1 if role is Role.CLIENT else 0
         self._next_id = 2 - self._own_parity
@@ -267,6 +268,7 @@ class Connection:
             self.limits.max_frame_payload,
         )
         self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
+        self._small_body = self._small_message - _ID_SIZE
 
     def _open(self, hello: Hello, channels: tuple[int, ...]) -> HandshakeComplete:
         self.peer_hello = hello
@@ -587,7 +589,7 @@ class Connection:
             flags = _FLAG_KWARGS
         if has_input:
             flags |= _FLAG_INPUT
-        self._queue_call(_CALL, call_id, flags, name, codec.encode_args(args), timeout=timeout)
+        self._queue_call(_CALL, call_id, flags, name, codec.encode_args(args), timeout)
         outgoing[call_id] = self._window
         if has_input:
             self._send_credit[call_id] = self._peer_window
@@ -596,9 +598,9 @@ class Connection:
     def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
         codec = self._require_rpc()
         body = codec.encode_args([*args, kwargs] if kwargs else args)
-        self._queue_call(wire.NOTIFY, 0, wire.FLAG_KWARGS if kwargs else 0, name, body, timeout=None)
+        self._queue_call(_NOTIFY, 0, _FLAG_KWARGS if kwargs else 0, name, body, None)
 
-    def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, *, timeout: float | None) -> None:
+    def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, timeout: float | None) -> None:  # noqa: PLR0917 (a positional call is cheaper)
         encoded = _encoded_names.get(name) or _encode_name(name)
         timeout_ms = 0 if timeout is None else _timeout_ms(timeout)
         if type(body) is bytes:
@@ -631,7 +633,12 @@ class Connection:
             return
         codec = self.codec
         assert codec is not None  # calls are only received once RPC is negotiated
-        self._queue_id_message(_RESULT, call_id, codec.encode_value(value))
+        body = codec.encode_value(value)
+        if type(body) is bytes and len(body) <= self._small_body:  # _queue_id_message's fast path, inlined
+            self._out.append(_pack_framed_id(_MAGIC, _ID_SIZE + len(body), _RPC, _RESULT, call_id) + body)
+            self.has_output = True
+        else:
+            self._queue_id_message(_RESULT, call_id, body)
         self._incoming.discard(call_id)
         if self._send_credit or self._input_credit or self._pending_items:
             self._finish_incoming(call_id)
@@ -798,12 +805,10 @@ class Connection:
             self._out.append(payload if isinstance(payload, bytes) else bytes(payload))
 
     def _queue_id_message(self, kind: int, call_id: int, body: Body) -> None:
-        if type(body) is bytes:
-            size = _ID_SIZE + len(body)
-            if size <= self._small_message:  # the common case: one frame, one bytes object
-                self._out.append(_pack_framed_id(_MAGIC, size, _RPC, kind, call_id) + body)
-                self.has_output = True
-                return
+        if type(body) is bytes and len(body) <= self._small_body:  # the common case: one frame, one bytes
+            self._out.append(_pack_framed_id(_MAGIC, _ID_SIZE + len(body), _RPC, kind, call_id) + body)
+            self.has_output = True
+            return
         self._queue_message(_pack_id(kind, call_id), body)
 
     def _queue_message(self, header: bytes, body: Body) -> None:

@@ -157,7 +157,7 @@ class Peer(PeerBase):
         self._write_lock = threading.Lock()
         self._send = link.send
         self._reading = 0  # the id of the thread holding the reader role, or 0
-        self._inline: list[_Work] = []  # calls the reader runs itself
+        self._inline: list[tuple[CallReceived, Procedure]] = []  # calls the reader runs itself
         self._handlers: dict[type, Callable[[Any], None]] = {
             ResultReceived: self._on_result,
             ErrorReceived: self._on_error,
@@ -301,6 +301,7 @@ class Peer(PeerBase):
         lock = self._lock
         core = self._core
         frames = core.decoder
+        handlers = self._handlers
         recv_into = self._link.recv_into
         buffer = self._read_buffer
         holding = True
@@ -320,14 +321,26 @@ class Peer(PeerBase):
                 del target
                 lock.acquire()  # (not "with": that costs ~85 ns more, and this runs for every read)
                 try:
-                    if count:
-                        self._receive(count, filled)
-                    else:
+                    if not count:
                         self._receive_eof()
+                    else:
+                        try:
+                            events = core.received_into(count) if filled else core.receive_from(buffer, count)
+                            for event in events:
+                                handlers[type(event)](event)
+                        except (FrameError, ProtocolError) as exc:
+                            self._violation(exc)
+                        except ConnectionLost as exc:
+                            self._lose(exc)
+                        if self._waiters:
+                            self._wake_ready()
                     done = ready()
                     if done or self._error is not None:
                         if not hold_role:
-                            self._give_up_reading()
+                            if self._waiters:
+                                self._give_up_reading()
+                            else:
+                                self._reading = 0  # (nobody to wake)
                         holding = False
                     announce = self._announce_open
                     if announce:
@@ -359,19 +372,12 @@ class Peer(PeerBase):
                 waiter.event.set()
                 break
 
-    def _receive(self, count: int, filled: bool) -> None:
-        """Under the lock: ``count`` bytes arrived, in the read buffer or (``filled``) a large frame's."""
-        core = self._core
-        try:
-            events = core.received_into(count) if filled else core.receive_from(self._read_buffer, count)
-            handlers = self._handlers
-            for event in events:
-                handlers[type(event)](event)
-        except (FrameError, ProtocolError) as exc:
-            log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
-            self._lose(ConnectionLost(f"protocol error: {exc}"))
-        except ConnectionLost as exc:
-            self._lose(exc)
+    def _violation(self, exc: Exception) -> None:
+        log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
+        self._lose(ConnectionLost(f"protocol error: {exc}"))
+
+    def _wake_ready(self) -> None:
+        """Under the lock, after a read: wake the waiting threads whose wait is over."""
         for waiter in self._waiters:
             if waiter.ready():
                 waiter.event.set()
@@ -422,7 +428,8 @@ class Peer(PeerBase):
     def _on_end(self, event: StreamEnded) -> None:
         pending = self._calls.pop(event.call_id, None)
         if pending is not None:
-            pending.value = pending.items  # what call() returns for a stream it collected
+            if pending.collect:
+                pending.value = list(pending.items)  # what call() returns for a stream it collected
         else:
             pending = self._inputs.pop(event.call_id, None)
         if pending is not None:
@@ -497,7 +504,7 @@ class Peer(PeerBase):
         procedure = self.procedure(event.name)
         call_id = event.call_id
         if procedure is not None and procedure.inline and not event.has_input:
-            self._inline.append(_Work(call_id, procedure, event.args, event.kwargs))
+            self._inline.append((event, procedure))
             return
         if procedure is None or self._executor is None:
             if call_id:
@@ -519,16 +526,29 @@ class Peer(PeerBase):
             args.insert(0, self._items(call_id, pending, None))
         self._executor.submit(self._serve, _Work(call_id, procedure, args, event.kwargs))
 
-    def _run_inline(self, calls: list[_Work]) -> None:
+    def _run_inline(self, calls: list[tuple[CallReceived, Procedure]]) -> None:
         """In the reader thread, outside the lock: run plain functions and send their replies together."""
         token = None if current_peer_var.get(None) is self else current_peer_var.set(self)
+        results: list[tuple[int, Any]] = []
+        others: list[_Work] = []  # errors and notifications
         try:
-            for work in calls:
-                work.run()
+            for event, procedure in calls:
+                call_id, args, kwargs = event.call_id, event.args, event.kwargs
+                try:
+                    result = procedure.function(*args, **kwargs) if kwargs else procedure.function(*args)
+                except Exception as exc:
+                    work = _Work(call_id, procedure, args, kwargs)
+                    work.error = exc
+                    others.append(work)
+                else:
+                    if call_id:
+                        results.append((call_id, result))
+                    else:
+                        others.append(_Work(call_id, procedure, args, kwargs))
         finally:
             if token is not None:  # a server's reader thread serves this peer alone: it keeps the value
                 current_peer_var.reset(token)
-        self._settle(calls)
+        self._settle(results, others)
 
     def _serve(self, work: _Work) -> None:
         """In a worker thread: run a blocking function, a generator, or a procedure fed a stream."""
@@ -540,21 +560,21 @@ class Peer(PeerBase):
                 work.run()
         finally:
             current_peer_var.reset(token)
-        self._settle([work])
+        self._settle((), [work])
 
-    def _settle(self, done: list[_Work]) -> None:
-        """Reply with each procedure's result or error; a notification frees its slot."""
+    def _settle(self, results: Iterable[tuple[int, Any]], others: list[_Work]) -> None:
+        """Send the ``results`` of plain functions, and how the ``others`` went: a result, an error,
+        or (a notification) nothing but a freed slot."""
         core = self._core
         write_lock, lock = self._write_lock, self._lock
         write_lock.acquire()  # (acquire and release, not "with": see _read_until)
         try:
             lock.acquire()
             try:
-                for work in done:
-                    if work.error is None and work.call_id and work.procedure.inline:
-                        core.reply(work.call_id, work.result)  # the common case, first
-                    else:
-                        self._settle_other(work)
+                for call_id, result in results:
+                    core.reply(call_id, result)
+                for work in others:
+                    self._settle_other(work)
                 data = core.data_to_send()
             finally:
                 lock.release()
@@ -631,8 +651,7 @@ class Peer(PeerBase):
             raise
         if pending.error is not None:
             raise pending.error
-        value = pending.value
-        return list(value) if isinstance(value, deque) else value
+        return pending.value
 
     def _grant_collected(self, call_id: int, pending: _Pending) -> None:
         """Under the lock, as items arrive: keep the credit of a stream collected into a list flowing."""
