@@ -425,8 +425,6 @@ class Connection:
             kind, call_id = _unpack_id(message)
         except struct.error:
             raise ProtocolError(f"RPC message of {len(message)} bytes is truncated") from None
-        if kind in _CALL_KINDS:
-            return self._handle_call(kind, message)
         codec = self.codec
         assert codec is not None
         # A small body is copied (cheaper than a view); a large one is viewed.
@@ -437,6 +435,8 @@ class Connection:
             if self._send_credit or self._pending_items:  # only calls that streamed input have these
                 self._finish_outgoing(call_id)
             return ResultReceived(call_id, codec.decode_value(body))
+        if kind in _CALL_KINDS:
+            return self._handle_call(kind, message)
         if kind == wire.ITEMS:
             return self._handle_items(call_id, codec.decode_items(body))
         if kind == wire.END:
@@ -589,7 +589,19 @@ class Connection:
             flags = _FLAG_KWARGS
         if has_input:
             flags |= _FLAG_INPUT
-        self._queue_call(_CALL, call_id, flags, name, codec.encode_args(args), timeout)
+        body = codec.encode_args(args)
+        encoded = _encoded_names.get(name)
+        if (
+            encoded is not None
+            and timeout is None
+            and type(body) is bytes
+            and (size := _CALL_SIZE + len(encoded) + len(body)) <= self._small_message
+        ):  # the common case: one frame, one bytes object
+            framed = _pack_framed_call(_MAGIC, size, _RPC, _CALL, call_id, flags, 0, len(encoded))
+            self._out.append(framed + encoded + body)
+            self.has_output = True
+        else:
+            self._queue_call(_CALL, call_id, flags, name, body, timeout)
         outgoing[call_id] = self._window
         if has_input:
             self._send_credit[call_id] = self._peer_window
@@ -600,16 +612,10 @@ class Connection:
         body = codec.encode_args([*args, kwargs] if kwargs else args)
         self._queue_call(_NOTIFY, 0, _FLAG_KWARGS if kwargs else 0, name, body, None)
 
-    def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, timeout: float | None) -> None:  # noqa: PLR0917 (a positional call is cheaper)
+    def _queue_call(self, kind: int, call_id: int, flags: int, name: str, body: Body, timeout: float | None) -> None:  # noqa: PLR0917 (as send_call calls it)
+        """A CALL or NOTIFY (send_call frames the common small call itself)."""
         encoded = _encoded_names.get(name) or _encode_name(name)
         timeout_ms = 0 if timeout is None else _timeout_ms(timeout)
-        if type(body) is bytes:
-            size = _CALL_SIZE + len(encoded) + len(body)
-            if size <= self._small_message:  # the common case: one frame, one bytes object
-                framed = _pack_framed_call(_MAGIC, size, _RPC, kind, call_id, flags, timeout_ms, len(encoded))
-                self._out.append(framed + encoded + body)
-                self.has_output = True
-                return
         self._queue_message(_CALL_HEADER.pack(kind, call_id, flags, timeout_ms, len(encoded)) + encoded, body)
 
     def _allocate_id(self) -> int:

@@ -873,8 +873,8 @@ def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_
     """A peer for a socket of the running loop.
 
     uvloop hands small messages over faster than it reads into a buffer of ours, so a peer lets it
-    push bytes there, and reads in place only while a large frame arrives. The standard loop reads in
-    place always: otherwise it allocates a fresh 256 KiB object for every read.
+    push bytes there, and reads in place only while large frames keep arriving. The standard loop
+    reads in place always: otherwise it allocates a fresh 256 KiB object for every read.
     """
     on_uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     return (_PushedPeer if on_uvloop else Peer)(role, interface, options, peer_id=peer_id)
