@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -58,5 +59,20 @@ def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str
                 [server_peer] = server.connections
                 assert server_peer._transport is not None
                 assert server_peer._transport.get_protocol() is server_peer
+
+    ipfi.run(scenario(), use_uvloop=True)
+
+
+def test_uvloop_sizes_unix_socket_buffers(sock_path: str) -> None:
+    """uvloop hands out its own socket objects; the buffers are sized through them all the same."""
+
+    async def scenario() -> None:
+        async with await ipfi.serve(f"unix:{sock_path}", calc.iface, unix_buffer_size=768 * 1024) as server:
+            async with ipfi.connect(f"unix:{sock_path}", unix_buffer_size=768 * 1024) as peer:
+                assert await peer.call("add", 1, 2) == 3
+                [serving] = server.connections
+                for sock in (peer.get_extra_info("socket"), serving.get_extra_info("socket")):
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 768 * 1024
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 768 * 1024
 
     ipfi.run(scenario(), use_uvloop=True)

@@ -1,7 +1,9 @@
-"""Who is on the other end of a Unix socket: the kernel's record of the peer's pid, uid and gid."""
+"""Unix sockets at connection time: the kernel's record of the peer's pid, uid and gid, and the size of
+the socket's buffers."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from dataclasses import dataclass
@@ -28,3 +30,14 @@ def peer_credentials(sock: Any) -> Credentials | None:
     except OSError:
         return None
     return Credentials(*_UCRED.unpack(raw))
+
+
+def size_unix_buffers(sock: Any, size: int | None) -> None:
+    """Ask the kernel for ``size`` bytes of send and of receive buffer on a Unix socket (it caps them
+    at ``net.core.wmem_max`` / ``rmem_max``). TCP keeps the kernel's autotuning, which a fixed size
+    would turn off."""
+    if size is None or sock is None or sock.family != socket.AF_UNIX:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .credentials import Credentials, peer_credentials
+from .credentials import Credentials, peer_credentials, size_unix_buffers
 from .events import MessageReceived
 from .handshake import Hello
 from .interface import Interface, Procedure
@@ -38,7 +38,8 @@ class PeerBase:
         self.credentials: Credentials | None = None
 
     def _admit(self, sock: Any) -> bool:
-        """Record the peer's credentials from its socket; False if ``allow_uids`` shuts it out."""
+        """Size the socket's buffers, record the peer's credentials; False if ``allow_uids`` shuts it out."""
+        size_unix_buffers(sock, self.options.unix_buffer_size)
         self.credentials = peer_credentials(sock)
         allowed = self.options.allow_uids
         if self._core.role is Role.CLIENT or allowed is None:
