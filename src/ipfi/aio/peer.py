@@ -222,8 +222,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         except ConnectionLost:
             return
-        if core.has_output:  # (most replies received leave nothing to write)
-            self._flush()
+        if core.has_output:  # (_flush, inlined: a server replies to most reads, a client to few)
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.writelines(core.data_to_send())
         if not self._frames.idle and self._switch_for_large_frames:
             self._read_large_frame_in_place()
 
@@ -670,18 +672,17 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._flush()  # the only call in flight: write it now, not one loop turn later
         else:
             self._schedule_flush()  # calls made in one loop turn go out in one write
-        timer = self._loop.call_later(timeout, self._call_expired, call_id, name) if timeout else None
-        feeder = self._loop.create_task(self._feed(call_id, input)) if input is not None else None
+        if timeout:
+            timer = self._loop.call_later(timeout, self._call_expired, call_id, name)
+            future.add_done_callback(lambda _: timer.cancel())
+        if input is not None:
+            feeder = self._loop.create_task(self._feed(call_id, input))
+            future.add_done_callback(lambda _: feeder.cancel())
         try:
             return await future
         except asyncio.CancelledError:
             self._give_up(call_id)
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if feeder is not None:
-                feeder.cancel()
 
     def stream(
         self,
