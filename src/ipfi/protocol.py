@@ -590,10 +590,9 @@ class Connection:
         if has_input:
             flags |= _FLAG_INPUT
         body = codec.encode_args(args)
-        encoded = _encoded_names.get(name)
+        encoded = _encoded_names.get(name) or _encode_name(name)
         if (
-            encoded is not None
-            and timeout is None
+            timeout is None
             and type(body) is bytes
             and (size := _CALL_SIZE + len(encoded) + len(body)) <= self._small_message
         ):  # the common case: one frame, one bytes object
@@ -821,6 +820,10 @@ class Connection:
         """An RPC message in one frame, or in fragments when it exceeds the peer's frame size."""
         if type(body) is bytes:
             size = len(header) + len(body)
+            if size <= self._small_message:  # one frame, joined into one bytes object
+                self._out.append(frame_header(_RPC, size) + header + body)
+                self.has_output = True
+                return
             pieces: list[Buffer] = [body]
         else:
             pieces = body  # type: ignore[assignment]
