@@ -4,6 +4,7 @@ are sent without a copy, over both drivers and both event loops."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import msgpack
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import ipfi
 import ipfi.sync
+from ipfi.aio.peer import _apart_writer
 from ipfi.codecs import LARGE_BINARY, MsgpackCodec, RawCodec
 from ipfi.errors import ProtocolError
 
@@ -133,3 +135,26 @@ async def test_views_stay_valid_after_later_messages(sock_path: str) -> None:
             kept = [await peer.call("echo", blob) for blob in blobs]
             kept += await asyncio.gather(*(peer.call("echo", blob) for blob in blobs))
             assert kept == blobs + blobs
+
+
+async def test_standard_transports_write_large_pieces_apart_and_in_order() -> None:
+    """asyncio's default writelines joins every piece into one copy; the peer's writer does not."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    write_frames = _apart_writer(transport)  # type: ignore[arg-type]
+    assert write_frames is not None
+    large = memoryview(bytes(range(256)) * 1024).toreadonly()  # 256 KiB
+    pieces: list[Any] = [b"a", b"bc", large, b"d", large[1:], b"e"]
+    write_frames(pieces)
+    expected = b"".join(bytes(piece) for piece in pieces)
+    theirs.setblocking(False)
+    received = bytearray()
+    while len(received) < len(expected):
+        try:
+            received += theirs.recv(1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    assert received == expected
+    transport.close()
+    theirs.close()

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
+from ..codecs import LARGE_BINARY, Buffer
 from ..errors import (
     Cancelled,
     ConnectionLost,
@@ -114,6 +115,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self.on_open: Callable[[Peer], None] | None = None
         self.on_close: Callable[[Peer], None] | None = None
         self._transport: asyncio.Transport | None = None
+        # How frames are written when the transport's writelines would copy large ones (None: it will not).
+        self._write_apart: Callable[[list[Buffer]], None] | None = None
         # Calls made here: awaited by call() (a future each, and the items of a streamed result
         # collected for it), or iterated over by stream().
         self._calls: dict[int, asyncio.Future[Any]] = {}
@@ -182,6 +185,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        self._write_apart = _apart_writer(self._transport)
         if not self._admit(transport.get_extra_info("socket")):
             self._close_error = ConnectionLost("refused: this user may not connect")
             self._transport.abort()
@@ -225,7 +229,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if core.has_output:  # (_flush, inlined: a server replies to most reads, a client to few)
             transport = self._transport
             if transport is not None and not transport.is_closing():
-                transport.writelines(core.data_to_send())
+                if self._write_apart is None:
+                    transport.writelines(core.data_to_send())
+                else:
+                    self._write_apart(core.data_to_send())
         if not self._frames.idle and self._switch_for_large_frames:
             self._read_large_frame_in_place()
 
@@ -328,7 +335,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         data = self._core.data_to_send()
         if data:
-            transport.writelines(data)
+            if self._write_apart is None:
+                transport.writelines(data)
+            else:
+                self._write_apart(data)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -868,6 +878,35 @@ class _LargeFrameReader(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._peer.resume_writing()
+
+
+def _apart_writer(transport: asyncio.Transport) -> Callable[[list[Buffer]], None] | None:
+    """How to write frames taken from the core when the transport's ``writelines`` is asyncio's default
+    one (the standard loop's socket and pipe transports on Python 3.11), which joins everything into
+    one ``bytes`` first: a 16 MiB message was then copied three times before the socket saw it (joined,
+    sliced after the first send, buffered). Large pieces go out as they are. ``None``: the transport's
+    ``writelines`` does not join (uvloop's, Python 3.12's)."""
+    if getattr(type(transport), "writelines", None) is not asyncio.WriteTransport.writelines:
+        return None
+    write = transport.write
+
+    def write_apart(data: list[Buffer]) -> None:
+        if len(data) == 1:
+            write(data[0])
+            return
+        small: list[Buffer] = []
+        for piece in data:
+            if len(piece) < LARGE_BINARY:
+                small.append(piece)
+                continue
+            if small:
+                write(b"".join(small))
+                small = []
+            write(piece)
+        if small:
+            write(b"".join(small))
+
+    return write_apart
 
 
 def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_id: str = "peer-1") -> Peer:
