@@ -51,6 +51,54 @@ def test_call_and_result() -> None:
     assert deliver(server, client) == [ResultReceived(call_id, 6)]
 
 
+def test_sinks_take_a_call_or_result_read_alone_and_events_keep_their_order_otherwise() -> None:
+    client, server = wired()
+    calls: list[tuple[Any, ...]] = []
+    results: list[tuple[int, Any]] = []
+    server.call_sink = lambda *fields: calls.append(fields)
+    client.result_sink = lambda call_id, value: results.append((call_id, value))
+    first = client.send_call("add", [1, 2], {"c": 3}, timeout=2.0)
+    assert deliver(client, server) == [] and calls == [(first, "add", [1, 2], {"c": 3}, 2.0, False)]
+    server.send_result(first, 6)
+    assert deliver(server, client) == [] and results == [(first, 6)]
+    # Two messages in one read go the usual way, as events in the order they came.
+    second, third = client.send_call("f", []), client.send_call("g", [])
+    assert deliver(client, server) == [
+        CallReceived(second, "f", [], {}, None, False),
+        CallReceived(third, "g", [], {}, None, False),
+    ]
+    server.send_error(second, "ValueError", "bad")
+    server.send_result(third, "ok")
+    errored, answered = deliver(server, client)
+    assert isinstance(errored, ErrorReceived) and answered == ResultReceived(third, "ok")
+    # Neither an error nor a notification goes to a sink, even read alone.
+    fourth = client.send_call("h", [])
+    deliver(client, server)
+    server.send_error(fourth, "ValueError", "bad")
+    assert isinstance(deliver(server, client)[0], ErrorReceived)
+    client.send_notify("note", [1])
+    assert deliver(client, server) == [CallReceived(0, "note", [1], {}, None, False)]
+    assert len(calls) == 2 and results == [(first, 6)]
+
+
+def test_a_result_that_cannot_be_sent_becomes_an_error_reply() -> None:
+    client, server = wired()
+    call_id = client.send_call("f", [])
+    deliver(client, server)
+    server.send_result(call_id, object())
+    [event] = deliver(server, client)
+    assert isinstance(event, ErrorReceived) and event.error.remote_type == "TypeError"
+    assert "cannot send the result" in str(event.error)
+    server.send_result(call_id, 1)  # answered: nothing more is sent
+    assert not server.has_output
+    client, server = wired(max_message=1000)
+    call_id = client.send_call("f", [])
+    deliver(client, server)
+    server.send_result(call_id, b"x" * 1000)  # past the client's message limit
+    [event] = deliver(server, client)
+    assert isinstance(event, ErrorReceived) and event.error.remote_type == "PayloadTooLarge"
+
+
 def test_ids_have_the_callers_parity_and_both_sides_call() -> None:
     client, server = wired()
     client_ids = [client.send_call("f", []) for _ in range(3)]

@@ -34,6 +34,19 @@ async def test_unary_calls(peer: ipfi.Peer) -> None:
     assert await peer.proxy().add(20, 22) == 42
 
 
+async def test_each_procedure_sees_its_own_caller(sock_path: str) -> None:
+    await calc.callers_are_told_apart(f"unix:{sock_path}")
+
+
+async def test_a_callback_over_the_in_memory_pair_sees_its_own_peer() -> None:
+    """The pair hands bytes over in the writer's context: the reader must still see itself."""
+    client, server = await ipfi.pair(calc.iface, calc.iface)
+    for _ in range(2):
+        assert await client.call("call_back", "whoami") == id(client)
+        assert await client.call("whoami") == id(server)
+    await client.aclose()
+
+
 async def test_remote_exception_keeps_type_and_message(peer: ipfi.Peer) -> None:
     with pytest.raises(ipfi.RemoteError) as info:
         await peer.call("fail", "boom")

@@ -37,6 +37,10 @@ def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
     ipfi.run(scenario(), use_uvloop=True)
 
 
+def test_each_procedure_sees_its_own_caller_on_uvloop(sock_path: str) -> None:
+    ipfi.run(calc.callers_are_told_apart(f"unix:{sock_path}"), use_uvloop=True)
+
+
 def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str) -> None:
     """A peer on uvloop switches its transport to reading in place for large frames, and back."""
 

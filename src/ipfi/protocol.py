@@ -176,6 +176,13 @@ class Connection:
         #: Open, RPC negotiated and no fragmented message under way: a read that holds exactly one
         #: RPC frame is one whole message, handled without the frame decoder.
         self._plain_rpc = False
+        #: Where a call or a result read on the fast path (a read that is one whole message) goes:
+        #: the event classes by default, which make the event :meth:`receive_data` returns. A driver
+        #: may set callables that take the same arguments and return ``None`` to act on it at once:
+        #: no event record and no dispatch on a round trip's hot path. Nothing else was read with
+        #: it, so the order of events is kept.
+        self.call_sink: Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None] = CallReceived
+        self.result_sink: Callable[[int, Any], Event | None] = ResultReceived
         self._pings: deque[float] = deque()
         self._control_window_start = 0.0
         self._control_count = 0
@@ -303,7 +310,10 @@ class Connection:
                 and length <= decoder.max_payload
             ):
                 message = bytes(buffer[HEADER_SIZE:count])
-                event = self._handle_call(kind, message) if kind == _CALL else self._handle_message(message)
+                if kind == _CALL:
+                    event = self._handle_call(kind, message, self.call_sink)
+                else:
+                    event = self._handle_message(message, self.result_sink)
                 return [] if event is None else [event]
         if self.state is State.OPEN:
             return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
@@ -420,7 +430,9 @@ class Connection:
             raise ProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)
 
-    def _handle_message(self, message: Buffer) -> Event | None:
+    def _handle_message(
+        self, message: Buffer, result_sink: Callable[[int, Any], Event | None] = ResultReceived
+    ) -> Event | None:
         try:
             kind, call_id = _unpack_id(message)
         except struct.error:
@@ -434,7 +446,7 @@ class Connection:
                 return None  # a late reply to a call given up on (timeout, cancel)
             if self._send_credit or self._pending_items:  # only calls that streamed input have these
                 self._finish_outgoing(call_id)
-            return ResultReceived(call_id, codec.decode_value(body))
+            return result_sink(call_id, codec.decode_value(body))
         if kind in _CALL_KINDS:
             return self._handle_call(kind, message)
         if kind == wire.ITEMS:
@@ -469,7 +481,12 @@ class Connection:
             return CreditReceived(call_id)
         raise ProtocolError(f"unknown RPC message kind {kind:#04x}")
 
-    def _handle_call(self, kind: int, message: Buffer) -> Event | None:
+    def _handle_call(
+        self,
+        kind: int,
+        message: Buffer,
+        call_sink: Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None] = CallReceived,
+    ) -> Event | None:
         try:
             _, call_id, flags, timeout_ms, name_length = _unpack_call(message)
         except struct.error:
@@ -507,7 +524,7 @@ class Connection:
                 )
                 return None
             self._running_notifications += 1
-            return CallReceived(0, name, args, kwargs, timeout, False)
+            return call_sink(0, name, args, kwargs, timeout, False)
         if (call_id & 1) == self._own_parity or call_id == 0:
             raise ProtocolError(f"CALL id {call_id} has this side's parity")
         if call_id in incoming:
@@ -522,7 +539,7 @@ class Connection:
         incoming.add(call_id)
         if has_input:
             self._input_credit[call_id] = self._window
-        return CallReceived(call_id, name, args, kwargs, timeout, has_input)
+        return call_sink(call_id, name, args, kwargs, timeout, has_input)
 
     def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
         if self.owns(call_id):
@@ -631,29 +648,26 @@ class Connection:
         return call_id
 
     def send_result(self, call_id: int, value: Any) -> None:
-        """Reply to call ``call_id``. Raises ``TypeError`` if the codec cannot encode ``value``,
-        :class:`PayloadTooLarge` if it is too large; the call is then still open for an error reply.
+        """Reply to call ``call_id`` with ``value``; if the codec cannot encode it (``TypeError``) or
+        it is too large (:class:`PayloadTooLarge`), the reply is an error record saying so instead.
         Nothing is sent for a call not open here (cancelled, answered, or the connection closed)."""
         if call_id not in self._incoming:
             return
         codec = self.codec
         assert codec is not None  # calls are only received once RPC is negotiated
-        body = codec.encode_value(value)
-        if type(body) is bytes and len(body) <= self._small_body:  # _queue_id_message's fast path, inlined
-            self._out.append(_pack_framed_id(_MAGIC, _ID_SIZE + len(body), _RPC, _RESULT, call_id) + body)
-            self.has_output = True
-        else:
-            self._queue_id_message(_RESULT, call_id, body)
+        try:
+            body = codec.encode_value(value)
+            if type(body) is bytes and len(body) <= self._small_body:  # _queue_id_message's fast path, inlined
+                self._out.append(_pack_framed_id(_MAGIC, _ID_SIZE + len(body), _RPC, _RESULT, call_id) + body)
+                self.has_output = True
+            else:
+                self._queue_id_message(_RESULT, call_id, body)
+        except (TypeError, PayloadTooLarge) as exc:
+            self.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+            return
         self._incoming.discard(call_id)
         if self._send_credit or self._input_credit or self._pending_items:
             self._finish_incoming(call_id)
-
-    def reply(self, call_id: int, value: Any) -> None:
-        """Send ``value`` as the result, or an error reply saying why it cannot be sent."""
-        try:
-            self.send_result(call_id, value)
-        except (TypeError, PayloadTooLarge) as exc:
-            self.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
 
     def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
         """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""

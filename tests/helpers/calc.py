@@ -112,6 +112,37 @@ def call_back_sync(name: str, *args: Any) -> Any:
     return ipfi.current_peer().call(name, *args)
 
 
+@iface.procedure
+def whoami() -> int:
+    """Which peer object called (run inline, in the reader's context)."""
+    return id(ipfi.current_peer())
+
+
+@iface.procedure
+async def awhoami() -> int:
+    """The same from a task, after the reader has served other connections meanwhile."""
+    await asyncio.sleep(0.01)
+    return id(ipfi.current_peer())
+
+
+async def callers_are_told_apart(address: str) -> None:
+    """Three clients of one server call in turn and at once: each procedure sees its own caller."""
+    async with await ipfi.serve(address, iface) as server:
+        clients = [await ipfi.connect(address) for _ in range(3)]
+        try:
+            ids = [await client.call("whoami") for client in clients]
+            assert sorted(ids) == sorted(id(peer) for peer in server.connections)
+            assert len(set(ids)) == 3
+            for _ in range(3):
+                for client, expected in zip(clients, ids, strict=True):
+                    assert await client.call("whoami") == expected
+            together = [client.call(name) for _ in range(5) for client in clients for name in ("whoami", "awhoami")]
+            assert await asyncio.gather(*together) == [expected for _ in range(5) for expected in ids for _ in (1, 2)]
+        finally:
+            for client in clients:
+                await client.aclose()
+
+
 produced = [0]
 
 

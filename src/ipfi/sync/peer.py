@@ -572,7 +572,7 @@ class Peer(PeerBase):
             lock.acquire()
             try:
                 for call_id, result in results:
-                    core.reply(call_id, result)
+                    core.send_result(call_id, result)
                 for work in others:
                     self._settle_other(work)
                 data = core.data_to_send()
@@ -594,7 +594,7 @@ class Peer(PeerBase):
             log.debug("peer %s: %s raised %r", self.peer_id, work.procedure.name, error, exc_info=error)
             core.send_error(work.call_id, *error_record(work.procedure, error, work.args, work.kwargs))
         elif work.procedure.kind is not Kind.GENERATOR:
-            core.reply(work.call_id, work.result)
+            core.send_result(work.call_id, work.result)
 
     def _produce(self, work: _Work) -> None:
         core = self._core
