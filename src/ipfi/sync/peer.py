@@ -157,7 +157,8 @@ class Peer(PeerBase):
         self._write_lock = threading.Lock()
         self._send = link.send
         self._reading = 0  # the id of the thread holding the reader role, or 0
-        self._inline: list[tuple[CallReceived, Procedure]] = []  # calls the reader runs itself
+        # Calls the reader runs itself: (call_id, procedure, args, kwargs).
+        self._inline: list[tuple[int, Procedure, list[Any], dict[str, Any]]] = []
         self._handlers: dict[type, Callable[[Any], None]] = {
             ResultReceived: self._on_result,
             ErrorReceived: self._on_error,
@@ -172,6 +173,8 @@ class Peer(PeerBase):
             ShutdownRequested: self._on_shutdown_request,
             ShutdownAcknowledged: self._on_shutdown_ack,
         }
+        self._core.call_sink = self._call_received
+        self._core.result_sink = self._result_received
         self._waiters: set[_Waiter] = set()
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
@@ -408,9 +411,13 @@ class Peer(PeerBase):
             self.on_close(self)
 
     def _on_result(self, event: ResultReceived) -> None:
-        pending = self._calls.pop(event.call_id, None)
+        self._result_received(event.call_id, event.value)
+
+    def _result_received(self, call_id: int, value: Any) -> None:
+        """Under the lock: the reply to a call made here (the core's ``result_sink``)."""
+        pending = self._calls.pop(call_id, None)
         if pending is not None:
-            pending.value = event.value
+            pending.value = value
             pending.finished = True
 
     def _on_error(self, event: ErrorReceived) -> None:
@@ -499,41 +506,47 @@ class Peer(PeerBase):
     # -- serving the peer's calls ------------------------------------------------------------------
 
     def _on_call(self, event: CallReceived) -> None:
+        self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
+
+    def _call_received(  # noqa: PLR0917 (the fields of CallReceived, in order: the core's call_sink)
+        self,
+        call_id: int,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        has_input: bool,
+    ) -> None:
         """Under the lock: queue the call for the reader (a plain, non-blocking function: no thread
         hand-off, as in the asyncio driver) or hand it to a worker thread."""
-        procedure = self.procedure(event.name)
-        call_id = event.call_id
-        if procedure is not None and procedure.inline and not event.has_input:
-            self._inline.append((event, procedure))
+        procedure = self.procedure(name)
+        if procedure is not None and procedure.inline and not has_input:
+            self._inline.append((call_id, procedure, args, kwargs))
             return
         if procedure is None or self._executor is None:
             if call_id:
-                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {event.name!r}")
+                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {name!r}")
             else:
                 self._core.finish_notification()
             return
         if procedure.kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
             if call_id:
-                self._core.send_error(
-                    call_id, "NotSupported", f"{event.name} is async: serve it with the asyncio driver"
-                )
+                self._core.send_error(call_id, "NotSupported", f"{name} is async: serve it with the asyncio driver")
             else:
                 self._core.finish_notification()
             return
-        args = event.args
-        if event.has_input:
+        if has_input:
             pending = self._inputs[call_id] = _Pending()
             args.insert(0, self._items(call_id, pending, None))
-        self._executor.submit(self._serve, _Work(call_id, procedure, args, event.kwargs))
+        self._executor.submit(self._serve, _Work(call_id, procedure, args, kwargs))
 
-    def _run_inline(self, calls: list[tuple[CallReceived, Procedure]]) -> None:
+    def _run_inline(self, calls: list[tuple[int, Procedure, list[Any], dict[str, Any]]]) -> None:
         """In the reader thread, outside the lock: run plain functions and send their replies together."""
         token = None if current_peer_var.get(None) is self else current_peer_var.set(self)
         results: list[tuple[int, Any]] = []
         others: list[_Work] = []  # errors and notifications
         try:
-            for event, procedure in calls:
-                call_id, args, kwargs = event.call_id, event.args, event.kwargs
+            for call_id, procedure, args, kwargs in calls:
                 try:
                     result = procedure.function(*args, **kwargs) if kwargs else procedure.function(*args)
                 except Exception as exc:
