@@ -107,10 +107,13 @@ class MsgpackCodec(_StructuredCodec):
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
         kind = type(value)
-        if (kind is bytes and len(value) >= LARGE_BINARY) or (kind is memoryview and _in_place(value)):
-            return [_bin_header(len(value)), value]
-        if kind is list or kind is tuple:
+        if kind is bytes:  # the commonest case first: a small binary goes straight to the packer
+            if len(value) >= LARGE_BINARY:
+                return [_bin_header(len(value)), value]
+        elif kind is list or kind is tuple:
             return self.encode_args(value)  # its test per item is inlined; a Python call per item is not
+        elif kind is memoryview and _in_place(value):
+            return [_bin_header(len(value)), value]
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
