@@ -103,6 +103,11 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# An enum member read from its class costs ~65 ns on Python 3.11 (a plain global: ~10): the state
+# is tested for every message sent.
+_OPEN: Final = State.OPEN
+
+
 class Connection:
     """One side of one connection.
 
@@ -191,7 +196,7 @@ class Connection:
 
     @property
     def is_open(self) -> bool:
-        return self.state is State.OPEN
+        return self.state is _OPEN
 
     @property
     def incoming_count(self) -> int:
@@ -315,7 +320,7 @@ class Connection:
                 else:
                     event = self._handle_message(message, self.result_sink)
                 return [] if event is None else [event]
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
         if self.state is State.CLOSED:
             raise ConnectionLost("connection is closed")
@@ -337,7 +342,7 @@ class Connection:
 
     def received_into(self, count: int) -> list[Event]:
         """``count`` bytes were written into :meth:`receive_target`'s view."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise ConnectionLost("connection is closed")
         return self._handle_frames(self.decoder.filled(count))
 
@@ -422,7 +427,7 @@ class Connection:
             self._plain_rpc = False
             return None
         self._in_parts = False
-        self._plain_rpc = self.state is State.OPEN
+        self._plain_rpc = self.state is _OPEN
         message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
         self._parts = []
         self._parts_size = 0
@@ -575,7 +580,7 @@ class Connection:
         return out
 
     def _require_rpc(self) -> Codec:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise ConnectionLost("connection is not open")
         if self.codec is None:
             raise ProtocolError("the peer does not speak ipfi RPC (a plain ipcprims peer): use messages")
@@ -592,7 +597,7 @@ class Connection:
     ) -> int:
         """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_items`."""
         codec = self.codec
-        if codec is None or self.state is not State.OPEN:
+        if codec is None or self.state is not _OPEN:
             codec = self._require_rpc()
         call_id = self._next_id
         outgoing = self._outgoing
@@ -671,7 +676,7 @@ class Connection:
 
     def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
         """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""
-        if call_id not in self._incoming or self.state is not State.OPEN:
+        if call_id not in self._incoming or self.state is not _OPEN:
             return
         self._queue_error(call_id, remote_type, message, data)
         self._finish_incoming(call_id)
@@ -772,20 +777,20 @@ class Connection:
         if call_id not in self._outgoing:
             return
         self._finish_outgoing(call_id)
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             self._queue_id_message(wire.CANCEL, call_id, b"")
 
     def grant_credit(self, call_id: int, credit: int) -> None:
         """Allow the producer of stream ``call_id`` to send ``credit`` more items."""
         credit_left = self._outgoing if self.owns(call_id) else self._input_credit
-        if call_id not in credit_left or self.state is not State.OPEN:
+        if call_id not in credit_left or self.state is not _OPEN:
             return
         credit_left[call_id] += credit
         self._queue_frame(wire.RPC_CHANNEL, wire.CREDIT_MESSAGE.pack(wire.CREDIT, call_id, credit))
 
     def send_message(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
         """Queue a plain frame on a negotiated non-RPC channel."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise ConnectionLost("connection is not open")
         if channel not in self.channels or (channel == wire.RPC_CHANNEL and self.rpc):
             raise ValueError(f"channel {channel} is not open for messages (negotiated: {list(self.channels)})")
