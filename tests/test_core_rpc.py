@@ -152,8 +152,7 @@ def test_stream_with_credit() -> None:
     call_id = client.send_call("count", [10])
     deliver(client, server)
     server.open_output_stream(call_id)
-    for i in range(4):
-        server.send_item(call_id, i)
+    assert [server.send_item(call_id, i) for i in range(4)] == [3, 2, 1, 0]  # the credit left
     assert server.credit(call_id) == 0
     with pytest.raises(RuntimeError):
         server.send_item(call_id, 4)
@@ -163,6 +162,22 @@ def test_stream_with_credit() -> None:
     assert server.credit(call_id) == 2
     server.send_end(call_id)
     assert deliver(server, client) == [StreamEnded(call_id)]
+
+
+@pytest.mark.parametrize(("last", "messages"), [(14, 1), (15, 2)])
+def test_item_batches_fill_a_frame_and_no_more(last: int, messages: int) -> None:
+    """Frames of 64 bytes leave 48 for items: encoded items of 16, 16 and 16 bytes are one batch;
+    of 16, 16 and 17, two."""
+    client, server = wired(max_frame_payload=64)
+    call_id = client.send_call("items", [])
+    deliver(client, server)
+    server.open_output_stream(call_id)
+    items = [b"a" * 14, b"b" * 14, b"c" * last]
+    for item in items:
+        server.send_item(call_id, item)
+    events = deliver(server, client)
+    assert len(events) == messages and all(isinstance(event, ItemsReceived) for event in events)
+    assert [item for event in events for item in event.items] == items
 
 
 def test_items_beyond_credit_are_a_protocol_error() -> None:

@@ -66,16 +66,6 @@ class _StructuredCodec:
     def decode_args(self, data: Buffer) -> list[Any]:
         return self._decode_list(data)
 
-    def encode_item(self, item: Any) -> bytes:
-        return self._encode(item)
-
-    def encode_record(self, record: dict[str, Any]) -> bytes:
-        return self._encode(record)
-
-    def _encode(self, value: Any) -> bytes:
-        """The encoding as one bytes object."""
-        raise NotImplementedError
-
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         raise NotImplementedError
 
@@ -142,10 +132,13 @@ class MsgpackCodec(_StructuredCodec):
         return args
 
     def _encode(self, value: Any) -> bytes:
+        """The encoding as one bytes object."""
         try:
             return self._packb(value)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as exc:
             raise _unencodable(value, exc) from None
+
+    encode_item = encode_record = _encode  # (aliases, not calls: an item is encoded per item streamed)
 
     def _scatter(self, values: Sequence[Any]) -> list[Buffer]:
         parts: list[Buffer] = [_array_header(len(values))]
@@ -261,7 +254,7 @@ class JsonCodec(_StructuredCodec):
     def encode_value(self, value: Any) -> bytes:
         return self._dumps(value).encode()
 
-    _encode = encode_value
+    encode_item = encode_record = encode_value
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return b"[" + b",".join(encoded) + b"]"

@@ -153,6 +153,7 @@ class Connection:
 
         #: Negotiated after the handshake.
         self.codec: Codec | None = None
+        self._encode_item: Callable[[Any], bytes] = _no_codec  # the codec's, once negotiated
         self.rpc = False
         self.channels: tuple[int, ...] = ()
         self.peer_hello: Hello | None = None
@@ -272,6 +273,7 @@ class Connection:
 
     def _adopt_extension(self, extension: dict[str, Any], codec: str) -> None:
         self.codec = get_codec(codec, binary_views=self._binary_views)
+        self._encode_item = self.codec.encode_item
         self.rpc = True
         self._peer_window = _positive_int(extension, "window", self.limits.stream_window)
         self._peer_max_message = _positive_int(extension, "max_message", self.limits.max_message)
@@ -595,7 +597,7 @@ class Connection:
         timeout: float | None = None,
         has_input: bool = False,
     ) -> int:
-        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_items`."""
+        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_item`."""
         codec = self.codec
         if codec is None or self.state is not _OPEN:
             codec = self._require_rpc()
@@ -718,24 +720,26 @@ class Connection:
         """Whether this side may still send items on stream ``call_id``."""
         return call_id in self._send_credit
 
-    def send_item(self, call_id: int, item: Any) -> None:
-        """Encode and queue one stream item; items queued before the next :meth:`data_to_send`
-        go out as one ITEMS message. Raises ``TypeError`` if the codec cannot encode ``item``,
-        ``RuntimeError`` past the credit (wait for :class:`CreditReceived` first)."""
-        if call_id not in self._send_credit:
+    def send_item(self, call_id: int, item: Any) -> int:
+        """Encode and queue one stream item; returns how many more may be sent now (the
+        :meth:`credit` left). Items queued before the next :meth:`data_to_send` go out as one ITEMS
+        message. Raises ``TypeError`` if the codec cannot encode ``item``, ``RuntimeError`` past
+        the credit (wait for :class:`CreditReceived` first)."""
+        credit = self._send_credit.get(call_id)
+        if credit is None:
             raise ConnectionLost(f"stream {call_id} is closed")
         pending = self._pending_items.get(call_id)
         if pending is None:
             pending = self._pending_items[call_id] = []
-        if len(pending) >= self._send_credit[call_id]:
+        queued = len(pending)
+        if queued >= credit:
             raise RuntimeError(f"stream {call_id} has no credit left")
-        codec = self.codec
-        assert codec is not None
-        encoded = codec.encode_item(item)
+        encoded = self._encode_item(item)
         if len(encoded) > self._peer_max_message - _ITEMS_OVERHEAD:
             raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
         pending.append(encoded)
         self.has_output = True
+        return credit - queued - 1
 
     def _flush_items(self) -> None:
         for call_id in list(self._pending_items):
@@ -750,6 +754,9 @@ class Connection:
         self._send_credit[call_id] -= len(items)
         # Batches stay within one frame; a lone large item is fragmented like any message.
         budget = self._peer_max_frame - _ITEMS_OVERHEAD
+        if sum(map(len, items)) <= budget:  # the common case, summed in C: one batch
+            self._queue_id_message(wire.ITEMS, call_id, codec.join_items(items))
+            return
         batch: list[bytes] = []
         size = 0
         for encoded in items:
@@ -873,6 +880,10 @@ class Connection:
                 frame.append(piece)
                 room -= len(piece)
             self._out += frame
+
+
+def _no_codec(_: Any) -> bytes:
+    raise ProtocolError("no codec was negotiated: RPC is not open")
 
 
 def _encode_name(name: str) -> bytes:

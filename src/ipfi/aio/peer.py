@@ -607,12 +607,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     async def _produce(self, call_id: int, procedure: Procedure, iterator: Any) -> None:
         self._core.open_output_stream(call_id)
         core = self._core
+        credit = core.credit(call_id)  # then as send_item returns it: no call per item to ask
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
                 async for item in iterator:
-                    if core.credit(call_id) <= 0 or self._writes_backed_up:
+                    if credit <= 0 or self._writes_backed_up:
                         await self._await_credit(call_id)
-                    core.send_item(call_id, item)
+                    credit = core.send_item(call_id, item)
                     self._schedule_flush()
             finally:
                 await iterator.aclose()
@@ -622,9 +623,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 await self._send_item(call_id, item)
         else:
             for item in iterator:
-                if core.credit(call_id) <= 0 or self._writes_backed_up:
+                if credit <= 0 or self._writes_backed_up:
                     await self._await_credit(call_id)
-                core.send_item(call_id, item)
+                credit = core.send_item(call_id, item)
             self._schedule_flush()
         core.send_end(call_id)
 
