@@ -107,12 +107,21 @@ class State(enum.Enum):
 # is tested for every message sent.
 _OPEN: Final = State.OPEN
 
+#: What takes a call read on the fast path: the arguments of :class:`CallReceived`, in order.
+CallSink = Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None]
+#: What takes a result read on the fast path: the arguments of :class:`ResultReceived`.
+ResultSink = Callable[[int, Any], Event | None]
+
 
 class Connection:
     """One side of one connection.
 
     ``channels`` is, for a client, the list it requests (default: 1-4) and, for a server, the list it
     offers. ``codecs`` lists acceptable codecs, preferred first; the client's order wins.
+
+    A driver that wants calls and results without event records sets :attr:`call_sink` and
+    :attr:`result_sink`; everything else, and anything read together with other messages, still
+    comes back from :meth:`receive_data` as events.
     """
 
     def __init__(
@@ -187,8 +196,8 @@ class Connection:
         #: may set callables that take the same arguments and return ``None`` to act on it at once:
         #: no event record and no dispatch on a round trip's hot path. Nothing else was read with
         #: it, so the order of events is kept.
-        self.call_sink: Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None] = CallReceived
-        self.result_sink: Callable[[int, Any], Event | None] = ResultReceived
+        self.call_sink: CallSink = CallReceived
+        self.result_sink: ResultSink = ResultReceived
         self._pings: deque[float] = deque()
         self._control_window_start = 0.0
         self._control_count = 0
@@ -437,9 +446,7 @@ class Connection:
             raise ProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)
 
-    def _handle_message(
-        self, message: Buffer, result_sink: Callable[[int, Any], Event | None] = ResultReceived
-    ) -> Event | None:
+    def _handle_message(self, message: Buffer, result_sink: ResultSink = ResultReceived) -> Event | None:
         try:
             kind, call_id = _unpack_id(message)
         except struct.error:
@@ -492,7 +499,7 @@ class Connection:
         self,
         kind: int,
         message: Buffer,
-        call_sink: Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None] = CallReceived,
+        call_sink: CallSink = CallReceived,
     ) -> Event | None:
         try:
             _, call_id, flags, timeout_ms, name_length = _unpack_call(message)
