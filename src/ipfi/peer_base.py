@@ -7,17 +7,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .credentials import Credentials, peer_credentials, size_unix_buffers
-from .events import MessageReceived
+from .events import CallReceived, MessageReceived, ResultReceived
 from .handshake import Hello
 from .interface import Interface, Procedure
 from .options import Options
-from .protocol import Connection, Role
+from .protocol import CallSink, Connection, ResultSink, Role
 
 log = logging.getLogger("ipfi.server")
 
 
 class PeerBase:
-    """The negotiated facts of one connection, read from its protocol core."""
+    """The negotiated facts of one connection, read from its protocol core, and how calls and
+    results reach the driver."""
+
+    #: What the driver does with a call received (the arguments of CallReceived) and with the
+    #: result of a call made here: the core's sinks, so the hot path makes no event record.
+    _call_received: CallSink
+    _result_received: ResultSink
 
     def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
         self.interface = interface
@@ -34,6 +40,8 @@ class PeerBase:
             rpc=options.rpc,
             binary_views=options.binary_views,
         )
+        self._core.call_sink = self._call_received
+        self._core.result_sink = self._result_received
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
         self.credentials: Credentials | None = None
 
@@ -48,6 +56,13 @@ class PeerBase:
             return True
         log.warning("refusing a connection from %s: uid not in allow_uids", self.credentials or "an unknown peer")
         return False
+
+    def _on_call(self, event: CallReceived) -> None:
+        """A call read together with other messages, so returned as an event."""
+        self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
+
+    def _on_result(self, event: ResultReceived) -> None:
+        self._result_received(event.call_id, event.value)
 
     @property
     def peer_id(self) -> str:

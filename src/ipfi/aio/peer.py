@@ -159,8 +159,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             ShutdownAcknowledged: self._on_shutdown_ack,
         }
         self._shutdown_acked: asyncio.Future[None] | None = None
-        self._core.call_sink = self._call_received
-        self._core.result_sink = self._result_received
 
     # -- connection state -------------------------------------------------------------------------------
 
@@ -404,9 +402,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if self.on_open is not None:
             self.on_open(self)
 
-    def _on_result(self, event: ResultReceived) -> None:
-        self._result_received(event.call_id, event.value)
-
     def _result_received(self, call_id: int, value: Any) -> None:
         """The reply to a call made here (the core's ``result_sink``: no event record on the fast path)."""
         future = self._calls.pop(call_id, None)
@@ -525,9 +520,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._shutdown_acked.set_result(None)
 
     # -- serving the peer's calls --------------------------------------------------------------------
-
-    def _on_call(self, event: CallReceived) -> None:
-        self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
 
     def _call_received(  # noqa: PLR0917 (the fields of CallReceived, in order: the core's call_sink)
         self,

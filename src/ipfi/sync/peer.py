@@ -173,8 +173,6 @@ class Peer(PeerBase):
             ShutdownRequested: self._on_shutdown_request,
             ShutdownAcknowledged: self._on_shutdown_ack,
         }
-        self._core.call_sink = self._call_received
-        self._core.result_sink = self._result_received
         self._waiters: set[_Waiter] = set()
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
@@ -410,9 +408,6 @@ class Peer(PeerBase):
         if self.on_close is not None:
             self.on_close(self)
 
-    def _on_result(self, event: ResultReceived) -> None:
-        self._result_received(event.call_id, event.value)
-
     def _result_received(self, call_id: int, value: Any) -> None:
         """Under the lock: the reply to a call made here (the core's ``result_sink``)."""
         pending = self._calls.pop(call_id, None)
@@ -504,9 +499,6 @@ class Peer(PeerBase):
                 self._lose(ConnectionLost("the peer shut the connection down"))
 
     # -- serving the peer's calls ------------------------------------------------------------------
-
-    def _on_call(self, event: CallReceived) -> None:
-        self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
 
     def _call_received(  # noqa: PLR0917 (the fields of CallReceived, in order: the core's call_sink)
         self,
