@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ipfi.protocol import Connection, Role
+from ipfi.core.connection import Connection, Role
 
 PAYLOAD = b"0123456789abcdef"
 

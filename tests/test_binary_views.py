@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 import ipfi
 import ipfi.sync
 from ipfi.aio.peer import _apart_writer
-from ipfi.codecs import LARGE_BINARY, MsgpackCodec, RawCodec
-from ipfi.errors import ProtocolError
+from ipfi.core.codecs import LARGE_BINARY, MsgpackCodec, RawCodec
+from ipfi.core.errors import ProtocolError
 
 BIG = bytes(range(256)) * (LARGE_BINARY // 256)  # exactly at the threshold
 JUST_UNDER = BIG[:-1]

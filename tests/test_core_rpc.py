@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfi import wire
-from ipfi.codecs import MsgpackCodec
-from ipfi.errors import Busy, PayloadTooLarge, ProtocolError
-from ipfi.events import (
+from ipfi.core import wire
+from ipfi.core.codecs import MsgpackCodec
+from ipfi.core.connection import Connection, Role
+from ipfi.core.errors import Busy, FrameTooLarge, LocalProtocolError, PayloadTooLarge, ProtocolError
+from ipfi.core.events import (
     CallReceived,
     CancelReceived,
     CreditReceived,
@@ -23,9 +24,8 @@ from ipfi.events import (
     ResultReceived,
     StreamEnded,
 )
-from ipfi.frames import encode_frame
-from ipfi.limits import Limits
-from ipfi.protocol import Connection, Role
+from ipfi.core.frames import encode_frame
+from ipfi.core.limits import Limits
 
 
 def wired(codec: str = "msgpack", **limits: Any) -> tuple[Connection, Connection]:
@@ -154,7 +154,7 @@ def test_stream_with_credit() -> None:
     server.open_output_stream(call_id)
     assert [server.send_item(call_id, i) for i in range(4)] == [3, 2, 1, 0]  # the credit left
     assert server.credit(call_id) == 0
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         server.send_item(call_id, 4)
     assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2, 3])]  # one batch, one message
     client.grant_credit(call_id, 2)
@@ -245,7 +245,7 @@ def test_receiver_enforces_message_limit_against_a_lying_peer() -> None:
     _, server = wired(max_frame_payload=1024, max_message=2048)
     part = encode_frame(wire.RPC_CHANNEL, bytes([wire.PART]) + b"x" * 1000)
     server.receive_data(part * 2)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(FrameTooLarge):
         server.receive_data(part)
 
 
@@ -260,7 +260,7 @@ def test_frame_limit_at_and_past_when_a_whole_frame_arrives_in_one_read() -> Non
 
     [call] = server.receive_data(call_of_size(1024))
     assert isinstance(call, CallReceived) and len(call.args[0]) == 1024 - len(header) - 4
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(FrameTooLarge):
         server.receive_data(call_of_size(1025))
 
 

@@ -170,7 +170,7 @@ def test_sync_messages_queue_limit_pauses_the_reader(sock_path: str) -> None:
             assert isinstance(connected, ipfi.Connected)
             time.sleep(0.2)
             # Paused at the limit: at most the limit plus one read's worth (256 KiB) queued.
-            assert 8 <= connected.peer._unread_messages <= 8 + 256
+            assert 8 <= connected.peer._core.messages_queued <= 8 + 256
             got = [next(events) for _ in range(2000)]
             sender.join(10)
     assert [event.payload for event in got if isinstance(event, ipfi.Received)] == payloads

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipfi.errors import InvalidMagic, PayloadTooLarge
-from ipfi.frames import FrameDecoder, encode_frame
+from ipfi.core.errors import FrameTooLarge, InvalidMagic
+from ipfi.core.frames import FrameDecoder, encode_frame
 
 from .conftest import load_vectors, unhex
 
@@ -32,7 +32,7 @@ def _decode_all(data: bytes, max_payload: int, chunk: int | None = None) -> tupl
                 frames += decoder.feed(data[start : start + chunk])
     except InvalidMagic:
         return "error:invalid_magic", frames, b""
-    except PayloadTooLarge:
+    except FrameTooLarge:
         return "error:payload_too_large", frames, b""
     return ("frames" if frames else "need_more"), frames, decoder.leftover()
 
@@ -58,7 +58,7 @@ def test_eof_cases_leave_no_frame(case: dict[str, Any]) -> None:
 def test_limit_is_inclusive() -> None:
     decoder = FrameDecoder(max_payload=4)
     assert decoder.feed(encode_frame(1, b"abcd")) == [(1, b"abcd")]
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(FrameTooLarge):
         FrameDecoder(max_payload=4).feed(encode_frame(1, b"abcde")[:8])
 
 

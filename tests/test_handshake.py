@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from ipfi.errors import FrameError, HandshakeError, ProtocolError
-from ipfi.events import HandshakeComplete, MessageReceived, PongReceived, ShutdownRequested
-from ipfi.frames import encode_frame
-from ipfi.handshake import parse_hello, versions_compatible
-from ipfi.limits import Limits
-from ipfi.protocol import Connection, Role
+from ipfi.core.connection import Connection, Role
+from ipfi.core.errors import FrameError, HandshakeError, ProtocolError
+from ipfi.core.events import HandshakeComplete, MessageReceived, PongReceived, ShutdownRequested
+from ipfi.core.frames import encode_frame
+from ipfi.core.handshake import parse_hello, versions_compatible
+from ipfi.core.limits import Limits
 
 from .conftest import load_vectors, unhex
 

@@ -184,7 +184,7 @@ async def test_hostile_client_is_dropped_while_good_client_is_served(server_proc
             sock.connect(address.removeprefix("unix:"))
             with sock:
                 if attack in ("garbage after handshake", "unknown control", "rpc garbage"):
-                    hello = ipfi.protocol.Connection(ipfi.protocol.Role.CLIENT)  # an ipfi hello
+                    hello = ipfi.core.connection.Connection(ipfi.core.connection.Role.CLIENT)  # an ipfi hello
                     hello.start()
                     sock.sendall(b"".join(hello.data_to_send()))
                     reply = sock.recv(4096)

@@ -193,7 +193,7 @@ async def test_no_common_codec_is_refused(sock_path: str) -> None:
 
 async def test_plain_messages_beside_rpc(peer: ipfi.Peer) -> None:
     peer.send(2, b"telemetry?")
-    with pytest.raises(ValueError):
+    with pytest.raises(ipfi.LocalProtocolError):
         peer.send(1, b"channel 1 carries RPC for an ipfi peer")
 
 

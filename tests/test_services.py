@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ipfi
-from ipfi.services import SUN_PATH_MAX, runtime_dir, socket_path, validate_name
+from ipfi.net.services import SUN_PATH_MAX, runtime_dir, socket_path, validate_name
 
 from .conftest import PYTHON, ROOT
 from .helpers import calc
@@ -53,7 +53,7 @@ def test_runtime_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert runtime_dir() == tmp_path / "xdg" / "ipfi"
     monkeypatch.setenv("IPFI_RUNDIR", str(tmp_path / "mine"))
     assert runtime_dir() == tmp_path / "mine"
-    assert ipfi.parse_address("service:calc").path == str(tmp_path / "mine" / "calc.sock")
+    assert ipfi.parse_address("service:calc").socket_file() == str(tmp_path / "mine" / "calc.sock")
     assert str(ipfi.parse_address("service:calc")) == "service:calc"
 
 

@@ -11,10 +11,8 @@ Serve it with ``await ipfi.serve("unix:calc.sock", iface)``; call it with
 """
 
 from . import sync
-from .addresses import Address, parse_address
 from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, run, serve
-from .credentials import Credentials
-from .errors import (
+from .core.errors import (
     AddressError,
     AddressInUse,
     AddressTooLong,
@@ -23,19 +21,27 @@ from .errors import (
     ConnectionLost,
     DeadlineExceeded,
     FrameError,
+    FrameTooLarge,
     HandshakeError,
     HandshakeTimeout,
+    IdleTimeout,
     InheritedConnection,
     InvalidArguments,
     InvalidMagic,
+    InvalidState,
     IpfiError,
+    KeepaliveTimeout,
+    LocalProtocolError,
     PayloadTooLarge,
     ProcedureNotFound,
     ProtocolError,
     RemoteError,
+    RemoteProtocolError,
 )
-from .interface import Interface, current_peer
-from .limits import Limits
+from .core.interface import CallContext, Interface, current_call, current_peer
+from .core.limits import Limits
+from .net.addresses import Address, parse_address
+from .net.credentials import Credentials
 from .options import Options
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
@@ -47,6 +53,7 @@ __all__ = [
     "AddressInUse",
     "AddressTooLong",
     "Busy",
+    "CallContext",
     "CallStream",
     "Cancelled",
     "Connected",
@@ -56,14 +63,19 @@ __all__ = [
     "Disconnected",
     "FdReady",
     "FrameError",
+    "FrameTooLarge",
     "HandshakeError",
     "HandshakeTimeout",
+    "IdleTimeout",
     "InheritedConnection",
     "Interface",
     "InvalidArguments",
     "InvalidMagic",
+    "InvalidState",
     "IpfiError",
+    "KeepaliveTimeout",
     "Limits",
+    "LocalProtocolError",
     "Message",
     "Options",
     "PayloadTooLarge",
@@ -73,6 +85,7 @@ __all__ = [
     "Proxy",
     "Received",
     "RemoteError",
+    "RemoteProtocolError",
     "Server",
     "ServerEvent",
     "TimerFired",
@@ -80,6 +93,7 @@ __all__ = [
     "accept_stream",
     "connect",
     "connect_stream",
+    "current_call",
     "current_peer",
     "pair",
     "parse_address",

@@ -6,17 +6,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codecs import CODECS, DEFAULT_CODECS
-from .errors import HandshakeError
-from .handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
-from .limits import Limits
+from .core.codecs import CODECS, DEFAULT_CODECS
+from .core.errors import HandshakeError
+from .core.handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
+from .core.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     """How a connection is set up; ``connect``/``serve`` take these as keyword arguments.
 
-    - ``limits``: see :class:`~ipfi.limits.Limits`.
+    - ``limits``: see :class:`~ipfi.core.limits.Limits`.
     - ``codecs``: acceptable codecs, preferred first (the client's order wins).
     - ``channels``: a client's requested channels, or a server's offered ones (default 1-4).
     - ``auth_token``: sent by a client in its hello; a server hands it to ``authenticate``.

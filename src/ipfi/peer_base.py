@@ -1,29 +1,55 @@
-"""What both drivers' peers share: the protocol core built from the options, and what it negotiated."""
+"""What both drivers' peers share: the protocol core built from the options, what it negotiated, the
+table that routes its events to the driver, and the plain-message queue. No I/O."""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .credentials import Credentials, peer_credentials, size_unix_buffers
-from .events import CallReceived, MessageReceived, ResultReceived
-from .handshake import Hello
-from .interface import Interface, Procedure
+from .core.connection import CallSink, Connection, ResultSink, Role
+from .core.errors import HandshakeError
+from .core.events import (
+    CallReceived,
+    CancelReceived,
+    CreditReceived,
+    DeadlinePassed,
+    ErrorReceived,
+    HandshakeComplete,
+    ItemsReceived,
+    MessageReceived,
+    PongReceived,
+    ResultReceived,
+    ShutdownAcknowledged,
+    ShutdownRequested,
+    StreamEnded,
+)
+from .core.handshake import Hello
+from .core.interface import Interface, Procedure
+from .net.credentials import Credentials, peer_credentials, size_unix_buffers
 from .options import Options
-from .protocol import CallSink, Connection, ResultSink, Role
 
 log = logging.getLogger("ipfi.server")
 
 
 class PeerBase:
-    """The negotiated facts of one connection, read from its protocol core, and how calls and
-    results reach the driver."""
+    """The negotiated facts of one connection, read from its protocol core, and how its events
+    reach the driver: each driver defines the ``_on_*`` handlers named in :meth:`_event_handlers`."""
 
     #: What the driver does with a call received (the arguments of CallReceived) and with the
     #: result of a call made here: the core's sinks, so the hot path makes no event record.
     _call_received: CallSink
     _result_received: ResultSink
+    _on_error: Callable[[ErrorReceived], None]
+    _on_items: Callable[[ItemsReceived], None]
+    _on_end: Callable[[StreamEnded], None]
+    _on_cancel: Callable[[CancelReceived | DeadlinePassed], None]
+    _on_credit: Callable[[CreditReceived], None]
+    _on_pong: Callable[[PongReceived], None]
+    _on_handshake: Callable[[HandshakeComplete], None]
+    _on_shutdown_request: Callable[[ShutdownRequested], None]
+    _on_shutdown_ack: Callable[[ShutdownAcknowledged], None]
 
     def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
         self.interface = interface
@@ -39,11 +65,34 @@ class PeerBase:
             peer_id=peer_id,
             rpc=options.rpc,
             binary_views=options.binary_views,
+            keepalive=options.keepalive,
+            keepalive_timeout=options.keepalive_timeout,
         )
         self._core.call_sink = self._call_received
         self._core.result_sink = self._result_received
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
         self.credentials: Credentials | None = None
+        self._messages: deque[MessageReceived] = deque()
+        self._message_sink: Callable[[Any, MessageReceived], None] | None = None
+        self._handlers: dict[type, Callable[[Any], None]] = self._event_handlers()
+
+    def _event_handlers(self) -> dict[type, Callable[[Any], None]]:
+        """Which handler acts on which event of the core."""
+        return {
+            ResultReceived: self._on_result,
+            ErrorReceived: self._on_error,
+            ItemsReceived: self._on_items,
+            StreamEnded: self._on_end,
+            CallReceived: self._on_call,
+            CancelReceived: self._on_cancel,
+            DeadlinePassed: self._on_cancel,
+            CreditReceived: self._on_credit,
+            MessageReceived: self._on_message,
+            PongReceived: self._on_pong,
+            HandshakeComplete: self._on_handshake,
+            ShutdownRequested: self._on_shutdown_request,
+            ShutdownAcknowledged: self._on_shutdown_ack,
+        }
 
     def _admit(self, sock: Any) -> bool:
         """Size the socket's buffers, record the peer's credentials; False if ``allow_uids`` shuts it out."""
@@ -57,12 +106,60 @@ class PeerBase:
         log.warning("refusing a connection from %s: uid not in allow_uids", self.credentials or "an unknown peer")
         return False
 
+    def _check_authenticated(self) -> None:
+        """At the handshake: a server's ``authenticate`` may refuse the peer (the connection ends)."""
+        authenticate = self.options.authenticate
+        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
+            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+
     def _on_call(self, event: CallReceived) -> None:
         """A call read together with other messages, so returned as an event."""
         self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
 
     def _on_result(self, event: ResultReceived) -> None:
         self._result_received(event.call_id, event.value)
+
+    # -- plain messages: queued here, or handed to a server's event feed -----------------------
+
+    def _on_message(self, event: MessageReceived) -> None:
+        if self._core.reading_paused:
+            self._pause_for_messages()
+        if self._message_sink is not None:
+            self._message_sink(self, event)
+        else:
+            self._messages.append(event)
+            self._message_arrived()
+
+    def _divert_messages(self, sink: Callable[[Any, MessageReceived], None]) -> None:
+        """Hand this peer's plain frames, queued and future, to ``sink`` (a server's event feed),
+        which calls :meth:`_message_taken` for each it consumes."""
+        self._message_sink = sink
+        while self._messages:
+            sink(self, self._messages.popleft())
+
+    def _take_message(self, channel: int | None) -> MessageReceived | None:
+        """The first queued message on ``channel`` (any channel if ``None``), taken off the queue."""
+        index = first_on(self._messages, channel)
+        if index is None:
+            return None
+        message = self._messages[index]
+        del self._messages[index]
+        return message
+
+    def _message_taken(self, size: int) -> None:
+        if self._core.message_taken(size):
+            self._resume_for_messages()
+
+    def _pause_for_messages(self) -> None:
+        """Too many plain messages wait to be taken: stop reading the peer."""
+
+    def _resume_for_messages(self) -> None:
+        """Half of the queue's limits are free again: read the peer again."""
+
+    def _message_arrived(self) -> None:
+        """A message was queued: wake whoever waits in ``receive``."""
+
+    # -- negotiated facts ------------------------------------------------------------------------
 
     @property
     def peer_id(self) -> str:

@@ -11,14 +11,14 @@ import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
-from ..addresses import Address, parse_address
-from ..errors import AddressError, HandshakeTimeout
-from ..interface import Interface
-from ..listeners import Listener
+from ..core.connection import Role
+from ..core.errors import AddressError, HandshakeTimeout
+from ..core.interface import Interface
+from ..net.addresses import Address, parse_address
+from ..net.listeners import Listener
+from ..net.services import not_running
 from ..options import Options, make_options
-from ..protocol import Role
 from ..server_events import TimersAndFds
-from ..services import not_running
 from .event_feed import EventFeed
 from .peer import Peer, new_peer
 from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
@@ -70,7 +70,7 @@ async def _connect(address: Address, iface: Interface | None, options: Options) 
     peer = new_peer(Role.CLIENT, iface, options)
     if address.is_unix:
         try:
-            await loop.create_unix_connection(lambda: peer, address.path)
+            await loop.create_unix_connection(lambda: peer, address.socket_file())
         except FileNotFoundError:
             raise not_running(address) from None
     elif address.scheme == "tcp":

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..events import MessageReceived
+from ..core.events import MessageReceived
 from ..server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired, Timers, fileno_of
 
 
@@ -41,7 +41,7 @@ class EventFeed:
     def peer_opened(self, peer: Any) -> None:
         self._connected.add(peer)
         self.push(Connected(peer))
-        peer.divert_messages(self.message_from)
+        peer._divert_messages(self.message_from)
 
     def peer_closed(self, peer: Any) -> None:
         if peer in self._connected:
@@ -116,7 +116,7 @@ class EventFeed:
                 self._waiter = None
         event = self._events.popleft()
         if type(event) is Received:
-            event.peer.message_taken()
+            event.peer._message_taken(len(event.payload))
         elif type(event) is FdReady:
             self._rearm = event.fd
         return event

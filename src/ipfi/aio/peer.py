@@ -11,38 +11,38 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
-from ..codecs import LARGE_BINARY, Buffer
-from ..errors import (
+from ..core.codecs import LARGE_BINARY, Buffer
+from ..core.connection import Role
+from ..core.errors import (
     Cancelled,
     ConnectionLost,
-    DeadlineExceeded,
-    FrameError,
     HandshakeError,
+    KeepaliveTimeout,
     ProcedureNotFound,
-    ProtocolError,
+    RemoteProtocolError,
 )
-from ..events import (
-    CallReceived,
+from ..core.events import (
     CancelReceived,
     CreditReceived,
+    DeadlinePassed,
     ErrorReceived,
+    Event,
     HandshakeComplete,
     ItemsReceived,
     MessageReceived,
     PongReceived,
-    ResultReceived,
     ShutdownAcknowledged,
     ShutdownRequested,
     StreamEnded,
 )
-from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
+from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
 from ..options import Options
-from ..peer_base import PeerBase, first_on
-from ..protocol import Role
+from ..peer_base import PeerBase
 from ..proxy import Proxy
 from .streams import EMPTY, ItemQueue
 
@@ -86,13 +86,11 @@ class _StreamCall(ItemQueue):
 class _Serving:
     """A procedure running here for the peer."""
 
-    __slots__ = ("deadline", "input", "reason", "task")
+    __slots__ = ("input", "task")
 
     def __init__(self, task: asyncio.Task[None], input_queue: ItemQueue | None) -> None:
         self.task = task
         self.input = input_queue
-        self.deadline: asyncio.TimerHandle | None = None
-        self.reason = ""
 
 
 class Peer(PeerBase, asyncio.BufferedProtocol):
@@ -125,11 +123,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._serving: dict[int, _Serving] = {}
         self._notifications: set[asyncio.Task[None]] = set()
         self._credit_waiters: dict[int, asyncio.Future[None]] = {}
-        self._messages: deque[Message] = deque()
-        self._unread_messages = 0  # queued here or in the server's event feed
-        self._message_sink: Callable[[Peer, Message], None] | None = None
         self._message_waiters: list[asyncio.Future[None]] = []
-        self._pings: deque[asyncio.Future[float] | None] = deque()
+        self._pings: deque[asyncio.Future[float]] = deque()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._close_error: ConnectionLost | None = None
@@ -143,22 +138,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         #: The transport pushes bytes but could read into get_buffer (uvloop): switch it there while
         #: a large frame arrives (see _PushedPeer).
         self._switch_for_large_frames = False
-        self._last_received = self._loop.time()
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            ResultReceived: self._on_result,
-            ErrorReceived: self._on_error,
-            ItemsReceived: self._on_items,
-            StreamEnded: self._on_end,
-            CallReceived: self._on_call,
-            CancelReceived: self._on_cancel,
-            CreditReceived: self._on_credit,
-            MessageReceived: self._on_message,
-            PongReceived: self._on_pong,
-            HandshakeComplete: self._on_handshake,
-            ShutdownRequested: self._on_shutdown_request,
-            ShutdownAcknowledged: self._on_shutdown_ack,
-        }
         self._shutdown_acked: asyncio.Future[None] | None = None
+        self._handshake_failure: Exception | None = None  # the core's HandshakeTimeout, for the opener
 
     # -- connection state -------------------------------------------------------------------------------
 
@@ -192,7 +173,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         self._core.start()
         self._flush()
-        self._timer = self._loop.call_later(self.options.limits.handshake_timeout, self._handshake_expired)
+        self._arm_timer()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if not self._frames.idle:
@@ -209,8 +190,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         """Bytes pushed by the transport, or the first ``count`` bytes of our buffer it read into (or
         of the large frame being filled): the core turns them into events, which are acted on here.
         A protocol violation closes the connection."""
-        if self._timer is not None:  # keepalive, idle timeout or the handshake deadline is watching
-            self._last_received = self._loop.time()
         core = self._core
         try:
             if self._filling is None:
@@ -218,14 +197,15 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             else:
                 self._filling = None  # (uvloop holds its own view of it until buffer_updated returns)
                 events = core.received_into(cast(int, count))
-            handlers = self._handlers
-            for event in events:
-                handlers[type(event)](event)
-        except (FrameError, ProtocolError) as exc:
+            if events:
+                self._dispatch(events)
+        except RemoteProtocolError as exc:
             self._violation(exc)
             return
         except ConnectionLost:
             return
+        if core.timer_moved:
+            self._arm_timer()
         if core.has_output:  # (_flush, inlined: a server replies to most reads, a client to few)
             transport = self._transport
             if transport is not None and not transport.is_closing():
@@ -274,7 +254,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             stream.fail(error)
         serving, self._serving = self._serving, {}
         for entry in serving.values():
-            entry.reason = "lost"
             entry.task.cancel()
             if entry.input is not None:
                 entry.input.finish(error)
@@ -285,12 +264,14 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 waiter.set_exception(error)
         self._credit_waiters.clear()
         for ping in self._pings:
-            if ping is not None and not ping.done():
+            if not ping.done():
                 ping.set_exception(error)
         self._pings.clear()
         self._wake_messages()
         if not self._opened.done():
-            self._opened.set_exception(HandshakeError(f"the handshake did not complete: {error}"))
+            self._opened.set_exception(
+                self._handshake_failure or HandshakeError(f"the handshake did not complete: {error}")
+            )
             self._opened.exception()  # a server-side peer may never be awaited: mark it retrieved
         if self._shutdown_acked is not None and not self._shutdown_acked.done():
             self._shutdown_acked.set_result(None)
@@ -353,51 +334,50 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.abort()
 
-    # -- timers ------------------------------------------------------------------------------------
+    # -- the core's timer -------------------------------------------------------------------------
 
-    def _handshake_expired(self) -> None:
+    def _arm_timer(self) -> None:
+        """(Re)schedule the one timer at the core's next moment (see Connection.next_timer)."""
+        core = self._core
+        core.timer_moved = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = core.next_timer()
+        if when is not None:
+            self._timer = self._loop.call_later(max(0.0, when - time.monotonic()), self._timer_fired)
+
+    def _timer_fired(self) -> None:
         self._timer = None
-        if not self._opened.done():
-            self._violation(HandshakeError(f"no handshake within {self.options.limits.handshake_timeout} s"))
-
-    def _watchdog(self) -> None:
-        """Keepalive pings and the idle timeout, on one timer."""
-        options = self.options
-        silent = self._loop.time() - self._last_received
-        silence_limit = options.silence_limit
-        if silence_limit is not None and silent >= silence_limit:
-            self._close_error = ConnectionLost(f"keepalive: the peer was silent for {silent:.1f} s")
-            log.warning("peer %s: %s; closing the connection", self.peer_id, self._close_error)
+        try:
+            events = self._core.handle_timer()
+        except ConnectionLost as exc:  # keepalive or idle: the core ends the connection
+            if isinstance(exc, KeepaliveTimeout):
+                log.warning("peer %s: %s; closing the connection", self.peer_id, exc)
+            else:
+                log.info("peer %s: %s; closing the connection", self.peer_id, exc)
+            self._close_error = exc
             self._abort()
             return
-        idle = options.limits.idle_timeout
-        if idle is not None and silent >= idle and not self._calls and not self._streams and not self._serving:
-            log.info("peer %s: idle for %.1f s; closing the connection", self.peer_id, silent)
-            self._close_error = ConnectionLost(f"idle timeout ({idle} s)")
-            self._abort()
+        except RemoteProtocolError as exc:  # the handshake's deadline
+            self._handshake_failure = exc
+            self._violation(exc)
             return
-        if options.keepalive is not None and silent >= options.keepalive and not self._pings:
-            self._pings.append(None)
-            self._core.send_ping()
-            self._flush()
-        self._timer = self._loop.call_later(self._watch_period(), self._watchdog)
+        if events:
+            self._dispatch(events)
+        self._arm_timer()
+        self._flush()
 
-    def _watch_period(self) -> float:
-        periods = [self.options.keepalive or 0.0, (self.options.limits.idle_timeout or 0.0) / 2]
-        return min(period for period in periods if period > 0)
+    def _dispatch(self, events: list[Event]) -> None:
+        handlers = self._handlers
+        for event in events:
+            handlers[type(event)](event)
 
     # -- events ------------------------------------------------------------------------------------
 
     def _on_handshake(self, event: HandshakeComplete) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        authenticate = self.options.authenticate
-        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
-            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+        self._check_authenticated()
         log.debug("peer %s: open (rpc=%s, channels=%s)", self.peer_id, event.rpc, list(self.channels))
-        if self.options.keepalive is not None or self.options.limits.idle_timeout is not None:
-            self._timer = self._loop.call_later(self._watch_period(), self._watchdog)
         self._opened.set_result(None)
         if self.on_open is not None:
             self.on_open(self)
@@ -460,10 +440,11 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if serving is not None and serving.input is not None:
             serving.input.finish()
 
-    def _on_cancel(self, event: CancelReceived) -> None:
+    def _on_cancel(self, event: CancelReceived | DeadlinePassed) -> None:
+        """The caller cancelled, or the deadline passed: the core has answered already (or owes no
+        answer); the procedure stops."""
         serving = self._serving.pop(event.call_id, None)
         if serving is not None:
-            serving.reason = "cancelled"
             serving.task.cancel()
 
     def _on_credit(self, event: CreditReceived) -> None:
@@ -471,15 +452,14 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_message(self, event: MessageReceived) -> None:
-        self._unread_messages += 1
-        if self._unread_messages >= self.options.limits.max_queued_messages:
-            self._pause_reading("messages")
-        if self._message_sink is not None:
-            self._message_sink(self, event)
-        else:
-            self._messages.append(event)
-            self._wake_messages()
+    def _pause_for_messages(self) -> None:
+        self._pause_reading("messages")
+
+    def _resume_for_messages(self) -> None:
+        self._resume_reading("messages")
+
+    def _message_arrived(self) -> None:
+        self._wake_messages()
 
     def _wake_messages(self) -> None:
         waiters, self._message_waiters = self._message_waiters, []
@@ -487,25 +467,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def divert_messages(self, sink: Callable[[Peer, Message], None]) -> None:
-        """Hand this peer's plain frames, queued and future, to ``sink`` (a server's event feed).
-
-        Whoever consumes them calls :meth:`message_taken` for each, which keeps the
-        ``max_queued_messages`` backpressure working.
-        """
-        self._message_sink = sink
-        while self._messages:
-            sink(self, self._messages.popleft())
-
-    def message_taken(self) -> None:
-        """One plain frame was consumed; reading resumes once half of the queue limit is free."""
-        self._unread_messages -= 1
-        if self._unread_messages <= self.options.limits.max_queued_messages // 2:
-            self._resume_reading("messages")
-
     def _on_pong(self, event: PongReceived) -> None:
         waiter = self._pings.popleft() if self._pings else None
-        if waiter is not None and not waiter.done() and event.round_trip is not None:
+        if waiter is not None and not waiter.done():
             waiter.set_result(event.round_trip)
 
     def _on_shutdown_request(self, event: ShutdownRequested) -> None:
@@ -563,17 +527,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._notifications.add(task)
             task.add_done_callback(self._notifications.discard)
             return
-        serving = self._serving[call_id] = _Serving(task, input_queue)
-        if timeout is not None:
-            serving.deadline = self._loop.call_later(timeout, self._deadline_passed, call_id)
-
-    def _deadline_passed(self, call_id: int) -> None:
-        serving = self._serving.get(call_id)
-        if serving is not None:
-            serving.reason = "deadline"
-            serving.task.cancel()
+        self._serving[call_id] = _Serving(task, input_queue)
 
     async def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
+        current_call_var.set(CallContext(self, call_id, self._core))  # (in this task's own context)
         try:
             kind = procedure.kind
             if kind is Kind.COROUTINE:
@@ -584,11 +541,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 await self._produce(call_id, procedure, procedure.function(*args, **kwargs))
                 return
         except asyncio.CancelledError:
-            serving = self._serving.get(call_id)
-            if serving is not None and serving.reason == "deadline":
-                self._core.send_error(call_id, DeadlineExceeded.wire_type, f"{procedure.name} exceeded its deadline")
-            elif serving is not None and not serving.reason:  # cancelled from outside, e.g. loop shutdown
-                self._core.send_error(call_id, Cancelled.wire_type, f"{procedure.name} was cancelled")
+            # Cancelled from outside (e.g. loop shutdown): an answer is still due. (After a CANCEL,
+            # an expired deadline or a lost connection the core owes none, and sends nothing.)
+            self._core.send_error(call_id, Cancelled.wire_type, f"{procedure.name} was cancelled")
         except Exception as exc:
             self._reply_error(call_id, procedure, exc, args, kwargs)
         else:
@@ -640,9 +595,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if call_id == 0:
             self._core.finish_notification()
             return
-        serving = self._serving.pop(call_id, None)
-        if serving is not None and serving.deadline is not None:
-            serving.deadline.cancel()
+        self._serving.pop(call_id, None)
         self._credit_waiters.pop(call_id, None)
         self._schedule_flush()
 
@@ -695,9 +648,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 self._flush()
         else:
             self._schedule_flush()  # calls made in one loop turn go out in one write
-        if timeout:
-            timer = self._loop.call_later(timeout, self._call_expired, call_id, name)
-            future.add_done_callback(lambda _: timer.cancel())
+        if core.timer_moved:  # the call's deadline is the core's: one timer for all
+            self._arm_timer()
         if input is not None:
             feeder = self._loop.create_task(self._feed(call_id, input))
             future.add_done_callback(lambda _: feeder.cancel())
@@ -730,9 +682,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def proxy(self) -> Proxy:
         """An object whose attributes call the peer: ``await peer.proxy().add(1, 2)``."""
         return Proxy(self)
-
-    def _call_expired(self, call_id: int, name: str) -> None:
-        self._abandon(call_id, DeadlineExceeded(f"{name} did not answer in time"))
 
     def _abandon(self, call_id: int, error: BaseException) -> None:
         """Fail a call made here with ``error``, and cancel it on the peer."""
@@ -773,20 +722,20 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._core.send_message(channel, payload)
         self._schedule_flush()
 
-    async def receive(self, channel: int | None = None) -> Message:
+    async def receive(self, channel: int | None = None, timeout: float | None = None) -> Message:
         """The next plain frame from the peer (on ``channel``, if given; others stay queued).
 
-        Raises :class:`ConnectionLost` once the connection has ended and nothing is left.
+        Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as long as it takes), and
+        :class:`ConnectionLost` once the connection has ended and nothing is left.
         """
-        while (index := first_on(self._messages, channel)) is None:
-            if self._closed.done():
-                raise self._close_error or ConnectionLost("connection closed")
-            waiter = self._loop.create_future()
-            self._message_waiters.append(waiter)
-            await waiter
-        message = self._messages[index]
-        del self._messages[index]
-        self.message_taken()
+        async with asyncio.timeout(timeout):
+            while (message := self._take_message(channel)) is None:
+                if self._closed.done():
+                    raise self._close_error or ConnectionLost("connection closed")
+                waiter = self._loop.create_future()
+                self._message_waiters.append(waiter)
+                await waiter
+        self._message_taken(len(message.payload))
         return message
 
     async def messages(self, channel: int | None = None) -> AsyncIterator[Message]:
@@ -816,7 +765,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         await asyncio.shield(self._closed)
 
     async def aclose(self, timeout: float = 1.0) -> None:
-        """Graceful close: ``shutdown_request``, wait up to ``timeout`` for the ack, then close."""
+        """Graceful close: ``shutdown_request``, wait up to ``timeout`` for the ack, then close.
+        Pending calls raise :class:`ConnectionLost`, later ones :class:`InvalidState`."""
+        self._core.closed_here = True
         if self._closed.done():
             return
         if self._core.is_open:
@@ -832,7 +783,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         await self.wait_closed()
 
     def close(self) -> None:
-        """Close at once; pending calls raise :class:`ConnectionLost`."""
+        """Abrupt close: at once, without the shutdown exchange; pending calls raise
+        :class:`ConnectionLost`, later ones :class:`InvalidState`."""
+        self._core.closed_here = True
         if self._transport is not None and not self._transport.is_closing():
             self._close_error = self._close_error or ConnectionLost("connection closed")
             self._transport.close()
@@ -950,7 +903,6 @@ class CallStream:
         self._request = (name, args, kwargs, timeout, input_items)
         self._call_id = 0
         self._queue: _StreamCall | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._feeder: asyncio.Task[None] | None = None
 
     def _start(self) -> _StreamCall:
@@ -961,8 +913,8 @@ class CallStream:
         queue = self._queue = _StreamCall(peer._granter(call_id), peer.options.limits.stream_window)
         peer._streams[call_id] = queue
         peer._schedule_flush()
-        if timeout:
-            self._timer = peer._loop.call_later(timeout, peer._call_expired, call_id, name)
+        if peer._core.timer_moved:
+            peer._arm_timer()
         if input_items is not None:
             self._feeder = peer._loop.create_task(peer._feed(call_id, input_items))
         return queue
@@ -989,9 +941,8 @@ class CallStream:
         if self._queue is not None and not self._queue.finished:
             self._peer._give_up(self._call_id)
             self._queue.finish(ConnectionLost("stream closed"))
-        for handle in (self._timer, self._feeder):
-            if handle is not None:
-                handle.cancel()
+        if self._feeder is not None:
+            self._feeder.cancel()
 
     async def __aenter__(self) -> CallStream:
         return self

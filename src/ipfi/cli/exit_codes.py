@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import (
+from ..core.errors import (
     AddressError,
     AddressInUse,
     AddressTooLong,

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import Peer, Server, connect, run, serve
-from ..errors import ConnectionLost
-from ..handshake import DEFAULT_SERVER_CHANNELS
-from ..interface import Interface
-from ..limits import Limits
+from ..core.errors import ConnectionLost
+from ..core.handshake import DEFAULT_SERVER_CHANNELS
+from ..core.interface import Interface
+from ..core.limits import Limits
 from ..server_events import Connected, Disconnected, Received
 from .exit_codes import OK, UsageError
 from .output import Output

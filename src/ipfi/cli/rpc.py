@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import connect, run, serve
-from ..errors import ProcedureNotFound
-from ..interface import DESCRIBE, Interface
+from ..core.errors import ProcedureNotFound
+from ..core.interface import DESCRIBE, Interface
 from .exit_codes import OK, UsageError
 from .messaging import announce, stop_on_signals
 from .output import Output

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..handshake import PROTOCOL, VERSION
-from ..services import RUNDIR_ENV, SUN_PATH_MAX, list_services, runtime_dir, runtime_dir_problem
+from ..core.handshake import PROTOCOL, VERSION
+from ..net.services import RUNDIR_ENV, SUN_PATH_MAX, list_services, runtime_dir, runtime_dir_problem
 from .exit_codes import DOCTOR_FAILED, OK
 from .output import Output
 

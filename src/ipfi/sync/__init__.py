@@ -9,10 +9,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..addresses import parse_address
-from ..interface import Interface
+from ..core.connection import Role
+from ..core.interface import Interface
+from ..net.addresses import parse_address
 from ..options import make_options
-from ..protocol import Role
 from .links import open_link
 from .peer import Peer
 from .server import Server, serve

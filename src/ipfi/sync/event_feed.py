@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..events import MessageReceived
+from ..core.events import MessageReceived
 from ..server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired, Timers, fileno_of
 
 
@@ -63,7 +63,7 @@ class EventFeed:
             self._connected.add(peer)
             self._events.append(Connected(peer))
             self._wake_locked()
-        peer.divert_messages(self.message_from)
+        peer._divert_messages(self.message_from)
 
     def peer_closed(self, peer: Any) -> None:
         with self._lock:
@@ -139,7 +139,8 @@ class EventFeed:
                 self._sleeping = True
             self._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if type(event) is Received:
-            event.peer.message_taken()  # outside our lock: the peer's lock is taken before ours elsewhere
+            # Outside our lock: the peer's lock is taken before ours elsewhere.
+            event.peer._message_taken(len(event.payload))
         elif type(event) is FdReady:
             self._rearm = event.fd
         return event

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
-from ..addresses import Address
-from ..codecs import Buffer
-from ..services import not_running
+from ..core.codecs import Buffer
+from ..net.addresses import Address
+from ..net.services import not_running
 
 
 class Link(Protocol):
@@ -117,7 +117,7 @@ def open_link(address: Address, timeout: float | None) -> Link:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(address.path)
+            sock.connect(address.socket_file())
         except FileNotFoundError:
             sock.close()
             raise not_running(address) from None

@@ -8,6 +8,7 @@ are answered while this side's threads are busy elsewhere.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -19,38 +20,37 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
-from ..codecs import Buffer
-from ..errors import (
+from ..core.codecs import Buffer
+from ..core.connection import Role
+from ..core.errors import (
+    Cancelled,
     ConnectionLost,
-    DeadlineExceeded,
-    FrameError,
     HandshakeError,
     HandshakeTimeout,
     InheritedConnection,
+    KeepaliveTimeout,
     ProcedureNotFound,
-    ProtocolError,
+    RemoteProtocolError,
 )
-from ..events import (
-    CallReceived,
+from ..core.events import (
     CancelReceived,
     CreditReceived,
+    DeadlinePassed,
     ErrorReceived,
-    Event,
     HandshakeComplete,
     ItemsReceived,
     MessageReceived,
     PongReceived,
-    ResultReceived,
     ShutdownAcknowledged,
     ShutdownRequested,
     StreamEnded,
 )
-from ..interface import Interface, Kind, Procedure, current_peer_var, error_record
+from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
 from ..options import Options
-from ..peer_base import PeerBase, first_on
-from ..protocol import Role
+from ..peer_base import PeerBase
 from ..proxy import Proxy
 from .links import Link
+from .loop_thread import LoopThread
 
 log = logging.getLogger("ipfi.sync")
 _READ_SIZE = 64 * 1024  # bytes read at most per system call, but for the rest of a large frame
@@ -113,6 +113,31 @@ class _Work:
             self.error = exc
 
 
+class _Flusher:
+    """A thread that writes a peer's queued output whenever asked (see Peer._produce)."""
+
+    def __init__(self, flush: Callable[[], None], name: str) -> None:
+        self._flush = flush
+        self._wanted = threading.Event()
+        self._stopped = False
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopped:
+                return
+            self._wanted.clear()
+            self._flush()
+
+
 class _Waiter:
     __slots__ = ("event", "ready")
 
@@ -123,6 +148,12 @@ class _Waiter:
 
 def _never() -> bool:
     return False
+
+
+def _earliest(first: float | None, second: float | None) -> float | None:
+    if first is None:
+        return second
+    return first if second is None else min(first, second)
 
 
 class Peer(PeerBase):
@@ -139,8 +170,6 @@ class Peer(PeerBase):
         owns_executor: bool = False,
         peer_id: str = "peer-1",
     ) -> None:
-        if options.keepalive is not None or options.limits.idle_timeout is not None:
-            raise ValueError("keepalive and idle_timeout are not supported by the blocking driver yet")
         super().__init__(role, interface, options, peer_id)
         self._link = link
         # Reused by every read: a fresh buffer per read would cost an mmap, an mremap and an munmap.
@@ -159,26 +188,14 @@ class Peer(PeerBase):
         self._reading = 0  # the id of the thread holding the reader role, or 0
         # Calls the reader runs itself: (call_id, procedure, args, kwargs).
         self._inline: list[tuple[int, Procedure, list[Any], dict[str, Any]]] = []
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            ResultReceived: self._on_result,
-            ErrorReceived: self._on_error,
-            ItemsReceived: self._on_items,
-            StreamEnded: self._on_end,
-            CallReceived: self._on_call,
-            CancelReceived: self._nothing_to_do,
-            CreditReceived: self._nothing_to_do,
-            MessageReceived: self._on_message,
-            PongReceived: self._on_pong,
-            HandshakeComplete: self._on_handshake,
-            ShutdownRequested: self._on_shutdown_request,
-            ShutdownAcknowledged: self._on_shutdown_ack,
-        }
         self._waiters: set[_Waiter] = set()
         self._calls: dict[int, _Pending] = {}
         self._inputs: dict[int, _Pending] = {}
-        self._messages: deque[MessageReceived] = deque()
-        self._unread_messages = 0  # queued here or in the server's event feed
-        self._message_sink: Callable[[Peer, MessageReceived], None] | None = None
+        #: ``async def`` procedures run on this loop (a server's, or the peer's own); see loop_thread.
+        self.loop_thread: LoopThread | None = None
+        self._async_runs: dict[int, concurrent.futures.Future[Any]] = {}  # call id -> its coroutine
+        self._owns_loop_thread = False
+        self._flusher: _Flusher | None = None
         self._room = threading.Event()  # clear while max_queued_messages frames wait: the reader pauses
         self._room.set()
         self._pings: deque[list[float]] = deque()
@@ -186,6 +203,8 @@ class Peer(PeerBase):
         self._closing_after_flush = False
         self._error: ConnectionLost | None = None
         self._reader: threading.Thread | None = None
+        self._timer_at: float | None = None  # the core's next moment, as last asked (see _note_timer)
+        self._fatal: Exception | None = None  # what the core raised to end the connection
         self._pid = os.getpid()
         self._inherited = False
         _live_peers.add(self)
@@ -199,35 +218,26 @@ class Peer(PeerBase):
             return self
         with self._lock:
             self._core.start()
+            self._note_timer()  # the handshake's deadline
         self._flush()
-        if self._core.role is Role.SERVER or background_reader:
+        keeps_time = self.options.keepalive is not None or self.options.limits.idle_timeout is not None
+        if self._core.role is Role.SERVER or background_reader or keeps_time:
             self._reader = threading.Thread(target=self._read_forever, name=f"ipfi-reader-{id(self):x}", daemon=True)
             self._reader.start()
         if self._core.role is Role.CLIENT:
             try:
-                self._wait_until(lambda: self._core.is_open, time.monotonic() + self.options.limits.handshake_timeout)
-            except TimeoutError:
-                self.close()
-                raise HandshakeTimeout(f"no handshake reply within {self.options.limits.handshake_timeout} s") from None
+                self._wait_until(lambda: self._core.is_open, None)  # the core's timer ends the handshake
             except ConnectionLost as exc:
                 self.close()
+                if isinstance(self._fatal, HandshakeTimeout):
+                    raise HandshakeTimeout(str(self._fatal)) from None
                 raise HandshakeError(f"the handshake did not complete: {exc}") from None
         return self
 
     def _read_forever(self) -> None:
         current_peer_var.set(self)  # for the procedures this thread runs (its context is its own)
-        try:
-            if self._core.role is Role.SERVER:
-                deadline = time.monotonic() + self.options.limits.handshake_timeout
-                try:
-                    self._wait_until(lambda: self._core.is_open, deadline)
-                except TimeoutError:
-                    log.warning("peer %s: no handshake in time; closing", self._core.peer_id)
-                    self.close()
-                    return
+        with contextlib.suppress(ConnectionLost):
             self._wait_until(_never, None)
-        except ConnectionLost:
-            pass
         if self._core.role is Role.SERVER:
             self.close(timeout=0.0)  # release the socket as soon as the peer is gone, not at server close
 
@@ -283,15 +293,17 @@ class Peer(PeerBase):
                     return
                 continue
             assert waiter is not None
-            if deadline is None:
-                woken = waiter.event.wait()
-            else:
-                remaining = deadline - time.monotonic()
-                woken = remaining > 0 and waiter.event.wait(remaining)
+            wake = _earliest(deadline, self._timer_at)
+            woken = waiter.event.wait() if wake is None else waiter.event.wait(max(0.0, wake - time.monotonic()))
             with self._lock:
                 self._waiters.discard(waiter)
-                if not woken and not ready() and self._error is None:
+                if woken or ready() or self._error is not None:
+                    continue
+                if self._timer_due():
+                    self._run_timer()
+                elif deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError
+            self._flush()
 
     def _read_until(self, ready: Callable[[], bool], deadline: float | None, *, hold_role: bool) -> bool:
         """Read as the reader until ``ready()`` (returns True) or the connection ends (returns False).
@@ -308,10 +320,22 @@ class Peer(PeerBase):
         holding = True
         try:
             while True:
-                if self._unread_messages and not self._room.is_set() and threading.current_thread() is self._reader:
+                if not self._room.is_set() and threading.current_thread() is self._reader:
                     self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
-                if deadline is not None and not self._link.readable(deadline - time.monotonic()):
-                    raise TimeoutError
+                wake = _earliest(deadline, self._timer_at)
+                if wake is not None and not self._link.readable(wake - time.monotonic()):
+                    with lock:
+                        if self._timer_due():
+                            self._run_timer()
+                            done = ready()
+                        elif deadline is not None and time.monotonic() >= deadline:
+                            raise TimeoutError
+                        else:
+                            done = False
+                    self._flush()
+                    if done or self._error is not None:
+                        return done
+                    continue
                 # The rest of a large frame is read straight into its own memory.
                 target = buffer if frames.idle else core.receive_target() or buffer
                 try:
@@ -329,10 +353,12 @@ class Peer(PeerBase):
                             events = core.received_into(count) if filled else core.receive_from(buffer, count)
                             for event in events:
                                 handlers[type(event)](event)
-                        except (FrameError, ProtocolError) as exc:
+                        except RemoteProtocolError as exc:
                             self._violation(exc)
                         except ConnectionLost as exc:
                             self._lose(exc)
+                        if core.timer_moved:
+                            self._note_timer()
                         if self._waiters:
                             self._wake_ready()
                     done = ready()
@@ -373,6 +399,38 @@ class Peer(PeerBase):
                 waiter.event.set()
                 break
 
+    # -- the core's timer: whoever waits bounds its wait by it --------------------------------------
+
+    def _note_timer(self) -> None:
+        """Under the lock, when the core's next moment may have moved: remember it."""
+        core = self._core
+        core.timer_moved = False
+        self._timer_at = core.next_timer()
+
+    def _timer_due(self) -> bool:
+        return self._timer_at is not None and time.monotonic() >= self._timer_at
+
+    def _run_timer(self) -> None:
+        """Under the lock: what the core says is due now (the caller flushes after)."""
+        try:
+            events = self._core.handle_timer()
+        except ConnectionLost as exc:  # keepalive or idle timeout
+            (log.warning if isinstance(exc, KeepaliveTimeout) else log.info)(
+                "peer %s: %s; closing the connection", self.peer_id, exc
+            )
+            self._fatal = exc
+            self._lose(exc)
+            return
+        except RemoteProtocolError as exc:  # the handshake's deadline
+            self._fatal = exc
+            self._violation(exc)
+            return
+        for event in events:
+            self._handlers[type(event)](event)
+        self._note_timer()
+        if self._waiters:
+            self._wake_ready()
+
     def _violation(self, exc: Exception) -> None:
         log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
         self._lose(ConnectionLost(f"protocol error: {exc}"))
@@ -403,6 +461,11 @@ class Peer(PeerBase):
         for waiter in self._waiters:
             waiter.event.set()
         self._room.set()
+        for run in self._async_runs.values():
+            run.cancel()
+        self._async_runs.clear()
+        if self._flusher is not None:
+            self._flusher.stop()
         self._link.shutdown()
         _live_peers.discard(self)
         if self.on_close is not None:
@@ -437,23 +500,18 @@ class Peer(PeerBase):
         if pending is not None:
             pending.finished = True
 
-    def _on_message(self, event: MessageReceived) -> None:
-        self._unread_messages += 1
-        if self._unread_messages >= self.options.limits.max_queued_messages:
-            self._room.clear()
-        if self._message_sink is not None:
-            self._message_sink(self, event)
-        else:
-            self._messages.append(event)
+    def _pause_for_messages(self) -> None:
+        self._room.clear()  # the reader thread waits for it before its next read
+
+    def _resume_for_messages(self) -> None:
+        self._room.set()
 
     def _on_pong(self, event: PongReceived) -> None:
-        if self._pings and event.round_trip is not None:
+        if self._pings:
             self._pings.popleft().append(event.round_trip)
 
     def _on_handshake(self, _: HandshakeComplete) -> None:
-        authenticate = self.options.authenticate
-        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
-            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+        self._check_authenticated()
         self._announce_open = True
 
     def _on_shutdown_request(self, _: ShutdownRequested) -> None:
@@ -462,8 +520,19 @@ class Peer(PeerBase):
     def _on_shutdown_ack(self, _: ShutdownAcknowledged) -> None:
         self._shutdown_acked = True
 
-    def _nothing_to_do(self, _: Event) -> None:
-        """CreditReceived and CancelReceived: waiters re-check credit and stream state themselves."""
+    def _on_credit(self, _: CreditReceived) -> None:
+        """Producers waiting for credit re-check it when woken after the read."""
+
+    def _on_cancel(self, event: CancelReceived | DeadlinePassed) -> None:
+        """Under the lock: the caller cancelled or the deadline passed; the core owes no answer any
+        more. A generator's next item finds its stream closed and stops; an ``async def`` procedure
+        is cancelled; a blocking function sees ``current_call().cancelled``."""
+        run = self._async_runs.pop(event.call_id, None)
+        if run is not None:
+            run.cancel()
+        pending = self._inputs.pop(event.call_id, None)
+        if pending is not None:
+            pending.fail(ConnectionLost(f"call {event.call_id} was cancelled"))
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -521,15 +590,9 @@ class Peer(PeerBase):
             else:
                 self._core.finish_notification()
             return
-        if procedure.kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
-            if call_id:
-                self._core.send_error(call_id, "NotSupported", f"{name} is async: serve it with the asyncio driver")
-            else:
-                self._core.finish_notification()
-            return
         if has_input:
             pending = self._inputs[call_id] = _Pending()
-            args.insert(0, self._items(call_id, pending, None))
+            args.insert(0, self._items(call_id, pending))
         self._executor.submit(self._serve, _Work(call_id, procedure, args, kwargs))
 
     def _run_inline(self, calls: list[tuple[int, Procedure, list[Any], dict[str, Any]]]) -> None:
@@ -556,16 +619,73 @@ class Peer(PeerBase):
         self._settle(results, others)
 
     def _serve(self, work: _Work) -> None:
-        """In a worker thread: run a blocking function, a generator, or a procedure fed a stream."""
-        token = current_peer_var.set(self)
+        """In a worker thread: run a blocking function, a generator, an ``async def`` procedure (on
+        the loop thread), or a procedure fed a stream. A call its caller gave up on while it waited
+        for a worker (cancelled, expired, or the peer left) is not run at all."""
+        call_id = work.call_id
+        if call_id and not self._core.is_serving(call_id):
+            self._inputs.pop(call_id, None)
+            return
+        peer_token = current_peer_var.set(self)
+        call_token = current_call_var.set(CallContext(self, call_id, self._core))
         try:
-            if work.procedure.kind is Kind.GENERATOR:
-                self._produce(work)
+            kind = work.procedure.kind
+            if kind is Kind.GENERATOR:
+                self._produce(work, work.procedure.function(*work.args, **work.kwargs))
+            elif kind is Kind.ASYNC_GENERATOR:
+                self._produce(work, self._async_items(work))
+            elif kind is Kind.COROUTINE:
+                try:
+                    work.result = self._on_loop(call_id, work.procedure.function(*work.args, **work.kwargs))
+                except Exception as exc:
+                    work.error = exc
             else:
                 work.run()
         finally:
-            current_peer_var.reset(token)
+            current_call_var.reset(call_token)
+            current_peer_var.reset(peer_token)
         self._settle((), [work])
+
+    def _on_loop(self, call_id: int, awaitable: Any) -> Any:
+        """Await ``awaitable`` on the loop thread, in this call's context; a cancel of the call
+        (CANCEL, its deadline, the connection's end) cancels it there."""
+        loop_thread = self.loop_thread
+        if loop_thread is None:
+            loop_thread = self.loop_thread = LoopThread()
+            self._owns_loop_thread = True
+        context = CallContext(self, call_id, self._core)
+
+        async def in_call() -> Any:
+            current_peer_var.set(self)  # (in the task's own context)
+            current_call_var.set(context)
+            return await awaitable
+
+        future = loop_thread.submit(in_call())
+        with self._lock:
+            if call_id and not self._core.is_serving(call_id):
+                future.cancel()
+            else:
+                self._async_runs[call_id] = future
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise Cancelled(f"call {call_id} was cancelled") from None
+        finally:
+            with self._lock:
+                self._async_runs.pop(call_id, None)
+
+    def _async_items(self, work: _Work) -> Iterator[Any]:
+        """An async generator's items, each awaited on the loop thread."""
+        items = work.procedure.function(*work.args, **work.kwargs)
+        try:
+            while True:
+                try:
+                    yield self._on_loop(work.call_id, items.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                self._on_loop(0, items.aclose())
 
     def _settle(self, results: Iterable[tuple[int, Any]], others: list[_Work]) -> None:
         """Send the ``results`` of plain functions, and how the ``others`` went: a result, an error,
@@ -601,32 +721,49 @@ class Peer(PeerBase):
         elif work.procedure.kind is not Kind.GENERATOR:
             core.send_result(work.call_id, work.result)
 
-    def _produce(self, work: _Work) -> None:
+    def _produce(self, work: _Work, items: Iterator[Any]) -> None:
+        """Stream ``items`` as the result of ``work``'s call. Each item is queued in the core and a
+        flusher thread writes what has queued up: while one write is under way, the next items
+        gather for the one after (a batch per write, as the asyncio driver's per loop turn)."""
         core = self._core
         call_id = work.call_id
         with self._lock:
             core.open_output_stream(call_id)
-        iterator = work.procedure.function(*work.args, **work.kwargs)
         try:
-            for item in iterator:
-                self._send_item(call_id, item)
+            for item in items:
+                self._send_item(call_id, item, soon=True)
         except Exception as exc:
             work.error = exc
             return
         finally:
-            iterator.close()
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
         with self._lock:
             if core.is_open:
                 core.send_end(call_id)
 
-    def _send_item(self, call_id: int, item: Any) -> None:
+    def _send_item(self, call_id: int, item: Any, *, soon: bool = False) -> None:
+        """Queue one item, waiting for credit first; ``soon``: let the flusher write it."""
         core = self._core
-        self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
+        with self._lock:
+            has_credit = core.credit(call_id) > 0
+        if not has_credit:
+            self._flush()  # what is queued goes out before we wait for the consumer
+            self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
+        flusher = None
         with self._lock:
             if not core.stream_open(call_id):
                 raise ConnectionLost(f"stream {call_id} was cancelled or closed")
             core.send_item(call_id, item)
-        self._flush()
+            if soon:
+                flusher = self._flusher
+                if flusher is None:
+                    flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
+        if flusher is not None:
+            flusher.request()
+        else:
+            self._flush()
 
     # -- calling the peer --------------------------------------------------------------------------
 
@@ -644,13 +781,10 @@ class Peer(PeerBase):
         ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
         procedure cancelled. ``input`` streams items to the procedure.
         """
-        call_id, pending, deadline, reader = self._start(name, args, kwargs, timeout, input, collect=True)
-        try:
-            if not (reader and self._read_until(pending.done, deadline, hold_role=False)):
-                self._wait_until(pending.done, deadline)
-        except TimeoutError:
-            self._give_up(call_id)
-            raise DeadlineExceeded(f"{name} did not answer within {timeout} s") from None
+        call_id, pending, reader = self._start(name, args, kwargs, timeout, input, collect=True)
+        try:  # (a deadline is the core's: it fails the call with DeadlineExceeded)
+            if not (reader and self._read_until(pending.done, None, hold_role=False)):
+                self._wait_until(pending.done, None)
         except BaseException:
             self._give_up(call_id)
             raise
@@ -675,8 +809,8 @@ class Peer(PeerBase):
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Call a streaming procedure and iterate its items; closing the iterator cancels it."""
-        call_id, pending, deadline, _ = self._start(name, args, kwargs, timeout, input)
-        return self._items(call_id, pending, deadline)
+        call_id, pending, _ = self._start(name, args, kwargs, timeout, input)
+        return self._items(call_id, pending)
 
     def _start(
         self,
@@ -687,7 +821,7 @@ class Peer(PeerBase):
         input_items: Any,
         *,
         collect: bool = False,
-    ) -> tuple[int, _Pending, float | None, bool]:
+    ) -> tuple[int, _Pending, bool]:
         """Send the call. With ``collect`` (for :meth:`call`), also take the reader role if it is free:
         the last of the returned values says so."""
         if self._inherited:
@@ -703,6 +837,8 @@ class Peer(PeerBase):
                 core = self._core
                 call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
                 self._calls[call_id] = pending
+                if core.timer_moved:
+                    self._note_timer()
                 data = core.data_to_send()
                 reader = collect and not self._reading
                 if reader:
@@ -714,7 +850,7 @@ class Peer(PeerBase):
             write_lock.release()
         if input_items is not None:
             threading.Thread(target=self._feed, args=(call_id, input_items), daemon=True).start()
-        return call_id, pending, (time.monotonic() + timeout if timeout else None), reader
+        return call_id, pending, reader
 
     def _feed(self, call_id: int, items: Iterable[Any]) -> None:
         try:
@@ -733,15 +869,12 @@ class Peer(PeerBase):
                     pending.fail(exc)
             self._give_up(call_id)
 
-    def _items(self, call_id: int, pending: _Pending, deadline: float | None) -> Iterator[Any]:
+    def _items(self, call_id: int, pending: _Pending) -> Iterator[Any]:
         grant_at = max(1, self.options.limits.stream_window // 2)
         finished = False
         try:
             while True:
-                try:
-                    self._wait_until(lambda: bool(pending.items) or pending.finished, deadline)
-                except TimeoutError:
-                    raise DeadlineExceeded(f"stream {call_id} did not finish in time") from None
+                self._wait_until(lambda: bool(pending.items) or pending.finished, None)
                 with self._lock:
                     if not pending.items:
                         finished = True
@@ -786,20 +919,21 @@ class Peer(PeerBase):
     def receive(self, channel: int | None = None, timeout: float | None = None) -> MessageReceived:
         """The next plain frame (on ``channel``, if given; others stay queued).
 
-        Raises ``TimeoutError``, or :class:`ConnectionLost` once the connection has ended.
+        Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as long as it takes), or
+        :class:`ConnectionLost` once the connection has ended and nothing is left.
         """
         self._check_process()
-        self._wait_until(
-            lambda: first_on(self._messages, channel) is not None,
-            None if timeout is None else time.monotonic() + timeout,
-        )
-        with self._lock:
-            index = first_on(self._messages, channel)
-            assert index is not None
-            message = self._messages[index]
-            del self._messages[index]
-        self.message_taken()
-        return message
+        taken: list[MessageReceived] = []
+
+        def arrived() -> bool:  # (under the lock)
+            message = self._take_message(channel)
+            if message is not None:
+                taken.append(message)
+            return bool(taken)
+
+        self._wait_until(arrived, None if timeout is None else time.monotonic() + timeout)
+        self._message_taken(len(taken[0].payload))
+        return taken[0]
 
     def messages(self, channel: int | None = None) -> Iterator[MessageReceived]:
         """Plain frames (on ``channel``, if given) until the connection ends."""
@@ -809,22 +943,9 @@ class Peer(PeerBase):
             except ConnectionLost:
                 return
 
-    def divert_messages(self, sink: Callable[[Peer, MessageReceived], None]) -> None:
-        """Hand this peer's plain frames, queued and future, to ``sink`` (a server's event feed).
-
-        Whoever consumes them calls :meth:`message_taken` for each.
-        """
+    def _message_taken(self, size: int) -> None:
         with self._lock:
-            self._message_sink = sink
-            while self._messages:
-                sink(self, self._messages.popleft())
-
-    def message_taken(self) -> None:
-        """One plain frame was consumed; the reader resumes once half of the queue limit is free."""
-        with self._lock:
-            self._unread_messages -= 1
-            if self._unread_messages <= self.options.limits.max_queued_messages // 2:
-                self._room.set()
+            super()._message_taken(size)
 
     def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time of a ping, in seconds."""
@@ -858,6 +979,8 @@ class Peer(PeerBase):
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout)
         self._link.close()
+        if self._owns_loop_thread and self.loop_thread is not None:
+            self.loop_thread.close()
         if self._owns_executor and self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 

@@ -10,14 +10,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..addresses import Address, parse_address
-from ..interface import Interface
-from ..listeners import Listener
+from ..core.connection import Role
+from ..core.interface import Interface
+from ..net.addresses import Address, parse_address
+from ..net.listeners import Listener
 from ..options import Options, make_options
-from ..protocol import Role
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .links import SocketLink, stdio_link
+from .loop_thread import LoopThread
 from .peer import Peer
 
 log = logging.getLogger("ipfi.sync")
@@ -37,6 +38,7 @@ class Server(TimersAndFds):
         self.connections: set[Peer] = set()
         self._connections_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
+        self._loop_thread = LoopThread("ipfi-async")  # for async def procedures; started at first use
         self._ids = itertools.count(1)
         self._closed = threading.Event()
         self._listener: Listener | None = None
@@ -73,6 +75,7 @@ class Server(TimersAndFds):
     def _add(self, link: Any, *, peer_id: str) -> None:
         peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor, peer_id=peer_id)
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
+        peer.loop_thread = self._loop_thread
         with self._connections_lock:
             self.connections.add(peer)
         peer.open(background_reader=True)
@@ -126,6 +129,7 @@ class Server(TimersAndFds):
         for peer in peers:
             peer.close(timeout=0.0)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._loop_thread.close()
         if self._feed is not None:
             self._feed.close()
 

@@ -7,10 +7,9 @@ Pure functions and an incremental decoder; no I/O. The decoder accepts bytes in 
 from __future__ import annotations
 
 import struct
-import sys
 from typing import Final, cast
 
-from .errors import InvalidMagic, PayloadTooLarge
+from .errors import FrameTooLarge, InvalidMagic
 
 MAGIC: Final = b"IP"
 HEADER_SIZE: Final = 8
@@ -25,8 +24,6 @@ FIRST_USER_CHANNEL: Final = 256
 MAX_CHANNEL: Final = 0xFFFF
 
 _HEADER = struct.Struct("<2sIH")
-# CPython tells whether an object is referenced elsewhere; other interpreters never reuse a buffer.
-_refcount = getattr(sys, "getrefcount", lambda _: 0)
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 
@@ -65,7 +62,7 @@ class FrameDecoder:
         self._large: bytearray | None = None
         self._large_channel = 0
         self._large_filled = 0
-        self._spare: bytearray | None = None  # the last large frame handed out
+        self._spare: bytearray | None = None  # a large frame given back by recycle()
         #: No byte of a frame is held: the next byte received starts one. (An attribute, not a
         #: property: the protocol core reads it for every read.)
         self.idle = True
@@ -99,7 +96,7 @@ class FrameDecoder:
         if magic != MAGIC:
             raise InvalidMagic(f"bad frame magic {bytes(magic)!r}, expected {MAGIC!r}")
         if length > self.max_payload:
-            raise PayloadTooLarge(f"frame payload of {length} bytes exceeds the limit of {self.max_payload}")
+            raise FrameTooLarge(f"frame payload of {length} bytes exceeds the limit of {self.max_payload}")
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes | bytearray]]:
         """Buffer ``data`` and return every frame now complete, as ``(channel, payload)``.
@@ -159,15 +156,24 @@ class FrameDecoder:
         self._large_filled = filled
 
     def _large_buffer(self, length: int) -> bytearray:
-        """Memory for a large frame: the last one handed out if nothing else refers to it any more
-        (a connection keeps it: its pages are mapped already, where a fresh 16 MiB costs ~3 ms of
+        """Memory for a large frame: the one given back by :meth:`recycle` if nothing views it any
+        more (a connection keeps it: its pages are mapped already, where a fresh 16 MiB costs ~3 ms of
         page faults), else a new one."""
-        spare = self._spare
-        # References to it: this slot, ``spare`` and getrefcount's argument; a view would add one.
-        if spare is not None and len(spare) >= length and _refcount(spare) == 3:
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare) >= length:
+            try:
+                spare.append(0)  # a resize fails while any memoryview of it lives (every Python says so)
+            except BufferError:
+                return bytearray(length)
             del spare[length:]  # shrinking keeps the allocation (unless by half or more)
             return spare
         return bytearray(length)
+
+    def recycle(self, frame: bytearray) -> None:
+        """``frame``, a large payload this decoder handed out, is no longer referenced by its
+        consumer, other than through memoryviews (which keep it from being reused): its memory may
+        hold the next large frame."""
+        self._spare = frame
 
     def _fill_large(
         self, data: bytes | bytearray | memoryview, frames: list[tuple[int, bytes | bytearray]]
@@ -199,7 +205,6 @@ class FrameDecoder:
             return []
         self._large = None
         self._large_filled = 0
-        self._spare = large
         self.idle = not self._buffer
         return [(self._large_channel, large)]
 

@@ -10,8 +10,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from .errors import AddressError, AddressInUse, AddressTooLong
-from .services import SUN_PATH_MAX, socket_path
+from ..core.errors import AddressError, AddressInUse, AddressTooLong
+from .services import SUN_PATH_MAX, check_name_form, socket_path
 
 SCHEMES = ("unix", "tcp", "stdio", "exec", "service")
 
@@ -23,8 +23,13 @@ class Address:
     host: str = ""
     port: int = 0
     argv: tuple[str, ...] = ()
-    #: A named service's name; ``path`` is then its socket in the runtime directory.
+    #: A named service's name (its socket is found by :meth:`socket_file` when it is used).
     name: str = ""
+
+    def socket_file(self) -> str:
+        """The Unix socket's path: a ``unix:`` path as given; a service's in the runtime directory,
+        looked up now (parsing an address never reads the environment or the file system)."""
+        return socket_path(self.name) if self.scheme == "service" else self.path
 
     @property
     def is_unix(self) -> bool:
@@ -56,7 +61,7 @@ def parse_address(text: str) -> Address:
             f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME"
         )
     if scheme == "service":
-        return Address("service", path=socket_path(rest), name=rest)
+        return Address("service", name=check_name_form(rest))
     if scheme == "unix":
         path = rest.removeprefix("//")
         if not path:

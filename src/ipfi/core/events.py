@@ -1,4 +1,5 @@
-"""Events produced by the protocol core (:class:`ipfi.protocol.Connection`) from received bytes."""
+"""Events produced by the protocol core (:class:`ipfi.core.connection.Connection`) from received bytes
+and from its timers."""
 
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ class CancelReceived:
 
 
 @dataclass(slots=True)
+class DeadlinePassed:
+    """The deadline of call ``call_id``, served here, has passed: the core has already answered it
+    with ``DeadlineExceeded``; the driver stops the procedure (a later result is dropped)."""
+
+    call_id: int
+
+
+@dataclass(slots=True)
 class CreditReceived:
     """The consumer of stream ``call_id`` allows more items (see :meth:`Connection.credit`)."""
 
@@ -80,7 +89,9 @@ class MessageReceived:
 
 @dataclass(slots=True)
 class PongReceived:
-    round_trip: float | None
+    """The answer to this side's oldest ping still unanswered (see ``send_ping``)."""
+
+    round_trip: float
 
 
 @dataclass(slots=True)
@@ -103,6 +114,7 @@ Event = (
     | ItemsReceived
     | StreamEnded
     | CancelReceived
+    | DeadlinePassed
     | CreditReceived
     | MessageReceived
     | PongReceived

@@ -16,7 +16,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import AddressError, AddressInUse, AddressTooLong
+from ..core.errors import AddressError, AddressInUse, AddressTooLong
 
 RUNDIR_ENV = "IPFI_RUNDIR"
 SOCKET_SUFFIX = ".sock"
@@ -43,12 +43,7 @@ def validate_name(name: str, directory: Path | None = None) -> str:
     >>> validate_name("calc")
     'calc'
     """
-    if not name:
-        raise AddressError("a service name cannot be empty")
-    if "/" in name or "\0" in name:
-        raise AddressError(f"service name {name!r} cannot contain '/' or NUL")
-    if ".." in name or not _NAME_FORM.match(name):
-        raise AddressError(f"service name {name!r}: use letters, digits and _@.+- (not first: . + -), and no '..'")
+    check_name_form(name)
     path = socket_path(name, directory, validate=False)
     room = SUN_PATH_MAX - len(os.fsencode(path)) + len(name.encode())
     if len(name.encode()) > room:
@@ -56,6 +51,18 @@ def validate_name(name: str, directory: Path | None = None) -> str:
             f"service name {name!r} is too long: {path} exceeds the {SUN_PATH_MAX}-byte socket path limit"
             f" (at most {max(room, 0)} bytes here; a shorter ${RUNDIR_ENV} leaves more)"
         )
+    return name
+
+
+def check_name_form(name: str) -> str:
+    """Return ``name`` if its characters can name a service (no look at the file system or the
+    environment: the length is checked against the runtime directory by :func:`validate_name`)."""
+    if not name:
+        raise AddressError("a service name cannot be empty")
+    if "/" in name or "\0" in name:
+        raise AddressError(f"service name {name!r} cannot contain '/' or NUL")
+    if ".." in name or not _NAME_FORM.match(name):
+        raise AddressError(f"service name {name!r}: use letters, digits and _@.+- (not first: . + -), and no '..'")
     return name
 
 

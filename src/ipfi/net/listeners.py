@@ -7,8 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from ..core.errors import AddressError
 from .addresses import Address, remove_stale_socket
-from .errors import AddressError
 from .services import ServiceLock, prepare_runtime_dir
 
 BACKLOG = 512
@@ -21,7 +21,8 @@ class Listener:
         self.address = address
         self.sock = sock
         self._lock = lock
-        self._inode = os.stat(address.path).st_ino if address.is_unix else 0
+        self._path = address.socket_file() if address.is_unix else ""
+        self._inode = os.stat(self._path).st_ino if address.is_unix else 0
 
     @classmethod
     def open(cls, address: Address, *, mode: int = 0o600) -> Listener:
@@ -37,15 +38,16 @@ class Listener:
         if not address.is_unix:
             raise AddressError(f"cannot listen on {address}")
         lock = None
+        path = address.socket_file()
         if address.scheme == "service":
-            directory = prepare_runtime_dir(Path(address.path).parent, group=bool(mode & 0o070))
+            directory = prepare_runtime_dir(Path(path).parent, group=bool(mode & 0o070))
             lock = ServiceLock(address.name, directory).acquire()
         else:
-            remove_stale_socket(address.path)
+            remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(address.path)
-            os.chmod(address.path, mode)
+            sock.bind(path)
+            os.chmod(path, mode)
             sock.listen(BACKLOG)
             return cls(address, sock, lock)
         except BaseException:
@@ -70,5 +72,5 @@ class Listener:
         elif self.address.is_unix:
             # Only our own socket file: another server may have replaced a path we no longer own.
             with contextlib.suppress(FileNotFoundError):
-                if os.stat(self.address.path).st_ino == self._inode:
-                    os.unlink(self.address.path)
+                if os.stat(self._path).st_ino == self._inode:
+                    os.unlink(self._path)

@@ -31,6 +31,8 @@ class Limits:
     #: Plain framed messages queued for the application before reading from the peer pauses
     #: (frames already read in the same chunk, at most one read, are still queued).
     max_queued_messages: int = 1024
+    #: The same in bytes of payload: reading pauses at this much, whatever the count.
+    max_queued_bytes: int = 64 * 1024 * 1024
     #: Seconds without any byte from the peer before the connection is closed; ``None`` disables.
     idle_timeout: float | None = None
     #: Connections one server keeps at once; further ones are closed on accept.
@@ -45,6 +47,7 @@ class Limits:
             "stream_window",
             "control_frames_per_second",
             "max_queued_messages",
+            "max_queued_bytes",
             "max_connections",
         ):
             if getattr(self, name) < 1:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import inspect
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from .errors import InvalidArguments, RemoteError
 
@@ -163,6 +164,51 @@ class Interface:
 
 #: The connection whose call is running now (set by the drivers around each procedure).
 current_peer_var: ContextVar[Any] = ContextVar("ipfi_current_peer")
+
+
+class _Core(Protocol):
+    def deadline_of(self, call_id: int) -> float | None: ...
+    def is_serving(self, call_id: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """The call a procedure serves: its caller, its deadline, and whether its answer is still wanted.
+
+    ``deadline`` is on ``time.monotonic()``'s scale (``None``: the caller set no timeout);
+    ``cancelled`` turns true when the caller cancels, the deadline passes or the connection ends,
+    so a blocking procedure can stop early (an ``async def`` one is cancelled outright).
+    """
+
+    peer: Any
+    call_id: int
+    core: _Core = field(repr=False)
+
+    @property
+    def deadline(self) -> float | None:
+        return self.core.deadline_of(self.call_id)
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (negative once past), or ``None`` without one."""
+        deadline = self.deadline
+        return None if deadline is None else deadline - time.monotonic()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.call_id != 0 and not self.core.is_serving(self.call_id)
+
+
+#: The call running now, where a driver runs it in a task or thread of its own (see current_call).
+current_call_var: ContextVar[CallContext] = ContextVar("ipfi_current_call")
+
+
+def current_call() -> CallContext:
+    """The call the running procedure serves (see :class:`CallContext`).
+
+    Raises ``LookupError`` outside a procedure, and in a plain ``def`` procedure run inline (on the
+    event loop or a reader thread): such a procedure finishes before anything could cancel it.
+    """
+    return current_call_var.get()
 
 
 def current_peer() -> Any:

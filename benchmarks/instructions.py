@@ -1,0 +1,97 @@
+"""Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
+
+    python -m benchmarks.instructions [--driver aio|aio-async|sync] [--calls 12000] [--warmup 2000]
+
+Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
+blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
+``warmup`` calls, and prints the difference divided by the calls between: start-up cancels out.
+``aio-async`` serves an ``async def`` procedure instead of a plain ``def``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import ipfi
+
+PAYLOAD = b"0123456789abcdef"
+
+
+def _interface() -> ipfi.Interface:
+    iface = ipfi.Interface()
+
+    @iface.procedure
+    def echo(value: bytes) -> bytes:
+        return value
+
+    @iface.procedure(name="aecho")
+    async def aecho(value: bytes) -> bytes:
+        return value
+
+    return iface
+
+
+async def _run_aio(address: str, calls: int, name: str) -> None:
+    async with await ipfi.serve(address, _interface()), ipfi.connect(address) as peer:
+        for _ in range(calls):
+            await peer.call(name, PAYLOAD)
+
+
+def _run_sync(address: str, calls: int) -> None:
+    with ipfi.sync.serve(address, _interface()), ipfi.sync.connect(address) as peer:
+        for _ in range(calls):
+            peer.call("echo", PAYLOAD)
+
+
+def run(driver: str, calls: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        address = f"unix:{Path(directory) / 'b.sock'}"
+        if driver == "sync":
+            _run_sync(address, calls)
+            return
+        import uvloop
+
+        uvloop.run(_run_aio(address, calls, "aecho" if driver == "aio-async" else "echo"))
+
+
+def count(driver: str, calls: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--driver",
+        driver,
+        "--run",
+        str(calls),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if match is None:
+        raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
+    return int(match[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--driver", choices=["aio", "aio-async", "sync"], default="aio")
+    parser.add_argument("--calls", type=int, default=12_000)
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
+    args = parser.parse_args()
+    if args.run is not None:
+        run(args.driver, args.run)
+        return
+    many, few = count(args.driver, args.calls), count(args.driver, args.warmup)
+    print(f"{args.driver}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per round trip")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,527 @@
+"""The protocol core: a state machine that turns received bytes into events and API calls into bytes.
+
+It does no I/O and reads no clock but the injected ``clock``, and only for timers. Drivers feed it
+with :meth:`Connection.receive_data`, act on the returned events, write what
+:meth:`Connection.data_to_send` returns, and call :meth:`Connection.handle_timer` at
+:meth:`Connection.next_timer`. It is not thread-safe: a driver serialises access.
+
+Its parts, one job each (they are mixed into :class:`Connection` so that the hot path pays no
+indirection): :mod:`.negotiation` (hello and reply), :mod:`.reading` (bytes to events, fragments,
+the fast path), :mod:`.writing` (framing, batching, fragmenting), :mod:`.timers` (deadlines,
+keepalive, idle), :mod:`.calls` (the call table); this module holds the sending API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from . import wire
+from .calls import AWAITING_REPLY, RUNNING, Call, Entry
+from .codecs import CODECS, DEFAULT_CODECS, Buffer, Codec
+from .errors import ConnectionLost, InvalidState, LocalProtocolError, PayloadTooLarge
+from .events import CallReceived, HandshakeComplete, ResultReceived
+from .frames import CONTROL, MAGIC, FrameDecoder
+from .handshake import (
+    DEFAULT_SERVER_CHANNELS,
+    MAX_CHANNELS,
+    PING,
+    SHUTDOWN_REQUEST,
+    Hello,
+    encode_control,
+    normalize_channels,
+)
+from .limits import Limits
+from .negotiation import MAX_WINDOW, Negotiation
+from .reading import CallSink, Reading, ResultSink
+from .state import CLOSED, HANDSHAKE, OPEN, Role, State
+from .timers import Timers
+from .writing import ITEMS_OVERHEAD, SMALL, Writing, pack_framed_call, pack_framed_id
+
+__all__ = ["CallSink", "Connection", "ResultSink", "Role", "State"]
+
+_CALL_HEADER = wire.CALL_HEADER
+_ID_SIZE: Final = wire.ID_HEADER.size
+_CALL_SIZE: Final = _CALL_HEADER.size
+_MAGIC: Final = MAGIC
+_RPC: Final = wire.RPC_CHANNEL
+_CALL: Final = wire.CALL
+_NOTIFY: Final = wire.NOTIFY
+_RESULT: Final = wire.RESULT
+_FLAG_KWARGS: Final = wire.FLAG_KWARGS
+_FLAG_INPUT: Final = wire.FLAG_INPUT
+_OPEN: Final = OPEN
+_AWAITING: Final = AWAITING_REPLY
+_RUNNING: Final = RUNNING
+#: Procedure names as sent, so a program calling the same few names does not re-encode them.
+_encoded_names: dict[str, bytes] = {}
+_NAME_CACHE_SIZE: Final = 1024
+
+
+class Connection(Negotiation, Reading, Writing, Timers):
+    """One side of one connection.
+
+    ``channels`` is, for a client, the list it requests (default: 1-4) and, for a server, the list it
+    offers. ``codecs`` lists acceptable codecs, preferred first; the client's order wins.
+    ``keepalive`` pings a peer silent for that many seconds and ends the connection with
+    :class:`~ipfi.errors.KeepaliveTimeout` after ``keepalive_timeout`` (default 3x) of silence.
+
+    A driver that wants calls and results without event records sets :attr:`call_sink` and
+    :attr:`result_sink`; everything else, and anything read together with other messages, still
+    comes back from :meth:`receive_data` as events.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        limits: Limits | None = None,
+        codecs: Sequence[str] = DEFAULT_CODECS,
+        channels: Iterable[int] = DEFAULT_SERVER_CHANNELS,
+        auth_token: str | None = None,
+        peer_id: str = "peer-1",
+        rpc: bool = True,
+        binary_views: bool = False,
+        keepalive: float | None = None,
+        keepalive_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name in codecs:
+            if name not in CODECS:
+                raise ValueError(f"unknown codec {name!r}")
+        self.role = role
+        self.role_is_client = role is Role.CLIENT
+        self.limits = limits = limits or Limits()
+        self._max_calls = limits.max_concurrent_calls
+        self.state = HANDSHAKE
+        self._codec_names = tuple(codecs)
+        self._channels = normalize_channels(list(channels), limit=MAX_CHANNELS if self.role_is_client else None)
+        self._offered = frozenset(self._channels)
+        self._auth_token = auth_token
+        self._own_peer_id = peer_id
+        self._want_rpc = rpc
+        self._binary_views = binary_views
+        self._clock = clock
+        #: Drivers may read ``decoder.idle``: no frame is partly received (a cheap test per read).
+        self.decoder = FrameDecoder(limits.handshake_max_payload)
+        self._out: list[Buffer] = []
+        #: Whether :meth:`data_to_send` has anything to give (an attribute, not a property: drivers
+        #: read it after every read). Everything that queues output sets it.
+        self.has_output = False
+        self._batched: list[Call] = []  # calls with stream items to frame at the next data_to_send
+
+        #: Negotiated after the handshake.
+        self.codec: Codec | None = None
+        self._encode_item: Callable[[Any], bytes] = _no_codec  # the codec's, once negotiated
+        self.rpc = False
+        self.channels: tuple[int, ...] = ()
+        self.peer_hello: Hello | None = None
+        self.peer_id = ""
+        self._peer_window = limits.stream_window
+        self._peer_max_message = limits.max_message
+        self._peer_max_frame = limits.max_frame_payload
+        self._small_message = min(SMALL, self._peer_max_frame, self._peer_max_message)
+        self._small_body = self._small_message - _ID_SIZE
+
+        self._own_parity = 1 if self.role_is_client else 0
+        self._next_id = 2 - self._own_parity
+        self._window = limits.stream_window
+        #: Every call in progress, made here or served here (see :mod:`.calls`).
+        self._calls: dict[int, Entry] = {}
+        self._serving = 0  # calls served here, in the table
+        self._running_notifications = 0
+        # A fragmented message grows in the first fragment's own buffer when the decoder gave it one
+        # (large frames), so that reassembly appends to it instead of copying everything again.
+        self._parts: bytearray | list[memoryview] = []
+        self._parts_size = 0
+        self._in_parts = False
+        #: Open, RPC negotiated and no fragmented message under way: a read that holds exactly one
+        #: RPC frame is one whole message, handled without the frame decoder.
+        self._plain_rpc = False
+        #: Where a call or a result read on the fast path (a read that is one whole message) goes:
+        #: the event classes by default, which make the event :meth:`receive_data` returns. A driver
+        #: may set callables that take the same arguments and return ``None`` to act on it at once:
+        #: no event record and no dispatch on a round trip's hot path. Nothing else was read with
+        #: it, so the order of events is kept.
+        self.call_sink: CallSink = CallReceived
+        self.result_sink: ResultSink = ResultReceived
+        self._pings: deque[float | None] = deque()
+        self._control_window_start = 0.0
+        self._control_count = 0
+        #: Plain messages handed out and not yet taken (see :meth:`message_taken`), and their bytes.
+        self.messages_queued = 0
+        self.message_bytes_queued = 0
+        #: Too many plain messages wait: the driver stops reading until :meth:`message_taken` says.
+        self.reading_paused = False
+        #: The driver's own close (see :meth:`close`): later calls raise InvalidState, not ConnectionLost.
+        self.closed_here = False
+        self._close_reason = ""
+
+        # Timers (see .timers).
+        self.timer_moved = True
+        self._deadlines: list[tuple[float, int]] = []
+        self._handshake_deadline: float | None = clock() + limits.handshake_timeout
+        self._keepalive = keepalive
+        self._silence_limit = None if keepalive is None else (keepalive_timeout or 3 * keepalive)
+        periods = [p for p in (keepalive, _quarter(limits.idle_timeout), _quarter(self._silence_limit)) if p]
+        self._tick: float | None = min(periods) if periods else None
+        self._next_tick: float | None = None
+        self._last_heard = 0.0
+        self._heard = False
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is _OPEN
+
+    @property
+    def incoming_count(self) -> int:
+        """Calls and notifications the peer has running here now."""
+        return self._serving + self._running_notifications
+
+    def owns(self, call_id: int) -> bool:
+        """Whether ``call_id`` names a call this side made (ids have the caller's parity)."""
+        return (call_id & 1) == self._own_parity
+
+    def call_state(self, call_id: int) -> str:
+        """``awaiting reply`` / ``running`` (with ``streaming in/out``), or ``done`` once ended."""
+        entry = self._calls.get(call_id)
+        if entry is None:
+            return "done"
+        return entry.state if type(entry) is Call else entry.value  # type: ignore[union-attr]
+
+    def is_serving(self, call_id: int) -> bool:
+        """Whether call ``call_id``, served here, still wants its reply (not cancelled, expired or answered)."""
+        return call_id in self._calls and not self.owns(call_id)
+
+    def _opened(self, hello: Hello, channels: tuple[int, ...]) -> HandshakeComplete:
+        self.peer_hello = hello
+        self.channels = channels
+        self.state = OPEN
+        self._plain_rpc = self.rpc
+        self.decoder.max_payload = self.limits.max_frame_payload
+        self._start_watch(self._clock())
+        return HandshakeComplete(hello, self.rpc)
+
+    def _closed_error(self) -> ConnectionLost:
+        return ConnectionLost(self._close_reason or "connection is closed")
+
+    def _require_rpc(self) -> Codec:
+        if self.state is not _OPEN:
+            if self.closed_here:
+                raise InvalidState("the connection was closed by this side")
+            if self.state is HANDSHAKE:
+                raise InvalidState("the connection is not open yet (its handshake is under way)")
+            raise self._closed_error()
+        if self.codec is None:
+            raise LocalProtocolError("the peer does not speak ipfi RPC (a plain ipcprims peer): use messages")
+        return self.codec
+
+    # -- calling -------------------------------------------------------------------------------
+
+    def send_call(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        has_input: bool = False,
+    ) -> int:
+        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_item`.
+
+        ``timeout`` (seconds) travels with the call, and is this side's deadline for it too: past it,
+        :meth:`handle_timer` fails the call with ``DeadlineExceeded`` and cancels it on the peer.
+        Raises ``TypeError`` (a value the codec cannot encode), :class:`PayloadTooLarge`,
+        :class:`InvalidState`, :class:`LocalProtocolError` or :class:`ConnectionLost`.
+        """
+        codec = self.codec
+        if codec is None or self.state is not _OPEN:
+            codec = self._require_rpc()
+        call_id = self._next_id
+        calls = self._calls
+        if call_id in calls or call_id + 2 > wire.MAX_ID:
+            call_id = self._allocate_id()
+        else:
+            self._next_id = call_id + 2
+        flags = 0
+        if kwargs:
+            args = [*args, kwargs]
+            flags = _FLAG_KWARGS
+        if has_input:
+            flags |= _FLAG_INPUT
+        body = codec.encode_args(args)
+        encoded = _encoded_names.get(name) or _encode_name(name)
+        if (
+            timeout is None
+            and type(body) is bytes
+            and (size := _CALL_SIZE + len(encoded) + len(body)) <= self._small_message
+        ):  # the common case: one frame, one bytes object
+            framed = pack_framed_call(_MAGIC, size, _RPC, _CALL, call_id, flags, 0, len(encoded))
+            self._out.append(framed + encoded + body)
+            self.has_output = True
+        else:
+            timeout_ms = 0 if timeout is None else _timeout_ms(timeout)
+            header = _CALL_HEADER.pack(_CALL, call_id, flags, timeout_ms, len(encoded)) + encoded
+            self._queue_message(header, body)
+        if has_input or timeout is not None:
+            call = Call(
+                call_id,
+                outgoing=True,
+                receive_credit=self._window,
+                send_credit=self._peer_window if has_input else None,
+            )
+            calls[call_id] = call
+            if timeout is not None:
+                self._start_deadline(call, timeout)
+        else:
+            calls[call_id] = _AWAITING
+        return call_id
+
+    def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
+        """Queue a NOTIFY (no reply). Raises as :meth:`send_call`."""
+        codec = self._require_rpc()
+        body = codec.encode_args([*args, kwargs] if kwargs else args)
+        encoded = _encoded_names.get(name) or _encode_name(name)
+        header = _CALL_HEADER.pack(_NOTIFY, 0, _FLAG_KWARGS if kwargs else 0, 0, len(encoded)) + encoded
+        self._queue_message(header, body)
+
+    def _allocate_id(self) -> int:
+        call_id = self._next_id
+        while call_id in self._calls:
+            call_id = self._advance(call_id)
+        self._next_id = self._advance(call_id)
+        return call_id
+
+    def _advance(self, call_id: int) -> int:
+        call_id += 2
+        if call_id > wire.MAX_ID:
+            call_id = 1 if self.role_is_client else 2
+        return call_id
+
+    def send_cancel(self, call_id: int) -> None:
+        """Give up on a call made here; the peer cancels its procedure. Later replies are ignored."""
+        if not self.owns(call_id) or self._calls.pop(call_id, None) is None:
+            return
+        if self.state is _OPEN:
+            self._queue_id_message(wire.CANCEL, call_id, b"")
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def send_result(self, call_id: int, value: Any) -> None:
+        """Reply to call ``call_id`` with ``value``; if the codec cannot encode it (``TypeError``) or
+        it is too large (:class:`PayloadTooLarge`), the reply is an error record saying so instead.
+        Nothing is sent for a call not open here (cancelled, expired, answered, or the connection
+        closed)."""
+        calls = self._calls
+        entry = calls.get(call_id)
+        if entry is not _RUNNING and (entry is None or type(entry) is not Call or entry.outgoing):
+            return
+        codec = self.codec
+        assert codec is not None  # calls are only received once RPC is negotiated
+        try:
+            body = codec.encode_value(value)
+            if type(body) is bytes and len(body) <= self._small_body:  # _queue_id_message's fast path, inlined
+                self._out.append(pack_framed_id(_MAGIC, _ID_SIZE + len(body), _RPC, _RESULT, call_id) + body)
+                self.has_output = True
+            else:
+                self._queue_id_message(_RESULT, call_id, body)
+        except (TypeError, PayloadTooLarge) as exc:
+            self.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+            return
+        del calls[call_id]
+        self._serving -= 1
+
+    def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
+        """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""
+        if not self.is_serving(call_id) or self.state is not _OPEN:
+            return
+        entry = self._calls.pop(call_id)
+        self._serving -= 1
+        if type(entry) is Call and entry.pending:
+            self._flush_items_of(entry)  # items produced before the failure still go first
+        self._queue_error(call_id, remote_type, message, data)
+
+    def _queue_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
+        codec = self.codec
+        assert codec is not None
+        record = {"type": remote_type, "message": message}
+        if data is not None:
+            record["data"] = data
+        try:
+            body = codec.encode_record(record)
+        except TypeError:
+            record.pop("data")
+            body = codec.encode_record(record)
+        self._queue_id_message(wire.ERROR, call_id, body)
+
+    def finish_notification(self) -> None:
+        """A notification's procedure has ended (frees its slot in ``max_concurrent_calls``)."""
+        self._running_notifications = max(0, self._running_notifications - 1)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def open_output_stream(self, call_id: int) -> None:
+        """The procedure serving ``call_id`` streams its result: it may send ``window`` items now."""
+        entry = self._calls.get(call_id)
+        if entry is _RUNNING:
+            self._calls[call_id] = Call(call_id, outgoing=False, send_credit=self._peer_window)
+        elif type(entry) is Call and not entry.outgoing and entry.send_credit is None:
+            entry.send_credit = self._peer_window
+
+    def _stream_out(self, call_id: int) -> Call | None:
+        entry = self._calls.get(call_id)
+        return entry if type(entry) is Call and entry.send_credit is not None else None
+
+    def credit(self, call_id: int) -> int:
+        """Items this side may still send on stream ``call_id`` (0 if unknown or closed)."""
+        call = self._stream_out(call_id)
+        return 0 if call is None else call.send_credit - len(call.pending)  # type: ignore[operator]
+
+    def stream_open(self, call_id: int) -> bool:
+        """Whether this side may still send items on stream ``call_id``."""
+        return self._stream_out(call_id) is not None
+
+    def send_item(self, call_id: int, item: Any) -> int:
+        """Encode and queue one stream item; returns how many more may be sent now (the
+        :meth:`credit` left). Items queued before the next :meth:`data_to_send` go out as one ITEMS
+        message. Raises ``TypeError`` if the codec cannot encode ``item``, :class:`PayloadTooLarge`
+        past the peer's message limit, :class:`ConnectionLost` if the stream has ended (cancelled,
+        expired, closed), :class:`LocalProtocolError` past the credit (wait for CreditReceived)."""
+        call = self._stream_out(call_id)
+        if call is None:
+            raise ConnectionLost(f"stream {call_id} is closed")
+        pending = call.pending
+        queued = len(pending)
+        credit: int = call.send_credit  # type: ignore[assignment]
+        if queued >= credit:
+            raise LocalProtocolError(f"stream {call_id} has no credit left")
+        encoded = self._encode_item(item)
+        if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:
+            raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
+        if not queued:
+            self._batched.append(call)
+        pending.append(encoded)
+        self.has_output = True
+        return credit - queued - 1
+
+    def _flush_items_of(self, call: Call) -> None:
+        items = call.pending
+        if not items or self._calls.get(call.call_id) is not call:
+            return
+        call.pending = []
+        codec = self.codec
+        assert codec is not None and call.send_credit is not None
+        call.send_credit -= len(items)
+        self._queue_items(call.call_id, items, codec)
+
+    def send_end(self, call_id: int) -> None:
+        """End a stream: the output of a call served here, or the input of a call made here."""
+        self._require_rpc()
+        call = self._stream_out(call_id)
+        if call is None:
+            return
+        self._flush_items_of(call)
+        if self.owns(call_id):
+            call.send_credit = None  # the input is complete; the reply is still due
+        else:
+            del self._calls[call_id]  # the output is complete: the call is answered
+            self._serving -= 1
+        self._queue_id_message(wire.END, call_id, b"")
+
+    def grant_credit(self, call_id: int, credit: int) -> None:
+        """Allow the producer of stream ``call_id`` to send ``credit`` more items."""
+        entry = self._calls.get(call_id)
+        if self.state is not _OPEN or entry is None:
+            return
+        if type(entry) is Call:
+            if entry.receive_credit is None:
+                return
+            entry.receive_credit = min(entry.receive_credit + credit, MAX_WINDOW)
+        elif entry is _AWAITING:  # granted ahead of any item: the call now streams
+            self._calls[call_id] = Call(call_id, outgoing=True, receive_credit=self._window + credit)
+        else:
+            return
+        self._queue_frame(_RPC, wire.CREDIT_MESSAGE.pack(wire.CREDIT, call_id, credit))
+
+    # -- plain messages and control ------------------------------------------------------------
+
+    def send_message(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
+        """Queue a plain frame on a negotiated non-RPC channel.
+
+        Raises :class:`LocalProtocolError` for a channel that was not negotiated (or the RPC channel
+        of an ipfi peer), :class:`PayloadTooLarge` past the frame limit, :class:`InvalidState` or
+        :class:`ConnectionLost` when the connection is not open."""
+        if self.state is not _OPEN:
+            if self.closed_here or self.state is HANDSHAKE:
+                raise InvalidState("the connection is not open")
+            raise self._closed_error()
+        if channel not in self.channels or (channel == _RPC and self.rpc):
+            raise LocalProtocolError(f"channel {channel} is not open for messages (negotiated: {list(self.channels)})")
+        if len(payload) > self._peer_max_frame:
+            raise PayloadTooLarge(f"message of {len(payload)} bytes exceeds the frame limit {self._peer_max_frame}")
+        self._queue_frame(channel, payload)
+
+    def message_taken(self, size: int) -> bool:
+        """A plain message of ``size`` bytes, handed out as an event, was consumed. Returns True when
+        reading, paused for the queue's limits, should resume (half of both limits free again)."""
+        self.messages_queued -= 1
+        self.message_bytes_queued -= size
+        limits = self.limits
+        if (
+            self.reading_paused
+            and self.messages_queued <= limits.max_queued_messages // 2
+            and self.message_bytes_queued <= limits.max_queued_bytes // 2
+        ):
+            self.reading_paused = False
+            return True
+        return False
+
+    def send_ping(self) -> None:
+        """Queue a ping; its :class:`~ipfi.events.PongReceived` gives the round trip."""
+        self._pings.append(self._clock())
+        self._queue_frame(CONTROL, encode_control(PING))
+
+    def send_shutdown_request(self) -> None:
+        self._queue_frame(CONTROL, encode_control(SHUTDOWN_REQUEST))
+
+    def close(self, reason: str = "") -> None:
+        """Forget every call and stream; later sends raise :class:`ConnectionLost` (with
+        ``reason``), or :class:`InvalidState` once the driver has set :attr:`closed_here`."""
+        self.state = CLOSED
+        self._close_reason = self._close_reason or reason
+        self._plain_rpc = False
+        self._calls.clear()
+        self._serving = 0
+        self._batched.clear()
+        self._deadlines.clear()
+        self._handshake_deadline = self._next_tick = None
+        self._parts = []
+        self._parts_size = 0
+        self._pings.clear()
+
+
+def _no_codec(_: Any) -> bytes:
+    raise LocalProtocolError("no codec was negotiated: RPC is not open")
+
+
+def _encode_name(name: str) -> bytes:
+    encoded = name.encode()
+    if len(encoded) > wire.MAX_NAME:
+        raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")
+    if len(_encoded_names) < _NAME_CACHE_SIZE:
+        _encoded_names[name] = encoded
+    return encoded
+
+
+def _timeout_ms(timeout: float) -> int:
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+    return min(max(1, round(timeout * 1000)), wire.MAX_TIMEOUT_MS)
+
+
+def _quarter(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 4

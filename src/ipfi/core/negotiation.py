@@ -1,0 +1,136 @@
+"""The connection's first exchange: the hello, the reply, and the settings the two sides agree on.
+
+A part of :class:`~ipfi.core.connection.Connection` (its methods run on it). Every value the peer
+announces is checked here and kept within bounds: a peer cannot make this side fragment into
+one-byte frames, or open a stream window of 2^63 items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from . import wire
+from .codecs import Codec, get_codec
+from .errors import HandshakeError
+from .events import HandshakeComplete
+from .frames import CONTROL
+from .handshake import VERSION, Hello, negotiate_channels, parse_hello, versions_compatible
+from .limits import Limits
+
+#: The smallest frame a peer may ask for: a call header and a short name fit (smaller would turn
+#: every message into a run of fragments: 2 M of them for 1 MiB at 2 bytes).
+MIN_PEER_FRAME: Final = 64
+#: The most stream items a peer may let this side send ahead, whatever it announces or grants.
+MAX_WINDOW: Final = 1 << 16
+_SMALL: Final = 4096  # below this a frame is joined into one bytes object; above, sent as parts
+_ID_SIZE: Final = wire.ID_HEADER.size
+
+
+class Negotiation:
+    """Hello, reply and the negotiated settings (``codec``, ``channels``, the peer's limits)."""
+
+    role_is_client: bool
+    limits: Limits
+    state: Any
+    rpc: bool
+    codec: Codec | None
+    channels: tuple[int, ...]
+    peer_hello: Hello | None
+    peer_id: str
+    _codec_names: tuple[str, ...]
+    _channels: tuple[int, ...]
+    _offered: frozenset[int]
+    _auth_token: str | None
+    _own_peer_id: str
+    _want_rpc: bool
+    _binary_views: bool
+    _encode_item: Any
+    _peer_window: int
+    _peer_max_message: int
+    _peer_max_frame: int
+    _small_message: int
+    _small_body: int
+
+    # Of the other parts of the connection:
+    _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
+    _opened: Callable[[Hello, tuple[int, ...]], HandshakeComplete]
+
+    def _extension(self) -> dict[str, Any]:
+        return {
+            "v": wire.PROTOCOL_VERSION,
+            "window": self.limits.stream_window,
+            "max_message": self.limits.max_message,
+            "max_frame": self.limits.max_frame_payload,
+        }
+
+    def start(self) -> None:
+        """Queue the client hello. Servers wait for the peer's."""
+        if not self.role_is_client:
+            return
+        extension = None
+        if self._want_rpc:
+            extension = {**self._extension(), "codecs": list(self._codec_names)}
+        hello = Hello(self._channels, auth_token=self._auth_token, extension=extension)
+        self._queue_frame(CONTROL, hello.to_json())
+
+    def _accept_hello(self, payload: bytes) -> HandshakeComplete:
+        hello = parse_hello(payload, is_reply=False)
+        if not versions_compatible(VERSION, hello.version):
+            raise HandshakeError(f"handshake: client version {hello.version} is not compatible with {VERSION}")
+        channels = negotiate_channels(hello.channels, self._offered)
+        extension = None
+        if hello.extension is not None and self._want_rpc:
+            offered = hello.extension.get("codecs")
+            if hello.extension.get("v") != wire.PROTOCOL_VERSION or not isinstance(offered, list):
+                raise HandshakeError(f"handshake: unsupported ipfi extension {hello.extension!r}")
+            common = [name for name in offered if isinstance(name, str) and name in self._codec_names]
+            if not common:
+                raise HandshakeError(f"handshake: no common codec in {offered!r}")
+            if wire.RPC_CHANNEL not in channels:
+                raise HandshakeError("handshake: an ipfi peer must negotiate the RPC channel 1")
+            self._adopt_extension(hello.extension, common[0])
+            extension = {"v": wire.PROTOCOL_VERSION, "codec": common[0], **self._extension()}
+        reply = Hello(channels, peer_id=self._own_peer_id, extension=extension)
+        self._queue_frame(CONTROL, reply.to_json())
+        self.peer_id = self._own_peer_id
+        return self._opened(hello, channels)
+
+    def _accept_reply(self, payload: bytes) -> HandshakeComplete:
+        reply = parse_hello(payload, is_reply=True)
+        if not versions_compatible(reply.version, VERSION):
+            raise HandshakeError(f"handshake: server version {reply.version} is not compatible with {VERSION}")
+        unrequested = set(reply.channels) - set(self._channels)
+        if unrequested:
+            raise HandshakeError(f"handshake: server granted channels not requested: {sorted(unrequested)}")
+        if not reply.channels:
+            raise HandshakeError("handshake: server granted no channel")
+        if reply.extension is not None and self._want_rpc:
+            codec = reply.extension.get("codec")
+            if reply.extension.get("v") != wire.PROTOCOL_VERSION or codec not in self._codec_names:
+                raise HandshakeError(f"handshake: unsupported ipfi extension {reply.extension!r}")
+            self._adopt_extension(reply.extension, codec)
+        self.peer_id = reply.peer_id
+        return self._opened(reply, reply.channels)
+
+    def _adopt_extension(self, extension: dict[str, Any], codec: str) -> None:
+        limits = self.limits
+        window = _positive_int(extension, "window", limits.stream_window)
+        max_frame = _positive_int(extension, "max_frame", limits.max_frame_payload)
+        if max_frame < MIN_PEER_FRAME:
+            raise HandshakeError(f"handshake: max_frame {max_frame} is below the floor of {MIN_PEER_FRAME} bytes")
+        self.codec = get_codec(codec, binary_views=self._binary_views)
+        self._encode_item = self.codec.encode_item
+        self.rpc = True
+        self._peer_window = min(window, MAX_WINDOW)
+        self._peer_max_frame = min(max_frame, limits.max_frame_payload)
+        self._peer_max_message = min(_positive_int(extension, "max_message", limits.max_message), 1 << 32)
+        self._small_message = min(_SMALL, self._peer_max_frame, self._peer_max_message)
+        self._small_body = self._small_message - _ID_SIZE
+
+
+def _positive_int(document: dict[str, Any], name: str, default: int) -> int:
+    value = document.get(name, default)
+    if type(value) is not int or value < 1:
+        raise HandshakeError(f"handshake: ipfi field {name!r} must be a positive integer")
+    return value

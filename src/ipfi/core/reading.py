@@ -1,0 +1,420 @@
+"""Reading: received bytes to frames, frames to messages (fragments joined), messages to events.
+
+A part of :class:`~ipfi.core.connection.Connection`. The fast path, a read that holds exactly one
+whole RPC message, sits in :meth:`Reading.receive_from` beside the general path it shortcuts (the
+frame decoder); ``tests/test_core_paths.py`` feeds the same bytes through both and compares.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from typing import Any, Final
+
+from . import wire
+from .calls import AWAITING_REPLY, RUNNING, Call, Entry
+from .codecs import Buffer, Codec
+from .errors import (
+    Busy,
+    ConnectionLost,
+    FrameTooLarge,
+    HandshakeError,
+    RemoteProtocolError,
+    remote_error_from_wire,
+)
+from .events import (
+    CallReceived,
+    CancelReceived,
+    CreditReceived,
+    ErrorReceived,
+    Event,
+    HandshakeComplete,
+    ItemsReceived,
+    MessageReceived,
+    PongReceived,
+    ResultReceived,
+    ShutdownAcknowledged,
+    ShutdownRequested,
+    StreamEnded,
+)
+from .frames import CONTROL, HEADER_SIZE, MAGIC, FrameDecoder
+from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
+from .limits import Limits
+from .negotiation import MAX_WINDOW
+from .state import CLOSED, HANDSHAKE, OPEN, State
+
+log = logging.getLogger("ipfi.core")
+
+_ID_SIZE: Final = wire.ID_HEADER.size
+_unpack_id = wire.ID_HEADER.unpack_from
+_unpack_frame_start = struct.Struct("<2sIHB").unpack_from  # a frame's header and its first byte
+_MAGIC: Final = MAGIC
+_RPC: Final = wire.RPC_CHANNEL
+# Message kinds and flags as module constants: the hot path reads them once per message.
+_CALL: Final = wire.CALL
+_NOTIFY: Final = wire.NOTIFY
+_RESULT: Final = wire.RESULT
+_FRAGMENT: Final = wire.PART  # kinds from here on are fragments
+_FLAG_KWARGS: Final = wire.FLAG_KWARGS
+_FLAG_INPUT: Final = wire.FLAG_INPUT
+_CALL_SIZE: Final = wire.CALL_HEADER.size
+_unpack_call = wire.CALL_HEADER.unpack_from
+_CALL_KINDS: Final = frozenset({wire.CALL, wire.NOTIFY})
+_SMALL: Final = 4096  # a body below this is copied out of its message (cheaper than a view)
+_AWAITING: Final = AWAITING_REPLY
+_RUNNING: Final = RUNNING
+
+#: What takes a call read on the fast path: the arguments of :class:`CallReceived`, in order.
+CallSink = Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None]
+#: What takes a result read on the fast path: the arguments of :class:`ResultReceived`.
+ResultSink = Callable[[int, Any], Event | None]
+
+
+class Reading:
+    """``receive_data`` and everything it decodes."""
+
+    role_is_client: bool
+    limits: Limits
+    state: State
+    rpc: bool
+    codec: Codec | None
+    channels: tuple[int, ...]
+    peer_id: str
+    decoder: FrameDecoder
+    call_sink: CallSink
+    result_sink: ResultSink
+    messages_queued: int
+    message_bytes_queued: int
+    reading_paused: bool
+    _calls: dict[int, Entry]
+    _serving: int
+    _running_notifications: int
+    _max_calls: int
+    _own_parity: int
+    _window: int
+    _plain_rpc: bool
+    _heard: bool
+    _parts: bytearray | list[memoryview]
+    _parts_size: int
+    _in_parts: bool
+    _pings: Any
+    _control_window_start: float
+    _control_count: int
+    _clock: Callable[[], float]
+    # Of the other parts of the connection:
+    _accept_hello: Callable[[bytes], HandshakeComplete]
+    _accept_reply: Callable[[bytes], HandshakeComplete]
+    _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
+    _queue_error: Callable[[int, str, str], None]
+    _start_deadline: Callable[[Call, float], None]
+    close: Callable[[], None]
+    _closed_error: Callable[[], ConnectionLost]
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed received bytes, in any chunking; returns the events they complete.
+
+        For any bytes, in any state, it raises only these: :class:`~ipfi.errors.RemoteProtocolError`
+        or one of its subclasses (the peer broke the protocol: close the connection), and
+        :class:`~ipfi.errors.ConnectionLost` once the connection is closed.
+        """
+        return self.receive_from(data, len(data))
+
+    def receive_from(self, buffer: bytes | bytearray | memoryview, count: int) -> list[Event]:
+        """:meth:`receive_data` of the first ``count`` bytes of ``buffer``, which the caller may
+        reuse once this returns (nothing is kept from it)."""
+        self._heard = True
+        decoder = self.decoder
+        if self._plain_rpc and decoder.idle and count > HEADER_SIZE:
+            # The fast path: calls and replies, one whole message in one read.
+            magic, length, channel, kind = _unpack_frame_start(buffer)
+            if (
+                length == count - HEADER_SIZE
+                and channel == _RPC
+                and kind < _FRAGMENT
+                and magic == _MAGIC
+                and length <= decoder.max_payload
+            ):
+                message = bytes(buffer[HEADER_SIZE:count])
+                if kind == _CALL:
+                    event = self._handle_call(kind, message, self.call_sink)
+                else:
+                    event = self._handle_message(message, self.result_sink)
+                return [] if event is None else [event]
+        if self.state is OPEN:
+            return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
+        if self.state is CLOSED:
+            raise self._closed_error()
+        decoder.append(buffer[:count])
+        frame = decoder.next_frame()
+        if frame is None:
+            return []
+        channel, payload = frame
+        if channel != CONTROL:
+            raise HandshakeError(f"handshake: first frame arrived on channel {channel}, not 0")
+        events: list[Event] = [self._accept_reply(payload) if self.role_is_client else self._accept_hello(payload)]
+        events += self._handle_frames(decoder.feed(b""))
+        return events
+
+    def receive_target(self) -> memoryview | None:
+        """Where the next received bytes may be written in place: the rest of a large frame being
+        received, or ``None`` (then pass them to :meth:`receive_data`). See :meth:`received_into`."""
+        return self.decoder.fill_target()
+
+    def received_into(self, count: int) -> list[Event]:
+        """``count`` bytes were written into :meth:`receive_target`'s view."""
+        if self.state is not OPEN:
+            raise self._closed_error()
+        self._heard = True
+        return self._handle_frames(self.decoder.filled(count))
+
+    def receive_eof(self) -> None:
+        """The peer closed its side. Raises :class:`ConnectionLost` naming what was cut off."""
+        leftover = self.decoder.buffered
+        was = self.state
+        self.close()
+        if leftover:
+            raise ConnectionLost(f"connection closed by peer in the middle of a frame ({leftover} bytes)")
+        if was is HANDSHAKE:
+            raise ConnectionLost("connection closed by peer during the handshake")
+
+    def _handle_frames(self, frames: list[tuple[int, bytes | bytearray]]) -> list[Event]:
+        events: list[Event] = []
+        rpc = self.rpc
+        for channel, payload in frames:
+            if channel == _RPC and rpc:
+                kind = payload[0] if payload and not self._in_parts else _FRAGMENT
+                if kind == _CALL:  # the common cases: a whole message
+                    event = self._handle_call(kind, payload)
+                elif kind < _FRAGMENT:
+                    event = self._handle_message(payload)
+                else:
+                    event = self._handle_rpc(payload)
+                if type(payload) is bytearray and not self._in_parts:
+                    self.decoder.recycle(payload)  # decoded: only views of it (binary_views) may live on
+            elif channel == CONTROL:
+                event = self._handle_control(payload)
+            elif channel in self.channels:
+                event = self._queue_message_event(channel, payload)
+            else:
+                raise RemoteProtocolError(f"frame on channel {channel}, which was not negotiated")
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _queue_message_event(self, channel: int, payload: bytes | bytearray) -> MessageReceived:
+        """A plain frame for the application; past the queue's limits, reading pauses until
+        :meth:`message_taken` has freed half of them."""
+        self.messages_queued += 1
+        self.message_bytes_queued += len(payload)
+        limits = self.limits
+        if self.messages_queued >= limits.max_queued_messages or self.message_bytes_queued >= limits.max_queued_bytes:
+            self.reading_paused = True
+        return MessageReceived(channel, payload)
+
+    def _handle_control(self, payload: bytes | bytearray) -> Event | None:
+        now = self._clock()
+        if now - self._control_window_start >= 1.0:
+            self._control_window_start = now
+            self._control_count = 0
+        self._control_count += 1
+        if self._control_count > self.limits.control_frames_per_second:
+            raise RemoteProtocolError(
+                f"control flood: more than {self.limits.control_frames_per_second} control frames in a second"
+            )
+        kind, _ = parse_control(payload)
+        if kind == PING:
+            self._queue_frame(CONTROL, encode_control(PONG))
+            return None
+        if kind == PONG:  # answers the oldest ping; keepalive's (None) and unasked-for ones make no event
+            sent = self._pings.popleft() if self._pings else None
+            return None if sent is None else PongReceived(now - sent)
+        if kind == SHUTDOWN_REQUEST:
+            self._queue_frame(CONTROL, encode_control(SHUTDOWN_ACK))
+            return ShutdownRequested(force=False)
+        if kind == SHUTDOWN_FORCE:
+            return ShutdownRequested(force=True)
+        return ShutdownAcknowledged()
+
+    def _handle_rpc(self, payload: bytes | bytearray) -> Event | None:
+        if not payload:
+            raise RemoteProtocolError("empty RPC message")
+        kind = payload[0]
+        if kind in (wire.PART, wire.LAST_PART):
+            return self._handle_part(kind, payload)
+        if self._in_parts:
+            raise RemoteProtocolError("a fragmented message was interrupted by another message")
+        return self._handle_message(payload)
+
+    def _handle_part(self, kind: int, payload: bytes | bytearray) -> Event | None:
+        self._parts_size += len(payload) - 1
+        if self._parts_size > self.limits.max_message:
+            raise FrameTooLarge(f"fragmented message exceeds the limit of {self.limits.max_message} bytes")
+        parts = self._parts
+        if not self._in_parts and isinstance(payload, bytearray):
+            parts = self._parts = payload  # its first byte, the fragment kind, is skipped at the end
+        elif isinstance(parts, bytearray):
+            parts += memoryview(payload)[1:]  # realloc: a large buffer grows in place (mremap)
+        else:
+            parts.append(memoryview(payload)[1:])
+        if kind == wire.PART:
+            self._in_parts = True
+            self._plain_rpc = False
+            return None
+        self._in_parts = False
+        self._plain_rpc = self.state is OPEN
+        message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
+        self._parts = []
+        self._parts_size = 0
+        if message and message[0] in (wire.PART, wire.LAST_PART):
+            raise RemoteProtocolError("a fragment cannot contain another fragment")
+        return self._handle_message(message)
+
+    def _handle_message(self, message: Buffer, result_sink: ResultSink = ResultReceived) -> Event | None:
+        try:
+            kind, call_id = _unpack_id(message)
+        except struct.error:
+            raise RemoteProtocolError(f"RPC message of {len(message)} bytes is truncated") from None
+        codec = self.codec
+        assert codec is not None
+        # A small body is copied (cheaper than a view); a large one is viewed.
+        body = message[_ID_SIZE:] if len(message) < _SMALL else memoryview(message)[_ID_SIZE:]
+        calls = self._calls
+        if kind == _RESULT:
+            entry = calls.pop(call_id, None)
+            if entry is not _AWAITING and not self._ends_outgoing(entry, call_id):
+                return None  # a late reply to a call given up on (timeout, cancel)
+            return result_sink(call_id, codec.decode_value(body))
+        if kind in _CALL_KINDS:
+            return self._handle_call(kind, message)
+        if kind == wire.ITEMS:
+            return self._handle_items(call_id, codec.decode_items(body))
+        if kind > wire.CREDIT:
+            raise RemoteProtocolError(f"unknown RPC message kind {kind:#04x}")
+        if kind == wire.CREDIT and len(message) != wire.CREDIT_MESSAGE.size:
+            raise RemoteProtocolError("CREDIT message has the wrong size")
+        entry = calls.get(call_id)
+        if entry is None:
+            return None  # about a call that has ended here: a race, not an error
+        if kind == wire.END:
+            if self._owns(call_id):  # the end of a streamed result
+                del calls[call_id]
+                return StreamEnded(call_id)
+            if type(entry) is Call and entry.receive_credit is not None:
+                entry.receive_credit = None  # the input of a call served here is complete
+                return StreamEnded(call_id)
+            return None
+        if kind == wire.ERROR:
+            if not self._owns(call_id):
+                return None
+            del calls[call_id]
+            return ErrorReceived(call_id, _decode_error(codec.decode_record(body)))
+        if kind == wire.CANCEL:
+            if self._owns(call_id):
+                return None
+            del calls[call_id]  # the caller has given up: no reply is due
+            self._serving -= 1
+            return CancelReceived(call_id)
+        if kind == wire.CREDIT:
+            _, _, credit = wire.CREDIT_MESSAGE.unpack(message)
+            if type(entry) is not Call or entry.send_credit is None:
+                return None
+            entry.send_credit = min(entry.send_credit + credit, MAX_WINDOW)
+            return CreditReceived(call_id)
+        raise RemoteProtocolError(f"RPC message kind {kind:#04x} is not valid here")
+
+    def _owns(self, call_id: int) -> bool:
+        return (call_id & 1) == self._own_parity
+
+    def _ends_outgoing(self, entry: Entry | None, call_id: int) -> bool:
+        """Whether ``entry``, just taken from the table for a RESULT, was a call made here (a call
+        served here goes back: the peer cannot reply to its own call)."""
+        if entry is None:
+            return False
+        if not self._owns(call_id):
+            self._calls[call_id] = entry
+            return False
+        return True
+
+    def _handle_call(
+        self,
+        kind: int,
+        message: Buffer,
+        call_sink: CallSink = CallReceived,
+    ) -> Event | None:
+        try:
+            _, call_id, flags, timeout_ms, name_length = _unpack_call(message)
+        except struct.error:
+            raise RemoteProtocolError("CALL message is truncated") from None
+        name_end = _CALL_SIZE + name_length
+        size = len(message)
+        if size < name_end:
+            raise RemoteProtocolError("CALL message is shorter than its procedure name")
+        try:
+            name = str(message[_CALL_SIZE:name_end], "utf-8")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("procedure name is not UTF-8") from None
+        codec = self.codec
+        assert codec is not None
+        args = codec.decode_args(message[name_end:] if size < _SMALL else memoryview(message)[name_end:])
+        kwargs: dict[str, Any] = {}
+        has_input = False
+        if flags:
+            if flags & _FLAG_KWARGS:
+                if not args or not isinstance(args[-1], dict):
+                    raise RemoteProtocolError("CALL with the keyword flag lacks a keyword map")
+                kwargs = args.pop()
+            has_input = bool(flags & _FLAG_INPUT)
+        timeout = timeout_ms / 1000 if timeout_ms else None
+        if kind == _NOTIFY:
+            if call_id != 0:
+                raise RemoteProtocolError("NOTIFY must carry id 0")
+            if self._serving + self._running_notifications >= self._max_calls:
+                log.warning("peer %s: a notification dropped: %d calls already running", self.peer_id, self._max_calls)
+                return None
+            self._running_notifications += 1
+            return call_sink(0, name, args, kwargs, timeout, False)
+        calls = self._calls
+        if (call_id & 1) == self._own_parity or call_id == 0:
+            raise RemoteProtocolError(f"CALL id {call_id} has this side's parity")
+        if call_id in calls:
+            raise RemoteProtocolError(f"CALL id {call_id} is already in use")
+        if self._serving + self._running_notifications >= self._max_calls:
+            self._queue_error(call_id, Busy.wire_type, f"{self._max_calls} calls already running on this connection")
+            return None
+        self._serving += 1
+        if has_input or timeout is not None:
+            call = Call(call_id, outgoing=False, receive_credit=self._window if has_input else None)
+            calls[call_id] = call
+            if timeout is not None:
+                self._start_deadline(call, timeout)
+        else:
+            calls[call_id] = _RUNNING
+        return call_sink(call_id, name, args, kwargs, timeout, has_input)
+
+    def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
+        entry = self._calls.get(call_id)
+        if entry is None:
+            return None  # items of a call that has ended here
+        if type(entry) is Call:
+            credit = entry.receive_credit
+            if credit is None:
+                raise RemoteProtocolError(f"stream items for call {call_id}, which has no stream open")
+        elif entry is _AWAITING:  # a call made here turns out to stream its result
+            entry = self._calls[call_id] = Call(call_id, outgoing=True)
+            credit = self._window
+        else:
+            raise RemoteProtocolError(f"stream items for call {call_id}, which has no stream")
+        remaining = credit - len(items)
+        if remaining < 0:
+            raise RemoteProtocolError(f"peer sent {-remaining} stream items beyond its credit on call {call_id}")
+        entry.receive_credit = remaining
+        return ItemsReceived(call_id, items)
+
+
+def _decode_error(record: dict[str, Any]) -> Any:
+    remote_type = record.get("type")
+    message = record.get("message")
+    if not isinstance(remote_type, str) or not isinstance(message, str):
+        raise RemoteProtocolError("ERROR record lacks a string 'type' and 'message'")
+    return remote_error_from_wire(remote_type, message, record.get("data"))
