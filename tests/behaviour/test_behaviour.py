@@ -1,0 +1,290 @@
+"""Every behaviour on every driver (see conftest.py): the same test body, the same assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import ipfi
+from ipfi.core.frames import HEADER_SIZE, encode_frame
+from ipfi.core.handshake import Hello
+
+from .conftest import World
+
+
+class Record:
+    """What the procedures of one test saw (a fresh one per test: nothing is shared)."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.started = threading.Event()
+        self.seen: list[Any] = []
+
+
+def interface(world: World, record: Record) -> ipfi.Interface:
+    iface = ipfi.Interface()
+    blocking = world.driver == "blocking"
+
+    @iface.procedure
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @iface.procedure
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    @iface.procedure
+    async def count(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    @iface.procedure
+    async def forever() -> AsyncIterator[int]:
+        record.started.set()
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        finally:
+            record.stopped.set()
+
+    @iface.procedure
+    async def wait_for_cancel(seconds: float) -> str:
+        record.started.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            record.stopped.set()
+            raise
+        return "finished"
+
+    @iface.procedure
+    async def time_left() -> float | None:
+        return ipfi.current_call().time_left()
+
+    @iface.procedure
+    def push(channel: int, payload: bytes) -> None:
+        ipfi.current_peer().send(channel, payload)
+
+    if blocking:
+
+        @iface.procedure
+        def call_back(name: str) -> Any:
+            return ipfi.current_peer().call(name, "from the server")
+
+        @iface.procedure
+        def total(items: Iterator[int]) -> int:
+            return sum(items)
+
+        @iface.procedure
+        def drain(channel: int) -> bytes:
+            return bytes(ipfi.current_peer().receive(channel, timeout=5).payload)
+
+    else:
+
+        @iface.procedure(name="call_back")
+        async def call_back_async(name: str) -> Any:
+            return await ipfi.current_peer().call(name, "from the server")
+
+        @iface.procedure(name="total")
+        async def total_async(items: AsyncIterator[int]) -> int:
+            return sum([item async for item in items])
+
+        @iface.procedure(name="drain")
+        async def drain_async(channel: int) -> bytes:
+            return bytes((await ipfi.current_peer().receive(channel, timeout=5)).payload)
+
+    return iface
+
+
+@pytest.fixture
+def record() -> Record:
+    return Record()
+
+
+@pytest.fixture
+def client(world: World, record: Record) -> Any:
+    world.serve(interface(world, record))
+    return world.connect()
+
+
+def test_calls_with_positional_and_keyword_arguments(client: Any) -> None:
+    assert client.call("add", 1, 2) == 3
+    assert client.call("add", a=2, b=3) == 5
+
+
+def test_errors_reach_the_caller(client: Any) -> None:
+    with pytest.raises(ipfi.RemoteError, match="boom") as raised:
+        client.call("fail", "boom")
+    assert raised.value.remote_type == "ValueError"
+    with pytest.raises(ipfi.ProcedureNotFound):
+        client.call("no_such_procedure")
+    with pytest.raises(ipfi.InvalidArguments):
+        client.call("add", 1)
+    assert client.call("add", 1, 1) == 2  # the connection lives on
+
+
+def test_the_server_calls_the_client_back(world: World, record: Record) -> None:
+    world.serve(interface(world, record))
+    mine = ipfi.Interface()
+    mine.add(lambda text: f"client got {text}", name="hello")
+    client = world.connect(mine)
+    assert client.call("call_back", "hello") == "client got from the server"
+
+
+def test_streams_out_and_collected(client: Any) -> None:
+    assert list(client.stream("count", 1000)) == list(range(1000))
+    assert client.call("count", 600) == list(range(600))  # collected, credit flowing
+    assert client.call("count", 0) == []
+
+
+def test_streams_in(client: Any) -> None:
+    assert client.call("total", input=range(1001)) == 500500
+
+
+def test_leaving_a_stream_early_stops_the_producer(client: Any, record: Record) -> None:
+    items = client.stream("forever")
+    assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    items.close()
+    assert record.stopped.wait(3), "the remote generator kept running"
+    assert client.call("add", 2, 2) == 4
+
+
+def test_a_deadline_fails_the_call_and_stops_the_procedure(client: Any, record: Record) -> None:
+    start = time.monotonic()
+    with pytest.raises(ipfi.DeadlineExceeded) as raised:
+        client.call("wait_for_cancel", 30, timeout=0.2)
+    assert isinstance(raised.value, TimeoutError)
+    assert time.monotonic() - start < 3
+    assert record.stopped.wait(3), "the procedure ran on past its deadline"
+    assert client.call("add", 1, 2) == 3
+
+
+def test_a_procedure_reads_its_deadline(client: Any) -> None:
+    left = client.call("time_left", timeout=5)
+    assert 3 < left <= 5
+    assert client.call("time_left") is None
+
+
+def test_cancelling_a_call_stops_the_procedure(world: World, client: Any, record: Record) -> None:
+    if world.driver == "blocking":
+        pytest.skip("a blocking call cannot be interrupted from outside; its stream can (test above)")
+    assert world.loop is not None
+    future = asyncio.run_coroutine_threadsafe(client.peer.call("wait_for_cancel", 30), world.loop.loop)
+    assert record.started.wait(3)
+    future.cancel()
+    assert record.stopped.wait(3), "CANCEL did not reach the procedure"
+
+
+def test_over_the_concurrency_limit_a_call_is_busy(world: World, record: Record) -> None:
+    world.serve(interface(world, record), limits=ipfi.Limits(max_concurrent_calls=2), workers=4)
+    client = world.connect()
+    with ThreadPoolExecutor(3) as pool:
+        slow = [pool.submit(client.call, "wait_for_cancel", 0.5) for _ in range(2)]
+        time.sleep(0.2)
+        with pytest.raises(ipfi.Busy):
+            client.call("add", 1, 2)
+        assert [future.result(5) for future in slow] == ["finished", "finished"]
+    assert client.call("add", 1, 2) == 3
+
+
+def test_a_graceful_close_ends_the_connection_on_both_sides(world: World, record: Record) -> None:
+    server = world.serve(interface(world, record))
+    client = world.connect()
+    assert client.call("add", 1, 2) == 3
+    client.close()
+    deadline = time.monotonic() + 3
+    while server.connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server.connections
+    with pytest.raises((ipfi.InvalidState, ipfi.ConnectionLost)):
+        client.call("add", 1, 2)
+
+
+def test_losing_the_server_fails_pending_calls(world: World, record: Record) -> None:
+    server = world.serve(interface(world, record))
+    client = world.connect()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.call, "wait_for_cancel", 30)
+        assert record.started.wait(3)
+        for peer in list(server.connections):
+            peer.close() if world.driver == "blocking" else world.loop.loop.call_soon_threadsafe(peer.close)  # type: ignore[union-attr]
+        with pytest.raises(ipfi.ConnectionLost) as raised:
+            pending.result(5)
+    assert isinstance(raised.value, ConnectionError)
+
+
+def test_plain_messages_both_ways_beside_rpc(client: Any) -> None:
+    client.send(2, b"to the server")
+    assert client.call("drain", 2) == b"to the server"
+    client.call("push", 3, b"to the client")
+    message = client.receive(3, timeout=5)
+    assert (message.channel, bytes(message.payload)) == (3, b"to the client")
+    with pytest.raises(ipfi.LocalProtocolError):
+        client.send(1, b"channel 1 carries RPC for an ipfi peer")
+
+
+def test_ping(client: Any) -> None:
+    assert 0 <= client.ping() < 5
+
+
+def raw_handshake(address: str) -> socket.socket:
+    """A plain peer that completes the handshake and then answers nothing (not even pings)."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(address[5:])
+    else:
+        host, port = address.removeprefix("tcp://").rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+    sock.settimeout(5)
+    sock.sendall(encode_frame(0, Hello((2,)).to_json()))
+    header = sock.recv(HEADER_SIZE)
+    assert header[:2] == b"IP"
+    return sock
+
+
+def read_until_eof(sock: socket.socket, limit: float) -> float:
+    start = time.monotonic()
+    sock.settimeout(limit)
+    while sock.recv(4096):
+        pass
+    return time.monotonic() - start
+
+
+def test_keepalive_ends_a_silent_peer(world: World, record: Record) -> None:
+    world.serve(interface(world, record), keepalive=0.1, keepalive_timeout=0.4)
+    silent = raw_handshake(world.address)
+    assert read_until_eof(silent, 5) < 4  # pings go unanswered: the server hangs up
+    silent.close()
+
+
+def test_keepalive_keeps_an_answering_peer(world: World, record: Record) -> None:
+    world.serve(interface(world, record), keepalive=0.1, keepalive_timeout=0.4)
+    # A blocking client reads only while a call waits, unless it has a reader thread: an interface
+    # or a keepalive of its own gives it one (README: "Blocking code").
+    client = world.connect(keepalive=1.0) if world.driver == "blocking" else world.connect()
+    time.sleep(0.8)  # the client's driver answers the pings
+    assert client.call("add", 1, 2) == 3
+
+
+def test_idle_timeout_closes_an_idle_connection(world: World, record: Record) -> None:
+    world.serve(interface(world, record), limits=ipfi.Limits(idle_timeout=0.3))
+    client = world.connect()
+    assert client.call("add", 1, 2) == 3
+    client.wait_closed(5)
+    assert not client.is_open
+
+
+def test_idle_timeout_spares_a_connection_with_a_call_in_flight(world: World, record: Record) -> None:
+    world.serve(interface(world, record), limits=ipfi.Limits(idle_timeout=0.3), workers=4)
+    client = world.connect()
+    assert client.call("wait_for_cancel", 0.8) == "finished"
