@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from typing import Any
 
 import msgpack
@@ -142,8 +143,10 @@ async def test_standard_transports_write_large_pieces_apart_and_in_order() -> No
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
     transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-    write_frames = _apart_writer(transport)  # type: ignore[arg-type]
-    assert write_frames is not None
+    apart = _apart_writer(transport)  # type: ignore[arg-type]
+    # Python 3.12's socket transports write lists with sendmsg, without joining: nothing to work around.
+    assert (apart is None) == (sys.version_info >= (3, 12))
+    write_frames = apart or transport.writelines
     large = memoryview(bytes(range(256)) * 1024).toreadonly()  # 256 KiB
     pieces: list[Any] = [b"a", b"bc", large, b"d", large[1:], b"e"]
     write_frames(pieces)

@@ -171,7 +171,6 @@ class _Core(Protocol):
     def is_serving(self, call_id: int) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
 class CallContext:
     """The call a procedure serves: its caller, its deadline, and whether its answer is still wanted.
 
@@ -180,9 +179,15 @@ class CallContext:
     so a blocking procedure can stop early (an ``async def`` one is cancelled outright).
     """
 
-    peer: Any
-    call_id: int
-    core: _Core = field(repr=False)
+    __slots__ = ("call_id", "core", "peer")
+
+    def __init__(self, peer: Any, call_id: int, core: _Core) -> None:  # (made for every call in a task)
+        self.peer = peer
+        self.call_id = call_id
+        self.core = core
+
+    def __repr__(self) -> str:
+        return f"<CallContext {self.call_id} of {self.peer!r}>"
 
     @property
     def deadline(self) -> float | None:
