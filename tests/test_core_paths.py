@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from ipfi.core.connection import Connection, Role
+from ipfi.core.connection import Connection
 
-
-def wired() -> tuple[Connection, Connection]:
-    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
-    client.start()
-    server.receive_data(b"".join(client.data_to_send()))
-    client.receive_data(b"".join(server.data_to_send()))
-    return client, server
+from .test_core_rpc import wired
 
 
 def through(connection: Connection, data: bytes, *, one_read: bool) -> list[Any]:

@@ -68,13 +68,6 @@ class Options:
         if self.unix_buffer_size is not None and self.unix_buffer_size <= 0:
             raise ValueError("unix_buffer_size must be positive (or None for the system's)")
 
-    @property
-    def silence_limit(self) -> float | None:
-        """Seconds of silence after which keepalive declares the peer lost."""
-        if self.keepalive is None:
-            return None
-        return self.keepalive_timeout if self.keepalive_timeout is not None else 3 * self.keepalive
-
 
 def make_options(
     *,
