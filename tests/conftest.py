@@ -30,6 +30,16 @@ def ipcprims() -> dict[str, Any]:
     return load_vectors("ipcprims.json")
 
 
+@pytest.fixture(autouse=True)
+def fresh_calc_records() -> None:
+    """The calc helper's records start empty in every test: nothing one test did is seen by another."""
+    from .helpers import calc
+
+    calc.started.clear()
+    calc.cancelled.clear()
+    calc.produced[0] = 0
+
+
 @pytest.fixture
 def sock_path(tmp_path: Path) -> str:
     # sun_path is short (108 bytes): keep socket names near the root of tmp_path.

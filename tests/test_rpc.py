@@ -1,4 +1,5 @@
-"""RPC through the asyncio driver, over a real Unix socket and the in-memory pair."""
+"""RPC through the asyncio driver, over a real Unix socket and the in-memory pair: what is particular to
+it. Behaviours both drivers share (deadlines, cancel, leaving a stream, messages...) are in tests/behaviour/."""
 
 from __future__ import annotations
 
@@ -68,41 +69,11 @@ async def test_distinct_error_classes(peer: ipfi.Peer) -> None:
         await peer.call("unencodable")
 
 
-async def test_deadline_cancels_remote_procedure(peer: ipfi.Peer) -> None:
-    with pytest.raises(ipfi.DeadlineExceeded):
-        await peer.call("sleep", 5, "deadline", timeout=0.1)
-    await asyncio.sleep(0.05)
-    assert "deadline" in calc.cancelled
-
-
-async def test_cancelling_the_caller_cancels_the_callee(peer: ipfi.Peer) -> None:
-    task = asyncio.create_task(peer.call("sleep", 5, "cancel-me"))
-    while "cancel-me" not in calc.started:
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    for _ in range(100):
-        if "cancel-me" in calc.cancelled:
-            break
-        await asyncio.sleep(0.01)
-    assert "cancel-me" in calc.cancelled
-    assert await peer.call("add", 2, 2) == 4
-
-
 async def test_server_streams(peer: ipfi.Peer) -> None:
     assert [i async for i in peer.stream("count", 1000)] == list(range(1000))
     assert [i async for i in peer.stream("count_sync", 10)] == list(range(10))
     assert await peer.call("count", 5) == [0, 1, 2, 3, 4]  # call() collects a stream
     assert [i async for i in peer.stream("add", 1, 2)] == [3]  # stream() of a unary call
-
-
-async def test_stopping_a_stream_early_cancels_the_generator(peer: ipfi.Peer) -> None:
-    async with peer.stream("count", 10**9) as items:
-        async for item in items:
-            if item == 10:
-                break
-    assert await peer.call("add", 0, 1) == 1
 
 
 async def test_client_stream_and_bidirectional(peer: ipfi.Peer) -> None:
@@ -189,12 +160,6 @@ async def test_no_common_codec_is_refused(sock_path: str) -> None:
     async with await ipfi.serve(f"unix:{sock_path}", calc.iface, codecs=["msgpack"]):
         with pytest.raises(ipfi.HandshakeError):
             await ipfi.connect(f"unix:{sock_path}", codecs=["json"])
-
-
-async def test_plain_messages_beside_rpc(peer: ipfi.Peer) -> None:
-    peer.send(2, b"telemetry?")
-    with pytest.raises(ipfi.LocalProtocolError):
-        peer.send(1, b"channel 1 carries RPC for an ipfi peer")
 
 
 async def test_auth_token_reaches_authenticate(sock_path: str) -> None:

@@ -62,14 +62,6 @@ def test_calls_errors_and_streams(sync_server: str) -> None:
         assert 0 < peer.ping() < 1
 
 
-def test_breaking_out_of_a_stream_cancels_it(sync_server: str) -> None:
-    with ipfi.sync.connect(sync_server) as peer:
-        for item in peer.stream("count_sync", 10**9):
-            if item == 100:
-                break
-        assert peer.call("add", 1, 1) == 2
-
-
 def test_sixteen_threads_thousand_calls_each(sync_server: str) -> None:
     errors: list[str] = []
     with ipfi.sync.connect(sync_server) as peer:

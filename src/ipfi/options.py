@@ -65,6 +65,8 @@ class Options:
             raise ValueError(f"codecs must name some of {list(CODECS)}, got {list(self.codecs)}")
         if self.keepalive is not None and self.keepalive <= 0:
             raise ValueError("keepalive must be positive")
+        if self.keepalive_timeout is not None and (self.keepalive is None or self.keepalive_timeout <= self.keepalive):
+            raise ValueError("keepalive_timeout needs a keepalive, and must exceed it (a live peer gets a ping first)")
         if self.unix_buffer_size is not None and self.unix_buffer_size <= 0:
             raise ValueError("unix_buffer_size must be positive (or None for the system's)")
 

@@ -1,15 +1,25 @@
 """One behaviour suite for every driver: each test runs against a server and a client of the same
-driver (asyncio on the standard loop, asyncio on uvloop, blocking) over each wire it supports
-(Unix socket, TCP). The asyncio driver runs on a loop in a thread of the test's own, behind an
-adapter with the blocking driver's shape, so one test body drives both."""
+driver (asyncio on the standard loop, asyncio on uvloop, blocking) over each wire: the in-process
+pair (``ipfi.pair`` / ``ipfi.sync.pair``), a Unix socket, TCP, and ``exec:`` (the server is a child
+process serving on its stdio, see child.py). The asyncio driver runs on a loop in a thread of the
+test's own, behind an adapter with the blocking driver's shape, so one test body drives both.
+
+What a wire cannot show is skipped by the tests that need it, saying why: over ``exec:`` the
+procedures run in another process (their records and the server's connections are not visible
+here); only sockets can carry a raw, hand-made peer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
+import shlex
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,7 +29,8 @@ import ipfi
 
 T = TypeVar("T")
 DRIVERS = ["asyncio", "uvloop", "blocking"]
-WIRES = ["unix", "tcp"]
+WIRES = ["memory", "unix", "tcp", "exec"]
+CHILD = Path(__file__).resolve().parent / "child.py"
 
 
 class LoopInThread:
@@ -105,36 +116,83 @@ class SyncClient:
         assert self.peer.is_closed
 
 
+class PairServer:
+    """What a test sees of the server side of in-process pairs: its live peers."""
+
+    def __init__(self) -> None:
+        self.peers: list[Any] = []
+
+    @property
+    def connections(self) -> list[Any]:
+        return [peer for peer in self.peers if not peer.is_closed]
+
+
 @dataclass
 class World:
     """A driver and a wire: ``serve`` a server, ``connect`` clients; everything stops with the test."""
 
     driver: str
+    wire: str
     address: str
     loop: LoopInThread | None
-    cleanups: list[Callable[[], None]]
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    served: tuple[ipfi.Interface, dict[str, Any]] | None = None
+    pair_server: PairServer = field(default_factory=PairServer)
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the server's procedures run in this process (not over ``exec:``)."""
+        return self.wire != "exec"
 
     def serve(self, iface: ipfi.Interface, **options: Any) -> Any:
+        if self.wire in ("memory", "exec"):  # a server per connection, made by connect()
+            self.served = (iface, options)
+            return self.pair_server
         if self.loop is None:
             server = ipfi.sync.serve(self.address, iface, **options)
             self.cleanups.append(server.close)
         else:
-            options.pop("workers", None)  # the blocking server's thread pool: asyncio has none
-            server = self.loop.run(ipfi.serve(self.address, iface, **options))
+            server = self.loop.run(ipfi.serve(self.address, iface, **_for_asyncio(options)))
             self.cleanups.append(lambda: self.loop.run(_close(server)))  # type: ignore[union-attr]
         self.address = server.bound_address
         return server
 
     def connect(self, iface: ipfi.Interface | None = None, **options: Any) -> Any:
+        if self.wire == "memory":
+            return self._pair(iface, options)
+        address = self.address
+        if self.wire == "exec":
+            assert self.served is not None
+            server_options = dict(self.served[1])
+            if "limits" in server_options:
+                server_options["limits"] = dataclasses.asdict(server_options["limits"])
+            address = "exec:" + shlex.join([sys.executable, str(CHILD), self.driver, json.dumps(server_options)])
         if self.loop is None:
-            client: Any = SyncClient(ipfi.sync.connect(self.address, iface, **options))
+            client: Any = SyncClient(ipfi.sync.connect(address, iface, **options))
         else:
-            client = AioClient(self.loop, self.loop.run(_awaited(ipfi.connect(self.address, iface, **options))))
+            client = AioClient(self.loop, self.loop.run(_awaited(ipfi.connect(address, iface, **options))))
         self.cleanups.append(lambda: _quietly(client.close))
         return client
 
-    def server_peers(self, server: Any) -> list[Any]:
-        return list(server.connections)
+    def _pair(self, iface: ipfi.Interface | None, options: dict[str, Any]) -> Any:
+        assert self.served is not None
+        server_iface, server_options = self.served
+        both = {**server_options, **options}  # one set of options for the two ends of a pair
+        if self.loop is None:
+            peer, server_peer = ipfi.sync.pair(iface, server_iface, **both)
+            client: Any = SyncClient(peer)
+            self.cleanups.append(lambda: _quietly(lambda: server_peer.close(timeout=0)))
+        else:
+            peer, server_peer = self.loop.run(ipfi.pair(iface, server_iface, **_for_asyncio(both)))
+            client = AioClient(self.loop, peer)
+            self.cleanups.append(lambda: self.loop.loop.call_soon_threadsafe(server_peer.close))  # type: ignore[union-attr]
+        self.pair_server.peers.append(server_peer)
+        self.cleanups.append(lambda: _quietly(client.close))
+        return client
+
+
+def _for_asyncio(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if name != "workers"}  # a blocking server's pool
 
 
 async def _awaited(opening: Any) -> Any:
@@ -154,9 +212,9 @@ def _quietly(close: Callable[[], None]) -> None:
 @pytest.fixture(params=[(driver, wire) for driver in DRIVERS for wire in WIRES], ids=lambda p: f"{p[0]}-{p[1]}")
 def world(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[World]:
     driver, wire = request.param
-    address = f"unix:{tmp_path / 'b.sock'}" if wire == "unix" else "tcp://127.0.0.1:0"
+    address = {"unix": f"unix:{tmp_path / 'b.sock'}", "tcp": "tcp://127.0.0.1:0"}.get(wire, "")
     loop = None if driver == "blocking" else LoopInThread(driver == "uvloop")
-    world = World(driver, address, loop, [])
+    world = World(driver, wire, address, loop)
     try:
         yield world
     finally:

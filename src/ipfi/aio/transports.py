@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 log = logging.getLogger("ipfi.aio")
 
@@ -156,23 +156,21 @@ class ChildProcessTransport(_WritePipeTransport):
             stderr=None,
         )
         transport._process = process
-        stdin = process.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        transport.writer = stdin
+        # (uvloop's pipe transports have these methods without being asyncio's classes: no isinstance)
+        transport.writer = cast(asyncio.WriteTransport, process.get_pipe_transport(0))
         protocol.connection_made(transport)
         return transport
 
+    def _stdout(self) -> asyncio.ReadTransport | None:
+        return None if self._process is None else cast(asyncio.ReadTransport, self._process.get_pipe_transport(1))
+
     def pause_reading(self) -> None:
-        if self._process is not None:
-            stdout = self._process.get_pipe_transport(1)
-            if isinstance(stdout, asyncio.ReadTransport):
-                stdout.pause_reading()
+        if (stdout := self._stdout()) is not None:
+            stdout.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._process is not None:
-            stdout = self._process.get_pipe_transport(1)
-            if isinstance(stdout, asyncio.ReadTransport):
-                stdout.resume_reading()
+        if (stdout := self._stdout()) is not None:
+            stdout.resume_reading()
 
     def close(self) -> None:
         if self._closing or self._process is None:

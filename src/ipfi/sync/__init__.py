@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..core.connection import Role
 from ..core.interface import Interface
 from ..net.addresses import parse_address
 from ..options import make_options
-from .links import open_link
+from .links import SocketLink, open_link
 from .peer import Peer
 from .server import Server, serve
 
@@ -35,4 +36,37 @@ def connect(address: str, iface: Interface | None = None, *, workers: int = 4, *
         raise
 
 
-__all__ = ["Peer", "Server", "connect", "serve"]
+def pair(
+    client_iface: Interface | None = None,
+    server_iface: Interface | None = None,
+    *,
+    workers: int = 4,
+    **options: Any,
+) -> tuple[Peer, Peer]:
+    """Two connected peers in this process, over a socket pair: ``(client, server)``, handshake done.
+
+    Each side with an interface gets a reader thread and ``workers`` threads to serve it. Raises
+    :class:`~ipfi.HandshakeError` (or :class:`~ipfi.HandshakeTimeout`) if the handshake fails.
+    """
+    settings = make_options(**options)
+    client_end, server_end = socket.socketpair()
+
+    def executor(iface: Interface | None) -> ThreadPoolExecutor | None:
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker") if iface else None
+
+    server = Peer(
+        SocketLink(server_end), Role.SERVER, server_iface, settings, executor=executor(server_iface), owns_executor=True
+    )
+    client = Peer(
+        SocketLink(client_end), Role.CLIENT, client_iface, settings, executor=executor(client_iface), owns_executor=True
+    )
+    server.open(background_reader=True)
+    try:
+        client.open(background_reader=client_iface is not None)
+    except BaseException:
+        server.close(timeout=0.0)
+        raise
+    return client, server
+
+
+__all__ = ["Peer", "Server", "connect", "pair", "serve"]

@@ -1,0 +1,99 @@
+"""The procedures of the behaviour suite, built afresh for each test (see Record), in the test's
+process or, for the ``exec:`` wire, in the child that serves them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ipfi
+
+
+class Record:
+    """What the procedures of one test saw (a fresh one per test: nothing is shared)."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.started = threading.Event()
+        self.seen: list[Any] = []
+
+
+def interface(driver: str, record: Record) -> ipfi.Interface:
+    """The procedures every behaviour test calls, for a server of ``driver``."""
+    iface = ipfi.Interface()
+    blocking = driver == "blocking"
+
+    @iface.procedure
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @iface.procedure
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    @iface.procedure
+    async def count(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    @iface.procedure
+    async def forever() -> AsyncIterator[int]:
+        record.started.set()
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        finally:
+            record.stopped.set()
+
+    @iface.procedure
+    async def wait_for_cancel(seconds: float) -> str:
+        record.started.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            record.stopped.set()
+            raise
+        return "finished"
+
+    @iface.procedure
+    async def time_left() -> float | None:
+        return ipfi.current_call().time_left()
+
+    @iface.procedure
+    def push(channel: int, payload: bytes) -> None:
+        ipfi.current_peer().send(channel, payload)
+
+    if blocking:
+
+        @iface.procedure
+        def call_back(name: str) -> Any:
+            return ipfi.current_peer().call(name, "from the server")
+
+        @iface.procedure
+        def total(items: Iterator[int]) -> int:
+            return sum(items)
+
+        @iface.procedure
+        def drain(channel: int) -> bytes:
+            return bytes(ipfi.current_peer().receive(channel, timeout=5).payload)
+
+    else:
+
+        @iface.procedure(name="call_back")
+        async def call_back_async(name: str) -> Any:
+            return await ipfi.current_peer().call(name, "from the server")
+
+        @iface.procedure(name="total")
+        async def total_async(items: AsyncIterator[int]) -> int:
+            return sum([item async for item in items])
+
+        @iface.procedure(name="drain")
+        async def drain_async(channel: int) -> bytes:
+            return bytes((await ipfi.current_peer().receive(channel, timeout=5)).payload)
+
+    return iface
