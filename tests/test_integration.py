@@ -208,7 +208,7 @@ async def test_client_disconnect_cancels_its_running_procedures(sock_path: str) 
         while sum(tag.startswith("orphan-") for tag in calc.started) < 3:
             await asyncio.sleep(0.01)
         [server_peer] = server.connections
-        peer.close()
+        peer.abort()
         await asyncio.gather(*calls, return_exceptions=True)
         await asyncio.wait_for(server_peer.wait_closed(), 1)
         await asyncio.sleep(0.05)

@@ -11,7 +11,20 @@ Serve it with ``await ipfi.serve("unix:calc.sock", iface)``; call it with
 """
 
 from . import sync
-from .aio import CallStream, Message, Peer, Proxy, Server, accept_stream, connect, connect_stream, pair, run, serve
+from .aio import (
+    CallStream,
+    Message,
+    Opening,
+    Peer,
+    Proxy,
+    Server,
+    accept_stream,
+    connect,
+    connect_stream,
+    pair,
+    run,
+    serve,
+)
 from .core.errors import (
     AddressError,
     AddressInUse,
@@ -42,7 +55,7 @@ from .core.interface import CallContext, Interface, current_call, current_peer
 from .core.limits import Limits
 from .net.addresses import Address, parse_address
 from .net.credentials import Credentials
-from .options import Options
+from .options import OptionArgs, Options
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
 __version__ = "0.1.0"
@@ -77,6 +90,8 @@ __all__ = [
     "Limits",
     "LocalProtocolError",
     "Message",
+    "Opening",
+    "OptionArgs",
     "Options",
     "PayloadTooLarge",
     "Peer",

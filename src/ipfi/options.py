@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .core.codecs import CODECS, DEFAULT_CODECS
 from .core.errors import HandshakeError
@@ -71,22 +71,31 @@ class Options:
             raise ValueError("unix_buffer_size must be positive (or None for the system's)")
 
 
-def make_options(
-    *,
-    limits: Limits | None = None,
-    codecs: Sequence[str] | None = None,
-    channels: Sequence[int] | None = None,
-    allow_uids: Iterable[int] | None = None,
-    **rest: Any,
-) -> Options:
-    """Options from keyword arguments, with ``None`` meaning the default."""
-    given: dict[str, Any] = dict(rest)
-    if allow_uids is not None:
-        given["allow_uids"] = frozenset(allow_uids)
-    if limits is not None:
-        given["limits"] = limits
-    if codecs is not None:
-        given["codecs"] = tuple(codecs)
-    if channels is not None:
-        given["channels"] = tuple(channels)
-    return Options(**given)
+class OptionArgs(TypedDict, total=False):
+    """The keyword arguments ``connect``, ``serve``, ``pair`` and friends take (both drivers): the
+    fields of :class:`Options`, with any iterable for the sequences."""
+
+    limits: Limits
+    codecs: Sequence[str]
+    channels: Sequence[int]
+    auth_token: str | None
+    authenticate: Callable[[Any], bool] | None
+    keepalive: float | None
+    keepalive_timeout: float | None
+    rpc: bool
+    binary_views: bool
+    mode: int
+    allow_uids: Iterable[int] | None
+    unix_buffer_size: int | None
+
+
+def make_options(**given: Unpack[OptionArgs]) -> Options:
+    """:class:`Options` from keyword arguments. Raises ``ValueError`` for a value out of range and
+    ``TypeError`` for an unknown name."""
+    fields: dict[str, Any] = dict(given)
+    for name in ("codecs", "channels"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    if fields.get("allow_uids") is not None:
+        fields["allow_uids"] = frozenset(fields["allow_uids"])
+    return Options(**fields)

@@ -105,6 +105,7 @@ class SyncClient:
         self.receive = peer.receive
         self.ping = peer.ping
         self.close = peer.close
+        self.abort = peer.abort
 
     @property
     def is_open(self) -> bool:
@@ -181,11 +182,11 @@ class World:
         if self.loop is None:
             peer, server_peer = ipfi.sync.pair(iface, server_iface, **both)
             client: Any = SyncClient(peer)
-            self.cleanups.append(lambda: _quietly(lambda: server_peer.close(timeout=0)))
+            self.cleanups.append(lambda: _quietly(server_peer.abort))
         else:
             peer, server_peer = self.loop.run(ipfi.pair(iface, server_iface, **_for_asyncio(both)))
             client = AioClient(self.loop, peer)
-            self.cleanups.append(lambda: self.loop.loop.call_soon_threadsafe(server_peer.close))  # type: ignore[union-attr]
+            self.cleanups.append(lambda: self.loop.loop.call_soon_threadsafe(server_peer.abort))  # type: ignore[union-attr]
         self.pair_server.peers.append(server_peer)
         self.cleanups.append(lambda: _quietly(client.close))
         return client

@@ -127,7 +127,19 @@ def test_a_graceful_close_ends_the_connection_on_both_sides(world: World, record
         while server.connections and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not server.connections
-    with pytest.raises((ipfi.InvalidState, ipfi.ConnectionLost)):
+    with pytest.raises(ipfi.InvalidState):  # this side closed it: a misuse, not a lost connection
+        client.call("add", 1, 2)
+
+
+def test_an_abort_fails_pending_calls_at_once(world: World, client: Any, record: Record) -> None:
+    in_process(world)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.call, "wait_for_cancel", 30)
+        assert record.started.wait(3)
+        client.abort() if world.driver == "blocking" else world.loop.loop.call_soon_threadsafe(client.peer.abort)  # type: ignore[union-attr]
+        with pytest.raises(ipfi.ConnectionLost):
+            pending.result(5)
+    with pytest.raises(ipfi.InvalidState):
         client.call("add", 1, 2)
 
 
@@ -139,7 +151,7 @@ def test_losing_the_server_fails_pending_calls(world: World, record: Record) -> 
         pending = pool.submit(client.call, "wait_for_cancel", 30)
         assert record.started.wait(3)
         for peer in list(server.connections):
-            peer.close() if world.driver == "blocking" else world.loop.loop.call_soon_threadsafe(peer.close)  # type: ignore[union-attr]
+            peer.abort() if world.driver == "blocking" else world.loop.loop.call_soon_threadsafe(peer.abort)  # type: ignore[union-attr]
         with pytest.raises(ipfi.ConnectionLost) as raised:
             pending.result(5)
     assert isinstance(raised.value, ConnectionError)

@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Unpack
 
 from ..core.connection import Role
 from ..core.errors import AddressError, HandshakeTimeout
@@ -17,7 +17,7 @@ from ..core.interface import Interface
 from ..net.addresses import Address, parse_address
 from ..net.listeners import Listener
 from ..net.services import not_running
-from ..options import Options, make_options
+from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .peer import Peer, new_peer
@@ -26,8 +26,15 @@ from .transports import CallbackTransport, ChildProcessTransport, MemoryTranspor
 log = logging.getLogger("ipfi.aio")
 
 
-class _Opening:
-    """``await`` it for a :class:`Peer`, or use it as ``async with`` to close the peer afterwards."""
+class Opening:
+    """A connection being opened: ``await`` it for the :class:`Peer`, or use it as ``async with`` to
+    have the peer closed gracefully (:meth:`Peer.aclose`) afterwards.
+
+    Awaiting it raises what opening raises: ``OSError`` from the wire (``ConnectionRefusedError``
+    where nothing listens), :class:`~ipfi.HandshakeError` if the handshake is refused or malformed,
+    :class:`~ipfi.HandshakeTimeout` (a ``TimeoutError``) if it takes longer than
+    ``Limits.handshake_timeout``, :class:`~ipfi.AddressError` (a ``ValueError``) for a bad address.
+    """
 
     def __init__(self, opener: Coroutine[Any, Any, Peer]) -> None:
         self._opener = opener
@@ -49,20 +56,20 @@ async def _handshaken(peer: Peer) -> Peer:
     try:
         await asyncio.wait_for(peer.wait_opened(), peer.options.limits.handshake_timeout)
     except TimeoutError:
-        peer.close()
+        peer.abort()
         raise HandshakeTimeout(f"no handshake reply within {peer.options.limits.handshake_timeout} s") from None
     except BaseException:
-        peer.close()
+        peer.abort()
         raise
     return peer
 
 
-def connect(address: str, iface: Interface | None = None, **options: Any) -> _Opening:
+def connect(address: str, iface: Interface | None = None, **options: Unpack[OptionArgs]) -> Opening:
     """Connect to ``address`` (``unix:``, ``tcp://``, ``stdio:``, ``exec:``) and complete the handshake.
 
     ``iface`` is what this side offers the peer (it may call back). Options: see :class:`~ipfi.Options`.
     """
-    return _Opening(_connect(parse_address(address), iface, make_options(**options)))
+    return Opening(_connect(parse_address(address), iface, make_options(**options)))
 
 
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
@@ -103,20 +110,20 @@ def connect_stream(
     source: AsyncIterable[bytes],
     sink: Callable[[bytes], Awaitable[None] | None],
     iface: Interface | None = None,
-    **options: Any,
-) -> _Opening:
+    **options: Unpack[OptionArgs],
+) -> Opening:
     """Connect as the client over any byte source (async iterable of chunks) and sink (callable)."""
-    return _Opening(_over_callbacks(Role.CLIENT, source, sink, iface, make_options(**options)))
+    return Opening(_over_callbacks(Role.CLIENT, source, sink, iface, make_options(**options)))
 
 
 def accept_stream(
     source: AsyncIterable[bytes],
     sink: Callable[[bytes], Awaitable[None] | None],
     iface: Interface | None = None,
-    **options: Any,
-) -> _Opening:
+    **options: Unpack[OptionArgs],
+) -> Opening:
     """Like :func:`connect_stream`, as the server side (waits for the client's hello)."""
-    return _Opening(_over_callbacks(Role.SERVER, source, sink, iface, make_options(**options)))
+    return Opening(_over_callbacks(Role.SERVER, source, sink, iface, make_options(**options)))
 
 
 async def _over_callbacks(
@@ -132,7 +139,7 @@ async def _over_callbacks(
 
 
 async def pair(
-    client_iface: Interface | None = None, server_iface: Interface | None = None, **options: Any
+    client_iface: Interface | None = None, server_iface: Interface | None = None, **options: Unpack[OptionArgs]
 ) -> tuple[Peer, Peer]:
     """Two connected peers in this process, over memory: ``(client, server)``."""
     settings = make_options(**options)
@@ -246,7 +253,7 @@ class Server(TimersAndFds):
         if self._listener is not None:
             self._listener.close()
         for peer in list(self.connections):
-            peer.close()
+            peer.abort()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -271,8 +278,13 @@ class _Refuser(asyncio.Protocol):
         transport.close()
 
 
-async def serve(address: str, iface: Interface | None, **options: Any) -> Server:
-    """Listen on ``address`` and serve ``iface`` to every connection. Options: see :class:`~ipfi.Options`."""
+async def serve(address: str, iface: Interface | None, **options: Unpack[OptionArgs]) -> Server:
+    """Listen on ``address`` and serve ``iface`` to every connection. Options: see :class:`~ipfi.Options`.
+
+    Raises :class:`~ipfi.AddressInUse` where another server listens (or holds the service's lock),
+    :class:`~ipfi.AddressError` for a bad address, ``OSError`` from the system (e.g.
+    ``PermissionError``), ``ValueError`` for bad options.
+    """
     server = Server(parse_address(address), iface, make_options(**options))
     await server.start()
     return server

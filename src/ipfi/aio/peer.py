@@ -634,6 +634,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         call: the peer cancels the procedure when it passes, and :class:`DeadlineExceeded` is raised.
         ``input`` streams items to the procedure (it receives them as its first argument).
         Cancelling the awaiting task cancels the remote procedure.
+
+        Raises :class:`RemoteError` (or a subclass: :class:`ProcedureNotFound`,
+        :class:`InvalidArguments`, :class:`Busy`, :class:`DeadlineExceeded`, :class:`Cancelled`) as
+        the peer answers; :class:`ConnectionLost` if the connection ends first; ``TypeError`` for a
+        value the codec cannot encode and :class:`PayloadTooLarge` past the peer's limits (nothing
+        sent); :class:`InvalidState` after this side closed; :class:`LocalProtocolError` with a
+        plain ipcprims peer.
         """
         core = self._core
         call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input is not None)
@@ -671,11 +678,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         """Call a streaming procedure; iterate the result with ``async for``.
 
         Use as ``async with peer.stream(...) as items:`` to cancel the remote generator on early exit.
+        Iterating raises as :meth:`call` does.
         """
         return CallStream(self, name, args, kwargs, timeout=timeout, input_items=input)
 
     def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
-        """Call ``name`` without waiting for (or getting) a reply."""
+        """Call ``name`` without waiting for (or getting) a reply. Raises as :meth:`call` does before
+        sending (an unencodable value, the size, the connection's state)."""
         self._core.send_notify(name, args, kwargs)
         self._schedule_flush()
 
@@ -718,7 +727,11 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     # -- plain messages ------------------------------------------------------------------------------
 
     def send(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
-        """Send a plain frame on a negotiated channel (not the RPC channel 1 of an ipfi peer)."""
+        """Send a plain frame on a negotiated channel (not the RPC channel 1 of an ipfi peer).
+
+        Raises :class:`LocalProtocolError` for a channel not negotiated, :class:`PayloadTooLarge`
+        past the peer's frame limit, :class:`InvalidState` or :class:`ConnectionLost` when the
+        connection is not open."""
         self._core.send_message(channel, payload)
         self._schedule_flush()
 
@@ -749,7 +762,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     # -- control ---------------------------------------------------------------------------------------
 
     async def ping(self, timeout: float | None = 5.0) -> float:
-        """Round-trip time in seconds of a ping/pong on the control channel."""
+        """Round-trip time in seconds of a ping/pong on the control channel. Raises
+        ``TimeoutError`` after ``timeout`` seconds, :class:`ConnectionLost` if the connection is not
+        open or ends first."""
         if not self._core.is_open:
             raise ConnectionLost("connection is not open")
         waiter: asyncio.Future[float] = self._loop.create_future()
@@ -779,12 +794,12 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             except TimeoutError:
                 log.debug("peer %s: no shutdown_ack within %s s", self.peer_id, timeout)
         self._close_error = self._close_error or ConnectionLost("connection closed")
-        self.close()
+        self.abort()
         await self.wait_closed()
 
-    def close(self) -> None:
-        """Abrupt close: at once, without the shutdown exchange; pending calls raise
-        :class:`ConnectionLost`, later ones :class:`InvalidState`."""
+    def abort(self) -> None:
+        """Abrupt close: at once, without the shutdown exchange. Pending calls raise
+        :class:`ConnectionLost`, later ones :class:`InvalidState`. Raises nothing."""
         self._core.closed_here = True
         if self._transport is not None and not self._transport.is_closing():
             self._close_error = self._close_error or ConnectionLost("connection closed")

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Unpack
 
 from ..core.connection import Role
 from ..core.interface import Interface
 from ..net.addresses import parse_address
-from ..options import make_options
+from ..options import OptionArgs, make_options
 from .links import SocketLink, open_link
 from .peer import Peer
 from .server import Server, serve
 
 
-def connect(address: str, iface: Interface | None = None, *, workers: int = 4, **options: Any) -> Peer:
+def connect(address: str, iface: Interface | None = None, *, workers: int = 4, **options: Unpack[OptionArgs]) -> Peer:
     """Connect to ``address`` and complete the handshake; usable as a context manager.
 
     With ``iface``, the peer may call this side back: a reader thread and ``workers`` threads serve it.
     Without, no thread is started: callers read their own replies.
+
+    Raises ``OSError`` from the wire (``ConnectionRefusedError`` where nothing listens),
+    :class:`~ipfi.HandshakeError`, :class:`~ipfi.HandshakeTimeout` (a ``TimeoutError``),
+    :class:`~ipfi.AddressError` (a ``ValueError``) for a bad address, ``ValueError`` for bad options.
     """
     settings = make_options(**options)
     link = open_link(parse_address(address), settings.limits.handshake_timeout)
@@ -41,7 +45,7 @@ def pair(
     server_iface: Interface | None = None,
     *,
     workers: int = 4,
-    **options: Any,
+    **options: Unpack[OptionArgs],
 ) -> tuple[Peer, Peer]:
     """Two connected peers in this process, over a socket pair: ``(client, server)``, handshake done.
 

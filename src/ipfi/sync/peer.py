@@ -28,6 +28,7 @@ from ..core.errors import (
     HandshakeError,
     HandshakeTimeout,
     InheritedConnection,
+    InvalidState,
     KeepaliveTimeout,
     ProcedureNotFound,
     RemoteProtocolError,
@@ -258,6 +259,12 @@ class Peer(PeerBase):
         return str(self._error) if self._error is not None else None
 
     # -- the reader role ---------------------------------------------------------------------------
+
+    def _ended(self) -> Exception:
+        """What a call on an ended connection raises: InvalidState after this side's own close."""
+        if self._core.closed_here:
+            return InvalidState("the connection was closed by this side")
+        return ConnectionLost(str(self._error))
 
     def _check_process(self) -> None:
         if self._inherited:
@@ -780,6 +787,13 @@ class Peer(PeerBase):
 
         ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
         procedure cancelled. ``input`` streams items to the procedure.
+
+        Raises :class:`RemoteError` (or a subclass: :class:`ProcedureNotFound`,
+        :class:`InvalidArguments`, :class:`Busy`, :class:`DeadlineExceeded`, :class:`Cancelled`) as
+        the peer answers; :class:`ConnectionLost` if the connection ends first; ``TypeError`` for a
+        value the codec cannot encode and :class:`PayloadTooLarge` past the peer's limits (nothing
+        sent); :class:`InvalidState` after this side closed; :class:`LocalProtocolError` with a
+        plain ipcprims peer; :class:`InheritedConnection` in a forked child.
         """
         call_id, pending, reader = self._start(name, args, kwargs, timeout, input, collect=True)
         try:  # (a deadline is the core's: it fails the call with DeadlineExceeded)
@@ -808,7 +822,8 @@ class Peer(PeerBase):
         input: Iterable[Any] | None = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        """Call a streaming procedure and iterate its items; closing the iterator cancels it."""
+        """Call a streaming procedure and iterate its items; closing the iterator cancels it.
+        Raises as :meth:`call` does (when sending, and as the items are iterated)."""
         call_id, pending, _ = self._start(name, args, kwargs, timeout, input)
         return self._items(call_id, pending)
 
@@ -833,7 +848,7 @@ class Peer(PeerBase):
             lock.acquire()
             try:
                 if self._error is not None:
-                    raise ConnectionLost(str(self._error))
+                    raise self._ended()
                 core = self._core
                 call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
                 self._calls[call_id] = pending
@@ -901,7 +916,7 @@ class Peer(PeerBase):
         self._flush()
 
     def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
-        """Call ``name`` without a reply."""
+        """Call ``name`` without a reply. Raises as :meth:`call` does before sending."""
         self._check_process()
         with self._lock:
             self._core.send_notify(name, args, kwargs)
@@ -910,7 +925,11 @@ class Peer(PeerBase):
     # -- messages and control ----------------------------------------------------------------------
 
     def send(self, channel: int, payload: bytes | bytearray | memoryview) -> None:
-        """Send a plain frame on a negotiated non-RPC channel."""
+        """Send a plain frame on a negotiated non-RPC channel.
+
+        Raises :class:`LocalProtocolError` for a channel not negotiated, :class:`PayloadTooLarge`
+        past the peer's frame limit, :class:`InvalidState` or :class:`ConnectionLost` when the
+        connection is not open."""
         self._check_process()
         with self._lock:
             self._core.send_message(channel, payload)
@@ -948,7 +967,8 @@ class Peer(PeerBase):
             super()._message_taken(size)
 
     def ping(self, timeout: float = 5.0) -> float:
-        """Round-trip time of a ping, in seconds."""
+        """Round-trip time of a ping, in seconds. Raises ``TimeoutError`` after ``timeout`` seconds,
+        :class:`ConnectionLost` if the connection is not open or ends first."""
         self._check_process()
         answer: list[float] = []
         with self._lock:
@@ -959,25 +979,36 @@ class Peer(PeerBase):
         return answer[0]
 
     def close(self, timeout: float = 1.0) -> None:
-        """Ask the peer to shut down, wait up to ``timeout`` for its ack, then close.
+        """Graceful close: ask the peer to shut down, wait up to ``timeout`` for its ack, then close.
 
-        Pending calls raise :class:`ConnectionLost`. A forked child only drops its copy.
+        Pending calls raise :class:`ConnectionLost`, later ones :class:`InvalidState`. A forked
+        child only drops its copy. Raises nothing.
         """
+        self._end(timeout)
+
+    def abort(self) -> None:
+        """Abrupt close: at once, without the shutdown exchange. Pending calls raise
+        :class:`ConnectionLost`, later ones :class:`InvalidState`. Raises nothing."""
+        self._end(None)
+
+    def _end(self, graceful_timeout: float | None) -> None:
         if self._inherited:
             self._link.close()
             return
         with self._lock:
-            graceful = self._core.is_open and self._error is None
+            self._core.closed_here = True
+            graceful = graceful_timeout is not None and self._core.is_open and self._error is None
             if graceful:
                 self._core.send_shutdown_request()
         if graceful:
+            assert graceful_timeout is not None
             self._flush()
             with contextlib.suppress(TimeoutError, ConnectionLost):
-                self._wait_until(lambda: self._shutdown_acked, time.monotonic() + timeout)
+                self._wait_until(lambda: self._shutdown_acked, time.monotonic() + graceful_timeout)
         with self._lock:
             self._lose(ConnectionLost("connection closed"))
         if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(timeout)
+            self._reader.join(graceful_timeout or 1.0)
         self._link.close()
         if self._owns_loop_thread and self.loop_thread is not None:
             self.loop_thread.close()

@@ -8,13 +8,13 @@ import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Unpack
 
 from ..core.connection import Role
 from ..core.interface import Interface
 from ..net.addresses import Address, parse_address
 from ..net.listeners import Listener
-from ..options import Options, make_options
+from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .links import SocketLink, stdio_link
@@ -140,9 +140,11 @@ class Server(TimersAndFds):
         self.close()
 
 
-def serve(address: str, iface: Interface | None, *, workers: int = 16, **options: Any) -> Server:
+def serve(address: str, iface: Interface | None, *, workers: int = 16, **options: Unpack[OptionArgs]) -> Server:
     """Listen on ``address`` and serve ``iface``, with ``workers`` threads for procedures that block.
 
-    Options: see :class:`~ipfi.Options`.
+    Options: see :class:`~ipfi.Options`. Raises :class:`~ipfi.AddressInUse` where another server
+    listens (or holds the service's lock), :class:`~ipfi.AddressError` for a bad address, ``OSError``
+    from the system (e.g. ``PermissionError``), ``ValueError`` for bad options.
     """
     return Server(parse_address(address), iface, make_options(**options), workers=workers).start()
