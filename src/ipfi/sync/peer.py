@@ -124,7 +124,8 @@ class _Flusher:
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def request(self) -> None:
-        self._wanted.set()
+        if not self._wanted.is_set():  # (set and not yet taken: the coming write takes this item too)
+            self._wanted.set()
 
     def stop(self) -> None:
         self._stopped = True
@@ -736,9 +737,14 @@ class Peer(PeerBase):
         call_id = work.call_id
         with self._lock:
             core.open_output_stream(call_id)
+            flusher = self._flusher
+            if flusher is None:
+                flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
+        credit = 0  # then as send_item returns it: no lock and look-up per item to ask
         try:
             for item in items:
-                self._send_item(call_id, item, soon=True)
+                credit = self._send_item(call_id, item, credit)
+                flusher.request()
         except Exception as exc:
             work.error = exc
             return
@@ -750,27 +756,16 @@ class Peer(PeerBase):
             if core.is_open:
                 core.send_end(call_id)
 
-    def _send_item(self, call_id: int, item: Any, *, soon: bool = False) -> None:
-        """Queue one item, waiting for credit first; ``soon``: let the flusher write it."""
+    def _send_item(self, call_id: int, item: Any, credit: int) -> int:
+        """Queue one item; when ``credit`` (as the previous call returned it) is spent, first write
+        what is queued and wait for the consumer's. Returns the credit left; the caller has the item
+        written. Raises :class:`ConnectionLost` once the stream has ended (cancelled, expired, closed)."""
         core = self._core
-        with self._lock:
-            has_credit = core.credit(call_id) > 0
-        if not has_credit:
-            self._flush()  # what is queued goes out before we wait for the consumer
-            self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
-        flusher = None
-        with self._lock:
-            if not core.stream_open(call_id):
-                raise ConnectionLost(f"stream {call_id} was cancelled or closed")
-            core.send_item(call_id, item)
-            if soon:
-                flusher = self._flusher
-                if flusher is None:
-                    flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
-        if flusher is not None:
-            flusher.request()
-        else:
+        if credit <= 0:
             self._flush()
+            self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
+        with self._lock:
+            return core.send_item(call_id, item)
 
     # -- calling the peer --------------------------------------------------------------------------
 
@@ -869,8 +864,10 @@ class Peer(PeerBase):
 
     def _feed(self, call_id: int, items: Iterable[Any]) -> None:
         try:
+            credit = 0
             for item in items:
-                self._send_item(call_id, item)
+                credit = self._send_item(call_id, item, credit)
+                self._flush()
             with self._lock:
                 if self._core.is_open and call_id in self._calls:
                     self._core.send_end(call_id)
