@@ -330,7 +330,7 @@ class Peer(PeerBase):
             while True:
                 if not self._room.is_set() and threading.current_thread() is self._reader:
                     self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
-                wake = _earliest(deadline, self._timer_at)
+                wake = self._timer_at if deadline is None else _earliest(deadline, self._timer_at)
                 if wake is not None and not self._link.readable(wake - time.monotonic()):
                     with lock:
                         if self._timer_due():
