@@ -407,3 +407,15 @@ def test_has_output_follows_everything_queued() -> None:
     client.send_shutdown_request()
     assert queued(client)
     assert not queued(client)
+
+
+def test_a_reply_to_a_call_the_peer_made_itself_is_ignored() -> None:
+    client, server = wired()
+    call_id = client.send_call("f", [])
+    deliver(client, server)
+    assert server.call_state(call_id) == "running"
+    bogus = encode_frame(wire.RPC_CHANNEL, wire.ID_HEADER.pack(wire.RESULT, call_id) + msgpack.packb(1))
+    assert server.receive_data(bogus) == []  # the peer cannot answer its own call
+    assert server.call_state(call_id) == "running"  # still due, and still answered normally
+    server.send_result(call_id, 2)
+    assert deliver(server, client) == [ResultReceived(call_id, 2)]

@@ -17,6 +17,7 @@ from .events import HandshakeComplete
 from .frames import CONTROL
 from .handshake import VERSION, Hello, negotiate_channels, parse_hello, versions_compatible
 from .limits import Limits
+from .state import State
 
 #: The smallest frame a peer may ask for: a call header and a short name fit (smaller would turn
 #: every message into a run of fragments: 2 M of them for 1 MiB at 2 bytes).
@@ -32,7 +33,7 @@ class Negotiation:
 
     role_is_client: bool
     limits: Limits
-    state: Any
+    state: State
     rpc: bool
     codec: Codec | None
     channels: tuple[int, ...]
@@ -45,7 +46,7 @@ class Negotiation:
     _own_peer_id: str
     _want_rpc: bool
     _binary_views: bool
-    _encode_item: Any
+    _encode_item: Callable[[Any], bytes]
     _peer_window: int
     _peer_max_message: int
     _peer_max_frame: int

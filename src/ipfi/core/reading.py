@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -98,7 +99,7 @@ class Reading:
     _parts: bytearray | list[memoryview]
     _parts_size: int
     _in_parts: bool
-    _pings: Any
+    _pings: deque[float | None]
     _control_window_start: float
     _control_count: int
     _clock: Callable[[], float]
@@ -109,6 +110,7 @@ class Reading:
     _queue_error: Callable[[int, str, str], None]
     _start_deadline: Callable[[Call, float], None]
     close: Callable[[], None]
+    owns: Callable[[int], bool]
     _closed_error: Callable[[], ConnectionLost]
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
@@ -282,8 +284,12 @@ class Reading:
         calls = self._calls
         if kind == _RESULT:
             entry = calls.pop(call_id, None)
-            if entry is not _AWAITING and not self._ends_outgoing(entry, call_id):
-                return None  # a late reply to a call given up on (timeout, cancel)
+            if entry is not _AWAITING:
+                if entry is None:
+                    return None  # a late reply to a call given up on (timeout, cancel)
+                if type(entry) is not Call or not entry.outgoing:
+                    calls[call_id] = entry  # a "reply" to a call the peer made itself: ignored
+                    return None
             return result_sink(call_id, codec.decode_value(body))
         if kind in _CALL_KINDS:
             return self._handle_call(kind, message)
@@ -297,7 +303,7 @@ class Reading:
         if entry is None:
             return None  # about a call that has ended here: a race, not an error
         if kind == wire.END:
-            if self._owns(call_id):  # the end of a streamed result
+            if self.owns(call_id):  # the end of a streamed result
                 del calls[call_id]
                 return StreamEnded(call_id)
             if type(entry) is Call and entry.receive_credit is not None:
@@ -305,12 +311,12 @@ class Reading:
                 return StreamEnded(call_id)
             return None
         if kind == wire.ERROR:
-            if not self._owns(call_id):
+            if not self.owns(call_id):
                 return None
             del calls[call_id]
             return ErrorReceived(call_id, _decode_error(codec.decode_record(body)))
         if kind == wire.CANCEL:
-            if self._owns(call_id):
+            if self.owns(call_id):
                 return None
             del calls[call_id]  # the caller has given up: no reply is due
             self._serving -= 1
@@ -322,19 +328,6 @@ class Reading:
             entry.send_credit = min(entry.send_credit + credit, MAX_WINDOW)
             return CreditReceived(call_id)
         raise RemoteProtocolError(f"RPC message kind {kind:#04x} is not valid here")
-
-    def _owns(self, call_id: int) -> bool:
-        return (call_id & 1) == self._own_parity
-
-    def _ends_outgoing(self, entry: Entry | None, call_id: int) -> bool:
-        """Whether ``entry``, just taken from the table for a RESULT, was a call made here (a call
-        served here goes back: the peer cannot reply to its own call)."""
-        if entry is None:
-            return False
-        if not self._owns(call_id):
-            self._calls[call_id] = entry
-            return False
-        return True
 
     def _handle_call(
         self,
