@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ipfi.core import wire
 from ipfi.core.connection import Connection
 
 from .test_core_rpc import wired
@@ -46,3 +47,32 @@ def test_a_late_result_is_dropped_on_both_paths() -> None:
         client.send_cancel(call_id)
         server.send_result(call_id, 1)  # the CANCEL has not arrived yet: the result goes out
         assert through(client, b"".join(server.data_to_send()), one_read=one_read) == []
+
+
+def test_the_inlined_framing_of_a_call_and_a_result_matches_the_general_framing() -> None:
+    client, server = wired()
+    for args in ([1, 2], [b"x" * 3000], []):
+        call_id = client.send_call("echo", args)  # small, no timeout: framed inline
+        [inlined] = client.data_to_send()
+        body = client.codec.encode_args(args)  # type: ignore[union-attr]
+        header = wire.CALL_HEADER.pack(wire.CALL, call_id, 0, 0, 4) + b"echo"
+        client._queue_message(header, body)  # the general path
+        assert [inlined] == client.data_to_send()
+        server.receive_data(inlined)
+        server.send_result(call_id, args)  # framed inline
+        [inlined_result] = server.data_to_send()
+        server._queue_message(wire.ID_HEADER.pack(wire.RESULT, call_id), server.codec.encode_value(args))  # type: ignore[union-attr, arg-type]
+        assert [inlined_result] == server.data_to_send()
+
+
+def test_a_sink_gets_what_the_event_carries() -> None:
+    client, server = wired()
+    call_id = client.send_call("echo", [1], {"k": "v"})
+    data = b"".join(client.data_to_send())
+    [event] = server.receive_data(data)  # the default sinks are the event classes
+    taken: list[tuple[Any, ...]] = []
+    _, other = wired()
+    other.call_sink = lambda *fields: taken.append(fields)  # type: ignore[assignment,return-value]
+    assert other.receive_data(data) == []
+    assert taken == [(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)]
+    assert call_id == event.call_id
