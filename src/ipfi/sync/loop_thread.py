@@ -12,37 +12,56 @@ T = TypeVar("T")
 
 
 class LoopThread:
-    """Starts its thread and loop at the first :meth:`submit`; :meth:`close` stops both."""
+    """Starts its thread and loop at the first :meth:`submit`; :meth:`close` stops both.
+
+    Every future :meth:`submit` returned is done once :meth:`close` returns (cancelled, if its
+    coroutine had not finished): a thread waiting on one is never left waiting on a stopped loop.
+    """
 
     def __init__(self, name: str = "ipfi-async") -> None:
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coroutine`` on the loop; cancelling the returned future cancels its task."""
-        with self._lock:
+        """Run ``coroutine`` on the loop; cancelling the returned future cancels its task.
+
+        Raises ``RuntimeError`` once :meth:`close` has been called (the coroutine is closed unrun).
+        """
+        with self._lock:  # (held while scheduling: close() cannot stop the loop in between)
+            if self._closed:
+                coroutine.close()
+                raise RuntimeError("the loop thread is closed")
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name=self._name, daemon=True)
+                self._thread = threading.Thread(target=_run, args=(self._loop,), name=self._name, daemon=True)
                 self._thread.start()
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def close(self) -> None:
-        """Cancel what still runs, stop the loop and wait for its thread."""
+        """Stop the loop (what still runs is cancelled and awaited there) and wait for its thread."""
         with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(_cancel_all_and_stop, loop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
+            if self._closed:  # (a peer and its server may both close it)
+                return
+            self._closed = True
+            loop, thread = self._loop, self._thread
+            if loop is not None:
+                loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
 
 
-def _cancel_all_and_stop(loop: asyncio.AbstractEventLoop) -> None:
-    for task in asyncio.all_tasks(loop):
-        task.cancel()
-    loop.call_soon(loop.stop)  # one turn later: the cancelled tasks run their handlers first
+def _run(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread: the loop until stopped, then asyncio.run's shutdown (cancel and await what is left)."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()

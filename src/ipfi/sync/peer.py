@@ -668,7 +668,10 @@ class Peer(PeerBase):
             current_call_var.set(context)
             return await awaitable
 
-        future = loop_thread.submit(in_call())
+        try:
+            future = loop_thread.submit(in_call())
+        except RuntimeError:  # closed: the connection is ending
+            raise ConnectionLost("the connection closed before the procedure could run") from None
         with self._lock:
             if call_id and not self._core.is_serving(call_id):
                 future.cancel()
