@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-from .errors import ProtocolError
+from .errors import RemoteProtocolError
 
 Buffer = bytes | bytearray | memoryview
 #: An encoded body: bytes, or buffers to send one after the other (so a large binary is not copied).
@@ -24,7 +24,8 @@ LARGE_BINARY: Final = 64 * 1024
 
 
 class Codec(Protocol):
-    """What the RPC layer needs from a codec. Decoders raise :class:`ProtocolError` on bad input.
+    """What the RPC layer needs from a codec. Decoders raise :class:`RemoteProtocolError` on bad input
+    (what they decode always came from the peer), and nothing else.
 
     With ``binary_views``, a decoded binary of :data:`LARGE_BINARY` bytes or more (the value itself,
     or an item of a top-level list: call arguments, a result) is a read-only ``memoryview`` of the
@@ -75,13 +76,13 @@ class _StructuredCodec:
     def decode_record(self, data: Buffer) -> dict[str, Any]:
         record = self.decode_value(data)
         if not isinstance(record, dict):
-            raise ProtocolError(f"{self.name}: expected a map, got {type(record).__name__}")
+            raise RemoteProtocolError(f"{self.name}: expected a map, got {type(record).__name__}")
         return record
 
     def _decode_list(self, data: Buffer) -> list[Any]:
         value = self.decode_value(data)
         if not isinstance(value, list):
-            raise ProtocolError(f"{self.name}: expected a list, got {type(value).__name__}")
+            raise RemoteProtocolError(f"{self.name}: expected a list, got {type(value).__name__}")
         return value
 
 
@@ -126,9 +127,9 @@ class MsgpackCodec(_StructuredCodec):
             else:
                 args = _unpackb(data, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
+            raise _undecodable(data, exc) from None
         if type(args) is not list:
-            raise ProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
+            raise RemoteProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
         return args
 
     def _encode(self, value: Any) -> bytes:
@@ -158,7 +159,11 @@ class MsgpackCodec(_StructuredCodec):
                 return _decode_viewing(data)
             return _unpackb(data, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise ProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}") from None
+            raise _undecodable(data, exc) from None
+
+
+def _undecodable(data: Buffer, exc: Exception) -> RemoteProtocolError:
+    return RemoteProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}")
 
 
 _unpackb = msgpack.unpackb  # msgpack ≥ 1.0 decodes str as str (raw=False) by default
@@ -260,10 +265,21 @@ class JsonCodec(_StructuredCodec):
         return b"[" + b",".join(encoded) + b"]"
 
     def decode_value(self, data: Buffer) -> Any:
-        try:
-            return json.loads(bytes(data))
-        except ValueError as exc:
-            raise ProtocolError(f"json: cannot decode {len(data)} bytes: {exc}") from None
+        return decode_json(data, "json")
+
+
+def decode_json(data: Buffer, what: str) -> Any:
+    """Strict JSON of a peer: UTF-8 only (no BOM, no UTF-16, which ``json.loads`` of bytes would
+    guess); anything else, nesting deep enough to exhaust the stack included, raises
+    :class:`RemoteProtocolError` naming ``what``."""
+    try:
+        return json.loads(str(data, "utf-8"))
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(f"{what}: {len(data)} bytes are not UTF-8") from None
+    except ValueError as exc:
+        raise RemoteProtocolError(f"{what}: {len(data)} bytes are not JSON: {exc}") from None
+    except RecursionError:
+        raise RemoteProtocolError(f"{what}: JSON nested too deeply") from None
 
 
 _ITEM_LENGTH = struct.Struct("<I")
@@ -323,11 +339,11 @@ class RawCodec:
         offset = 0
         while offset < len(view):
             if offset + 4 > len(view):
-                raise ProtocolError("raw: truncated item length")
+                raise RemoteProtocolError("raw: truncated item length")
             (length,) = _ITEM_LENGTH.unpack_from(view, offset)
             offset += 4
             if offset + length > len(view):
-                raise ProtocolError("raw: item longer than its message")
+                raise RemoteProtocolError("raw: item longer than its message")
             items.append(bytes(view[offset : offset + length]))
             offset += length
         return items

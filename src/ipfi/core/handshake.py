@@ -13,7 +13,8 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .errors import HandshakeError, ProtocolError
+from .codecs import decode_json
+from .errors import HandshakeError, RemoteProtocolError
 from .frames import CONTROL, MAX_CHANNEL
 
 PROTOCOL: Final = "ipcprims"
@@ -104,9 +105,9 @@ def normalize_channels(value: Any, *, limit: int | None = MAX_CHANNELS) -> tuple
 def parse_hello(payload: bytes, *, is_reply: bool) -> Hello:
     """Parse and validate a hello (client) or a reply (server). Raises :class:`HandshakeError`."""
     try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise HandshakeError("handshake: the first frame is not JSON") from None
+        document = decode_json(payload, "handshake")
+    except RemoteProtocolError as error:
+        raise HandshakeError(str(error)) from None
     if not isinstance(document, dict):
         raise HandshakeError("handshake: the hello must be a JSON object")
     protocol = _bounded_string(document, "protocol", 1, 32, required=True)
@@ -152,11 +153,10 @@ def encode_control(kind: str, payload: Any = None) -> bytes:
 
 
 def parse_control(payload: bytes | bytearray) -> tuple[str, Any]:
-    """``(type, payload)`` of a control message; raises :class:`ProtocolError` if malformed or unknown."""
-    try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("control: payload is not JSON") from None
-    if not isinstance(document, dict) or document.get("type") not in CONTROL_TYPES:
-        raise ProtocolError(f"control: unknown message {payload[:64]!r}")
-    return document["type"], document.get("payload")
+    """``(type, payload)`` of a control message; raises :class:`RemoteProtocolError` if malformed
+    or unknown."""
+    document = decode_json(payload, "control")
+    kind = document.get("type") if isinstance(document, dict) else None
+    if type(kind) is not str or kind not in CONTROL_TYPES:
+        raise RemoteProtocolError(f"control: unknown message {bytes(payload[:64])!r}")
+    return kind, document.get("payload")
