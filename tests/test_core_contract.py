@@ -75,7 +75,11 @@ codecs = st.sampled_from(["msgpack", "json", "raw"])
 cuts = st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=8)
 channels = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 256]), st.integers(min_value=0, max_value=0xFFFF))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 64) - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(1 << 63), (1 << 64) - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
@@ -91,8 +95,8 @@ def rpc_message() -> st.SearchStrategy[bytes]:
     kinds = st.one_of(st.integers(min_value=0, max_value=0x12), st.integers(min_value=0, max_value=255))
     body = st.one_of(
         st.binary(max_size=64),
-        json_values.map(lambda value: msgpack.packb(value)),
-        st.lists(json_values, max_size=4).map(lambda value: msgpack.packb(value)),
+        json_values.map(msgpack.packb),
+        st.lists(json_values, max_size=4).map(msgpack.packb),
     )
     calls = st.builds(
         lambda kind, call_id, flags, timeout, name, body: (

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ipfi.core import wire
 from ipfi.core.codecs import MsgpackCodec
 from ipfi.core.connection import Connection, Role
-from ipfi.core.errors import Busy, FrameTooLarge, LocalProtocolError, PayloadTooLarge, ProtocolError
+from ipfi.core.errors import FrameTooLarge, LocalProtocolError, PayloadTooLarge, ProcedureNotFound, ProtocolError
 from ipfi.core.events import (
     CallReceived,
     CancelReceived,
@@ -21,6 +21,7 @@ from ipfi.core.events import (
     Event,
     HandshakeComplete,
     ItemsReceived,
+    MessageReceived,
     ResultReceived,
     StreamEnded,
 )
@@ -134,16 +135,42 @@ def test_late_reply_after_cancel_is_dropped() -> None:
     assert deliver(server, client) == []
 
 
-def test_concurrency_limit_at_and_past() -> None:
+def test_concurrency_limit_at_and_past_holds_calls_back_and_never_refuses_them() -> None:
     client, server = wired(max_concurrent_calls=3)
-    ids = [client.send_call("f", []) for _ in range(4)]
+    ids = [client.send_call("f", []) for _ in range(5)]
+    client.send_notify("note", [])
+    client.send_message(2, b"after the calls")
     events = deliver(client, server)
     assert [e.call_id for e in events if isinstance(e, CallReceived)] == ids[:3]
-    [busy] = deliver(server, client)
-    assert isinstance(busy, ErrorReceived) and isinstance(busy.error, Busy) and busy.call_id == ids[3]
-    server.send_result(ids[0], None)  # one slot frees: the next call is accepted
-    deliver(server, client)
-    client.send_call("f", [])
+    assert server.calls_held and server.release_held() is None  # no slot yet: nothing is refused
+    assert deliver(server, client) == []
+    assert server.receive_data(encode_frame(2, b"read later")) == []  # a read under way is held too
+    server.send_result(ids[0], None)  # one slot frees: the next call is handed out, and no more
+    [fourth] = server.release_held() or []
+    assert fourth == CallReceived(ids[3], "f", [], {}, None, False) and server.calls_held
+    server.send_result(ids[1], None)
+    server.send_result(ids[2], None)
+    released = server.release_held() or []
+    assert [type(event).__name__ for event in released] == ["CallReceived", "CallReceived"] + ["MessageReceived"] * 2
+    assert released[0].call_id == ids[4] and released[1].name == "note" and not server.calls_held
+    assert released[3] == MessageReceived(2, b"read later")
+    client.send_call("f", [])  # the notification took the third slot: the limit holds again
+    assert deliver(client, server) == [] and server.calls_held
+    server.finish_notification()
+    assert [type(event) for event in server.release_held() or []] == [CallReceived]
+    assert [type(event) for event in deliver(server, client)] == [ResultReceived] * 3
+
+
+def test_a_call_to_an_unknown_procedure_is_refused_before_its_arguments_are_decoded() -> None:
+    client, server = wired()
+    server.procedures = {"known"}
+    call_id = client.send_call("unknown", [1])
+    poisoned = b"".join(client.data_to_send())[:-1] + b"\xc1"  # 0xc1: never valid msgpack
+    assert server.receive_data(poisoned) == []
+    [error] = deliver(server, client)
+    assert isinstance(error, ErrorReceived) and isinstance(error.error, ProcedureNotFound)
+    assert error.call_id == call_id and "'unknown'" in str(error.error)
+    client.send_call("known", [1])
     assert isinstance(deliver(client, server)[0], CallReceived)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipfi.core.errors import FrameTooLarge, InvalidMagic
-from ipfi.core.frames import FrameDecoder, encode_frame
+from ipfi.core.frames import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, LARGE_FRAME, FrameDecoder, encode_frame, frame_header
 
 from .conftest import load_vectors, unhex
 
@@ -138,13 +139,48 @@ def test_a_large_frame_is_received_in_place() -> None:
     frame = encode_frame(7, bytes(range(256)) * 1200)
     assert decoder.fill_target() is None
     assert decoder.feed(frame[:1000]) == []
-    target = decoder.fill_target()
-    assert target is not None and len(target) == len(frame) - 1000
-    target[:10] = frame[1000:1010]
-    assert decoder.filled(10) == [] and not decoder.idle
-    rest = decoder.fill_target()
-    assert rest is not None
-    rest[:] = frame[1010:]
-    del target, rest
-    [(channel, payload)] = decoder.filled(len(frame) - 1010)
-    assert channel == 7 and payload == frame[8:] and decoder.idle and decoder.fill_target() is None
+    position = 1000
+    frames: list[tuple[int, bytes | bytearray]] = []
+    while not frames:
+        target = decoder.fill_target()
+        assert target is not None and 0 < len(target) <= len(frame) - position
+        count = min(len(target), 7000)
+        target[:count] = frame[position : position + count]
+        position += count
+        frames = decoder.filled(count)
+        assert bool(frames) is (position == len(frame)) and decoder.idle is bool(frames)
+    [(channel, payload)] = frames
+    assert channel == 7 and payload == frame[8:] and decoder.fill_target() is None
+
+
+def test_a_target_still_viewed_when_the_buffer_must_grow_moves_the_frame_to_new_memory() -> None:
+    decoder = FrameDecoder()
+    payload = bytes(range(256)) * 4096  # 1 MiB: the buffer starts at 256 KiB and must grow
+    frame = encode_frame(3, payload)
+    decoder.feed(frame[:HEADER_SIZE])
+    held = []
+    position = HEADER_SIZE
+    while position < len(frame):
+        target = decoder.fill_target()
+        assert target is not None
+        held.append(target)  # never released: growing in place is impossible
+        target[:] = frame[position : position + len(target)]
+        position += len(target)
+        done = decoder.filled(len(target))
+    assert done == [(3, payload)]
+
+
+def test_memory_follows_the_bytes_received_not_the_length_announced() -> None:
+    decoder = FrameDecoder()
+    tracemalloc.start()
+    try:
+        decoder.feed(frame_header(1, DEFAULT_MAX_PAYLOAD) + bytes(1000))
+        held, _ = tracemalloc.get_traced_memory()
+        assert decoder.buffered == HEADER_SIZE + 1000
+        assert held < 2 * LARGE_FRAME  # not the 16 MiB the header announced
+        for _ in range(4):
+            decoder.feed(bytes(LARGE_FRAME))
+        held, _ = tracemalloc.get_traced_memory()
+        assert held < 3 * (4 * LARGE_FRAME + 1000)
+    finally:
+        tracemalloc.stop()

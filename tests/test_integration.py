@@ -282,16 +282,6 @@ async def test_max_connections_at_and_past(sock_path: str) -> None:
         await third.aclose()
 
 
-async def test_concurrency_limit_at_and_past_gets_busy(sock_path: str) -> None:
-    limits = ipfi.Limits(max_concurrent_calls=4)
-    async with await ipfi.serve(f"unix:{sock_path}", calc.iface, limits=limits):
-        async with ipfi.connect(f"unix:{sock_path}") as peer:
-            results = await asyncio.gather(*(peer.call("sleep", 0.2, str(i)) for i in range(5)), return_exceptions=True)
-            assert results[:4] == ["0", "1", "2", "3"]
-            assert isinstance(results[4], ipfi.Busy)
-            assert await peer.call("add", 1, 1) == 2
-
-
 async def test_messages_queue_limit_pauses_reading(sock_path: str) -> None:
     limits = ipfi.Limits(max_queued_messages=8)
     payloads = [i.to_bytes(4, "big") * 256 for i in range(2000)]  # 2000 KiB: far more than one read

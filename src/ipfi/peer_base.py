@@ -68,6 +68,7 @@ class PeerBase:
             keepalive=options.keepalive,
             keepalive_timeout=options.keepalive_timeout,
         )
+        self._core.procedures = interface.names if interface is not None else frozenset()
         self._core.call_sink = self._call_received
         self._core.result_sink = self._result_received
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).

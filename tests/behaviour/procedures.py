@@ -65,6 +65,24 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         return ipfi.current_call().time_left()
 
     @iface.procedure
+    async def note(value: Any) -> None:
+        await asyncio.sleep(0.001)  # still running when the next ones arrive
+        record.seen.append(value)
+
+    @iface.procedure
+    async def notes(count: int) -> list[Any]:
+        for _ in range(500):
+            if len(record.seen) >= count:
+                break
+            await asyncio.sleep(0.01)
+        return record.seen
+
+    @iface.procedure
+    async def slow_add(a: int, b: int) -> int:
+        await asyncio.sleep(0.001)
+        return a + b
+
+    @iface.procedure
     def push(channel: int, payload: bytes) -> None:
         ipfi.current_peer().send(channel, payload)
 

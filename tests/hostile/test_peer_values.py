@@ -49,7 +49,9 @@ def test_a_max_frame_at_the_floor_is_honoured_and_a_reply_fragments_into_that_si
     assert 4096 // MIN_PEER_FRAME <= len(frames) <= 4096 // (MIN_PEER_FRAME - 8) + 1
 
 
-@pytest.mark.parametrize(("announced", "kept"), [(MAX_WINDOW, MAX_WINDOW), (MAX_WINDOW + 1, MAX_WINDOW), (1 << 63, MAX_WINDOW)])
+@pytest.mark.parametrize(
+    ("announced", "kept"), [(MAX_WINDOW, MAX_WINDOW), (MAX_WINDOW + 1, MAX_WINDOW), (1 << 63, MAX_WINDOW)]
+)
 def test_a_stream_window_is_capped(announced: int, kept: int) -> None:
     client, server = handshake_with(window=announced)
     call_id = client.send_call("gen", [])

@@ -23,7 +23,6 @@ from ..core.errors import (
     ConnectionLost,
     HandshakeError,
     KeepaliveTimeout,
-    ProcedureNotFound,
     RemoteProtocolError,
 )
 from ..core.events import (
@@ -41,6 +40,7 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
 from ..proxy import Proxy
@@ -131,6 +131,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._read_pauses: set[str] = set()
+        self._hangup_check: asyncio.TimerHandle | None = None  # while reading is paused
+        self._peer_left = False  # seen while paused: read on to the EOF, whatever would pause
         self._writes_backed_up = False  # between pause_writing and resume_writing
         self._read_buffer = _read_buffer()
         self._filling: memoryview | None = None  # get_buffer handed out a large frame's memory
@@ -204,6 +206,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         except ConnectionLost:
             return
+        if core.calls_held:
+            self._release_held_calls()
         if core.timer_moved:
             self._arm_timer()
         if core.has_output:  # (_flush, inlined: a server replies to most reads, a client to few)
@@ -241,7 +245,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             f"connection to {self.peer_id or 'peer'} lost" + (f": {exc}" if exc else "")
         )
         self._core.close()
-        for timer in (self._timer, self._flush_handle):
+        for timer in (self._timer, self._flush_handle, self._hangup_check):
             if timer is not None:
                 timer.cancel()
         calls, self._calls = self._calls, {}
@@ -296,8 +300,11 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     def _pause_reading(self, reason: str) -> None:
+        if self._peer_left:
+            return
         if not self._read_pauses and self._transport is not None:
             self._transport.pause_reading()
+            self._hangup_check = self._loop.call_later(HANGUP_CHECK_INTERVAL, self._check_hangup)
         self._read_pauses.add(reason)
 
     def _resume_reading(self, reason: str) -> None:
@@ -306,6 +313,43 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._read_pauses.discard(reason)
         if not self._read_pauses and self._transport is not None:
             self._transport.resume_reading()
+            if self._hangup_check is not None:
+                self._hangup_check.cancel()
+                self._hangup_check = None
+
+    def _check_hangup(self) -> None:
+        """Reading is paused: if the peer has gone, read on to its EOF, so the connection ends."""
+        self._hangup_check = None
+        if not self._read_pauses or self._transport is None:
+            return
+        fd = transport_fd(self._transport)
+        if fd is not None and peer_hung_up(fd):
+            log.info("peer %s left while reading was paused (%s)", self.peer_id, ", ".join(self._read_pauses))
+            self._peer_left = True
+            self._read_pauses.clear()
+            self._transport.resume_reading()
+        else:
+            self._hangup_check = self._loop.call_later(HANGUP_CHECK_INTERVAL, self._check_hangup)
+
+    def _release_held_calls(self) -> None:
+        """Calls wait at the concurrency limit (the core holds them): hand out those that slots have
+        opened for; read the peer again only once none waits."""
+        core = self._core
+        try:
+            while core.calls_held and (events := core.release_held()) is not None:
+                if events:
+                    self._dispatch(events)
+        except RemoteProtocolError as exc:
+            self._violation(exc)
+            return
+        except ConnectionLost:
+            return
+        if core.calls_held:
+            self._pause_reading("calls")
+        else:
+            self._resume_reading("calls")
+            if core.has_output:
+                self._schedule_flush()
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -314,7 +358,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        data = self._core.data_to_send()
+        core = self._core
+        if core.calls_held:  # (a call has ended: its slot may take a held one)
+            self._release_held_calls()
+        data = core.data_to_send()
         if data:
             if self._write_apart is None:
                 transport.writelines(data)
@@ -495,13 +542,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         has_input: bool,
     ) -> None:
         procedure = self.procedure(name)
-        if procedure is None:
-            if call_id:
-                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {name!r}")
-            else:
-                self._core.finish_notification()
-                log.warning("peer %s: notification for unknown procedure %r", self.peer_id, name)
-            return
+        assert procedure is not None  # the core refuses calls to names not in self.interface
         input_queue = None
         if has_input:
             input_queue = ItemQueue(self._granter(call_id), self.options.limits.stream_window)
@@ -594,6 +635,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _finish_serving(self, call_id: int) -> None:
         if call_id == 0:
             self._core.finish_notification()
+            if self._core.calls_held:
+                self._schedule_flush()
             return
         self._serving.pop(call_id, None)
         self._credit_waiters.pop(call_id, None)

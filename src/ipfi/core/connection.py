@@ -13,15 +13,16 @@ keepalive, idle), :mod:`.calls` (the call table); this module holds the sending 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any, Final
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
 from .codecs import CODECS, DEFAULT_CODECS, Buffer, Codec
-from .errors import ConnectionLost, InvalidState, LocalProtocolError, PayloadTooLarge
+from .errors import ConnectionLost, InvalidState, LocalProtocolError, PayloadTooLarge, ProcedureNotFound
 from .events import CallReceived, HandshakeComplete, ResultReceived
 from .frames import CONTROL, MAGIC, FrameDecoder
 from .handshake import (
@@ -34,6 +35,7 @@ from .handshake import (
     normalize_channels,
 )
 from .limits import Limits
+from .logs import RateLimitedLog, shown
 from .negotiation import MAX_WINDOW, Negotiation
 from .reading import CallSink, Reading, ResultSink
 from .state import CLOSED, HANDSHAKE, OPEN, Role, State
@@ -57,6 +59,7 @@ _AWAITING: Final = AWAITING_REPLY
 _RUNNING: Final = RUNNING
 #: Procedure names as sent, so a program calling the same few names does not re-encode them.
 _encoded_names: dict[str, bytes] = {}
+log = logging.getLogger("ipfi.core")
 _NAME_CACHE_SIZE: Final = 1024
 
 
@@ -155,6 +158,16 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.message_bytes_queued = 0
         #: Too many plain messages wait: the driver stops reading until :meth:`message_taken` says.
         self.reading_paused = False
+        #: The procedure names served here (a driver sets its interface's): a call to any other
+        #: is refused before its arguments are decoded. By default every name is taken.
+        self.procedures: Container[str] = _EVERY_NAME
+        #: A call arrived at ``max_concurrent_calls``: it and what was read after it wait, and the
+        #: driver stops reading, until :meth:`release_held` (after a call ends) hands them out.
+        self.calls_held = False
+        self._held_call: tuple[int, Buffer] | None = None
+        self._held_frames: list[tuple[int, bytes | bytearray]] = []
+        #: Lines about this peer's misbehaviour, limited in rate.
+        self.log = RateLimitedLog(log, clock=clock)
         #: The driver's own close (see :meth:`close`): later calls raise InvalidState, not ConnectionLost.
         self.closed_here = False
         self._close_reason = ""
@@ -358,6 +371,12 @@ class Connection(Negotiation, Reading, Writing, Timers):
             body = codec.encode_record(record)
         self._queue_id_message(wire.ERROR, call_id, body)
 
+    def _refuse_unknown(self, call_id: int, name: str) -> None:
+        if call_id:
+            self._queue_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {shown(name)}")
+        else:
+            self.log.warning("peer %s: a notification for unknown procedure %s dropped", self.peer_id, shown(name))
+
     def finish_notification(self) -> None:
         """A notification's procedure has ended (frees its slot in ``max_concurrent_calls``)."""
         self._running_notifications = max(0, self._running_notifications - 1)
@@ -502,6 +521,14 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._parts = []
         self._parts_size = 0
         self._pings.clear()
+
+
+class _EveryName:
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+_EVERY_NAME: Final = _EveryName()
 
 
 def _no_codec(_: Any) -> bytes:

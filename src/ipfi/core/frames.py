@@ -31,7 +31,9 @@ _unpack_header = _HEADER.unpack_from
 # never holds more than about one frame plus this much.
 _COMPACT_AT: Final = 64 * 1024
 #: A frame at least this large that has not fully arrived gets a buffer of its own, filled in place
-#: as bytes arrive, and is handed out as that ``bytearray``: one copy, whatever the chunking.
+#: as bytes arrive, and is handed out as that ``bytearray``: one copy, whatever the chunking. The
+#: buffer starts at this size (or twice what has arrived) and doubles as it fills: memory follows
+#: the bytes received, not the length a header announces.
 LARGE_FRAME: Final = 256 * 1024
 
 
@@ -53,7 +55,17 @@ class FrameDecoder:
     complete, before any payload arrives; a bad header raises and leaves the decoder unusable.
     """
 
-    __slots__ = ("_buffer", "_large", "_large_channel", "_large_filled", "_offset", "_spare", "idle", "max_payload")
+    __slots__ = (
+        "_buffer",
+        "_large",
+        "_large_channel",
+        "_large_filled",
+        "_large_length",
+        "_offset",
+        "_spare",
+        "idle",
+        "max_payload",
+    )
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
@@ -62,6 +74,7 @@ class FrameDecoder:
         self._large: bytearray | None = None
         self._large_channel = 0
         self._large_filled = 0
+        self._large_length = 0
         self._spare: bytearray | None = None  # a large frame given back by recycle()
         #: No byte of a frame is held: the next byte received starts one. (An attribute, not a
         #: property: the protocol core reads it for every read.)
@@ -148,26 +161,40 @@ class FrameDecoder:
         return frames
 
     def _start_large(self, channel: int, length: int, received: memoryview) -> None:
-        large = self._large = self._large_buffer(length)
         filled = len(received)
+        large = self._large = self._large_buffer(min(length, max(LARGE_FRAME, 2 * filled)))
         large[:filled] = received
         received.release()  # the shared buffer is about to be cleared, which an open view forbids
         self._large_channel = channel
         self._large_filled = filled
+        self._large_length = length
 
-    def _large_buffer(self, length: int) -> bytearray:
-        """Memory for a large frame: the one given back by :meth:`recycle` if nothing views it any
-        more (a connection keeps it: its pages are mapped already, where a fresh 16 MiB costs ~3 ms of
-        page faults), else a new one."""
+    def _large_buffer(self, size: int) -> bytearray:
+        """Memory for the start of a large frame: the one given back by :meth:`recycle` if nothing
+        views it any more (a connection keeps it: its pages are mapped already, where a fresh 16 MiB
+        costs ~3 ms of page faults), else a new one."""
         spare, self._spare = self._spare, None
-        if spare is not None and len(spare) >= length:
+        if spare is not None and len(spare) >= size:
             try:
                 spare.append(0)  # a resize fails while any memoryview of it lives (every Python says so)
             except BufferError:
-                return bytearray(length)
-            del spare[length:]  # shrinking keeps the allocation (unless by half or more)
+                return bytearray(size)
+            del spare[size:]  # shrinking keeps the allocation (unless by half or more)
             return spare
-        return bytearray(length)
+        return bytearray(size)
+
+    def _room(self) -> bytearray:
+        """The large frame's buffer, grown (doubling, up to the frame's length) if it is full."""
+        large = self._large
+        assert large is not None
+        size = len(large)
+        if self._large_filled == size < self._large_length:
+            more = min(size, self._large_length - size)
+            try:
+                large += bytes(more)  # in place: realloc (mremap for large buffers), no copy
+            except BufferError:  # a view of it is still held: move to a new buffer
+                large = self._large = large + bytes(more)
+        return large
 
     def recycle(self, frame: bytearray) -> None:
         """``frame``, a large payload this decoder handed out, is no longer referenced by its
@@ -179,29 +206,30 @@ class FrameDecoder:
         self, data: bytes | bytearray | memoryview, frames: list[tuple[int, bytes | bytearray]]
     ) -> memoryview:
         """Copy ``data`` into the large frame being filled; returns what is left over after it."""
-        large = self._large
-        assert large is not None
         view = memoryview(data)
-        take = min(len(view), len(large) - self._large_filled)
-        large[self._large_filled : self._large_filled + take] = view[:take]
-        frames += self.filled(take)
-        return view[take:]
+        while view and self._large is not None:
+            large = self._room()
+            filled = self._large_filled
+            take = min(len(view), len(large) - filled)
+            large[filled : filled + take] = view[:take]
+            frames += self.filled(take)
+            view = view[take:]
+        return view
 
     def fill_target(self) -> memoryview | None:
-        """Where the rest of a large frame can be received in place (``recv_into``), if one is filling.
+        """Where more of a large frame can be received in place (``recv_into``), if one is filling.
 
         After receiving into it, report the count with :meth:`filled`. The view may still be held
-        then: a finished frame is only ever grown (as the first fragment of a message) by later frames.
+        then (the buffer is grown at the next call, when it should be released; if not, it moves).
         """
-        large = self._large
-        return None if large is None else memoryview(large)[self._large_filled :]
+        return None if self._large is None else memoryview(self._room())[self._large_filled :]
 
     def filled(self, count: int) -> list[tuple[int, bytes | bytearray]]:
         """``count`` more bytes of the large frame have arrived; returns it once it is complete."""
         large = self._large
         assert large is not None and count <= len(large) - self._large_filled
         self._large_filled += count
-        if self._large_filled < len(large):
+        if self._large_filled < self._large_length:
             return []
         self._large = None
         self._large_filled = 0
@@ -211,5 +239,5 @@ class FrameDecoder:
     def leftover(self) -> bytes:
         """The bytes of an incomplete frame still waiting (what EOF would cut off)."""
         if self._large is not None:
-            return frame_header(self._large_channel, len(self._large)) + self._large[: self._large_filled]
+            return frame_header(self._large_channel, self._large_length) + self._large[: self._large_filled]
         return bytes(self._buffer[self._offset :])

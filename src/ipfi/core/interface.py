@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, KeysView
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
@@ -140,6 +140,11 @@ class Interface:
             signature = None
         procedure = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
+
+    @property
+    def names(self) -> KeysView[str]:
+        """The names a peer may call (:data:`DESCRIBE` included), as a live view."""
+        return self._callable.keys()
 
     def get(self, name: str) -> Procedure | None:
         """The procedure called ``name``; :data:`DESCRIBE` gives the built-in introspection one."""

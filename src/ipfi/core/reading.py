@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
 from .codecs import Buffer, Codec
 from .errors import (
-    Busy,
     ConnectionLost,
     FrameTooLarge,
     HandshakeError,
@@ -88,6 +87,10 @@ class Reading:
     messages_queued: int
     message_bytes_queued: int
     reading_paused: bool
+    procedures: Container[str]
+    calls_held: bool
+    _held_call: tuple[int, Buffer] | None
+    _held_frames: list[tuple[int, bytes | bytearray]]
     _calls: dict[int, Entry]
     _serving: int
     _running_notifications: int
@@ -108,6 +111,7 @@ class Reading:
     _accept_reply: Callable[[bytes], HandshakeComplete]
     _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
     _queue_error: Callable[[int, str, str], None]
+    _refuse_unknown: Callable[[int, str], None]
     _start_deadline: Callable[[Call, float], None]
     close: Callable[[], None]
     owns: Callable[[int], bool]
@@ -144,7 +148,11 @@ class Reading:
                     event = self._handle_message(message, self.result_sink)
                 return [] if event is None else [event]
         if self.state is OPEN:
-            return self._handle_frames(decoder.feed(buffer if count == len(buffer) else buffer[:count]))
+            frames = decoder.feed(buffer if count == len(buffer) else buffer[:count])
+            if self.calls_held:  # (a read the driver had under way when it paused)
+                self._held_frames += frames
+                return []
+            return self._handle_frames(frames)
         if self.state is CLOSED:
             raise self._closed_error()
         decoder.append(buffer[:count])
@@ -168,7 +176,11 @@ class Reading:
         if self.state is not OPEN:
             raise self._closed_error()
         self._heard = True
-        return self._handle_frames(self.decoder.filled(count))
+        frames = self.decoder.filled(count)
+        if self.calls_held:
+            self._held_frames += frames
+            return []
+        return self._handle_frames(frames)
 
     def receive_eof(self) -> None:
         """The peer closed its side. Raises :class:`ConnectionLost` naming what was cut off."""
@@ -183,7 +195,8 @@ class Reading:
     def _handle_frames(self, frames: list[tuple[int, bytes | bytearray]]) -> list[Event]:
         events: list[Event] = []
         rpc = self.rpc
-        for channel, payload in frames:
+        remaining = iter(frames)
+        for channel, payload in remaining:
             if channel == _RPC and rpc:
                 kind = payload[0] if payload and not self._in_parts else _FRAGMENT
                 if kind == _CALL:  # the common cases: a whole message
@@ -192,7 +205,9 @@ class Reading:
                     event = self._handle_message(payload)
                 else:
                     event = self._handle_rpc(payload)
-                if type(payload) is bytearray and not self._in_parts:
+                if self.calls_held:  # at the concurrency limit: the rest waits for release_held()
+                    self._held_frames = list(remaining)
+                elif type(payload) is bytearray and not self._in_parts:
                     self.decoder.recycle(payload)  # decoded: only views of it (binary_views) may live on
             elif channel == CONTROL:
                 event = self._handle_control(payload)
@@ -202,6 +217,26 @@ class Reading:
                 raise RemoteProtocolError(f"frame on channel {channel}, which was not negotiated")
             if event is not None:
                 events.append(event)
+        return events
+
+    def release_held(self) -> list[Event] | None:
+        """Once a call served here has ended: the call and frames held back at the concurrency
+        limit (see :attr:`calls_held`), as events, as far as the limit now allows (``None`` if it
+        allows none yet). Raises what :meth:`receive_data` raises."""
+        if not self.calls_held or self._serving + self._running_notifications >= self._max_calls:
+            return None
+        self.calls_held = False
+        held = self._held_call
+        assert held is not None
+        self._held_call = None
+        event = self._handle_call(*held)
+        events = [] if event is None else [event]
+        frames, self._held_frames = self._held_frames, []
+        if self.calls_held:
+            self._held_frames = frames
+            return events
+        events += self._handle_frames(frames)
+        self._plain_rpc = self.rpc and self.state is OPEN and not self._in_parts and not self.calls_held
         return events
 
     def _queue_message_event(self, channel: int, payload: bytes | bytearray) -> MessageReceived:
@@ -264,7 +299,7 @@ class Reading:
             self._plain_rpc = False
             return None
         self._in_parts = False
-        self._plain_rpc = self.state is OPEN
+        self._plain_rpc = self.state is OPEN and not self.calls_held
         message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
         self._parts = []
         self._parts_size = 0
@@ -347,6 +382,23 @@ class Reading:
             name = str(message[_CALL_SIZE:name_end], "utf-8")
         except UnicodeDecodeError:
             raise RemoteProtocolError("procedure name is not UTF-8") from None
+        if kind == _NOTIFY:
+            if call_id != 0:
+                raise RemoteProtocolError("NOTIFY must carry id 0")
+        elif (call_id & 1) == self._own_parity or call_id == 0:
+            raise RemoteProtocolError(f"CALL id {call_id} has this side's parity")
+        elif call_id in self._calls:
+            raise RemoteProtocolError(f"CALL id {call_id} is already in use")
+        if name not in self.procedures:  # refused before its arguments cost anything to decode
+            self._refuse_unknown(call_id, name)
+            return None
+        if self._serving + self._running_notifications >= self._max_calls:
+            # Backpressure, not refusal: this call and whatever was read after it wait, and the
+            # driver stops reading, until a call ends (release_held).
+            self._held_call = (kind, message)
+            self.calls_held = True
+            self._plain_rpc = False
+            return None
         codec = self.codec
         assert codec is not None
         args = codec.decode_args(message[name_end:] if size < _SMALL else memoryview(message)[name_end:])
@@ -360,21 +412,9 @@ class Reading:
             has_input = bool(flags & _FLAG_INPUT)
         timeout = timeout_ms / 1000 if timeout_ms else None
         if kind == _NOTIFY:
-            if call_id != 0:
-                raise RemoteProtocolError("NOTIFY must carry id 0")
-            if self._serving + self._running_notifications >= self._max_calls:
-                log.warning("peer %s: a notification dropped: %d calls already running", self.peer_id, self._max_calls)
-                return None
             self._running_notifications += 1
             return call_sink(0, name, args, kwargs, timeout, False)
         calls = self._calls
-        if (call_id & 1) == self._own_parity or call_id == 0:
-            raise RemoteProtocolError(f"CALL id {call_id} has this side's parity")
-        if call_id in calls:
-            raise RemoteProtocolError(f"CALL id {call_id} is already in use")
-        if self._serving + self._running_notifications >= self._max_calls:
-            self._queue_error(call_id, Busy.wire_type, f"{self._max_calls} calls already running on this connection")
-            return None
         self._serving += 1
         if has_input or timeout is not None:
             call = Call(call_id, outgoing=False, receive_credit=self._window if has_input else None)

@@ -36,6 +36,10 @@ class Link(Protocol):
         """End the connection so that a thread blocked in :meth:`recv` returns."""
         ...
 
+    def fileno(self) -> int | None:
+        """The fd read from (``None`` if there is none to watch for the peer leaving)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -63,6 +67,9 @@ class SocketLink:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
+    def fileno(self) -> int | None:
+        return self.sock.fileno()
+
     def close(self) -> None:
         self.sock.close()
 
@@ -86,6 +93,9 @@ class PipeLink:
 
     def readable(self, timeout: float | None) -> bool:
         return _wait_readable(self.read_fd, timeout)
+
+    def fileno(self) -> int | None:
+        return self.read_fd
 
     def shutdown(self) -> None:
         # Closing our writing end tells the other side we are done: a child then exits, which ends

@@ -47,6 +47,8 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..core.logs import shown
+from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
 from ..options import Options
 from ..peer_base import PeerBase
 from ..proxy import Proxy
@@ -198,8 +200,12 @@ class Peer(PeerBase):
         self._async_runs: dict[int, concurrent.futures.Future[Any]] = {}  # call id -> its coroutine
         self._owns_loop_thread = False
         self._flusher: _Flusher | None = None
-        self._room = threading.Event()  # clear while max_queued_messages frames wait: the reader pauses
+        # Clear while the reader thread must not read (plain frames unconsumed, calls held at the
+        # concurrency limit: the reasons in _pauses); it waits for it, watching for the peer to leave.
+        self._room = threading.Event()
         self._room.set()
+        self._pauses: set[str] = set()
+        self._peer_left = False
         self._pings: deque[list[float]] = deque()
         self._shutdown_acked = False
         self._closing_after_flush = False
@@ -329,7 +335,7 @@ class Peer(PeerBase):
         try:
             while True:
                 if not self._room.is_set() and threading.current_thread() is self._reader:
-                    self._room.wait()  # plain frames nobody has consumed yet: stop reading this peer
+                    self._wait_for_room()
                 wake = self._timer_at if deadline is None else _earliest(deadline, self._timer_at)
                 if wake is not None and not self._link.readable(wake - time.monotonic()):
                     with lock:
@@ -365,6 +371,8 @@ class Peer(PeerBase):
                             self._violation(exc)
                         except ConnectionLost as exc:
                             self._lose(exc)
+                        if core.calls_held:
+                            self._release_held_calls()
                         if core.timer_moved:
                             self._note_timer()
                         if self._waiters:
@@ -509,10 +517,52 @@ class Peer(PeerBase):
             pending.finished = True
 
     def _pause_for_messages(self) -> None:
-        self._room.clear()  # the reader thread waits for it before its next read
+        self._pause("messages")
 
     def _resume_for_messages(self) -> None:
-        self._room.set()
+        self._resume("messages")
+
+    def _pause(self, reason: str) -> None:
+        """Under the lock: the reader thread stops before its next read."""
+        if not self._peer_left:
+            self._pauses.add(reason)
+            self._room.clear()
+
+    def _resume(self, reason: str) -> None:
+        self._pauses.discard(reason)
+        if not self._pauses:
+            self._room.set()
+
+    def _wait_for_room(self) -> None:
+        """The reader is paused: wait to read again, or for the peer to leave (then read on to its
+        EOF, so that the connection ends and frees what it holds)."""
+        while not self._room.wait(HANGUP_CHECK_INTERVAL):
+            fd = self._link.fileno()
+            if fd is not None and peer_hung_up(fd):
+                with self._lock:
+                    log.info("peer %s left while reading was paused (%s)", self.peer_id, ", ".join(self._pauses))
+                    self._peer_left = True
+                    self._pauses.clear()
+                    self._room.set()
+
+    def _release_held_calls(self) -> None:
+        """Under the lock: calls wait at the concurrency limit (the core holds them); hand out those
+        that slots have opened for (plain functions among them run in this thread once the lock is
+        released, see _settle), and let the reader read again only once none waits."""
+        core = self._core
+        handlers = self._handlers
+        try:
+            while core.calls_held and (events := core.release_held()) is not None:
+                for event in events:
+                    handlers[type(event)](event)
+        except RemoteProtocolError as exc:
+            self._violation(exc)
+        except ConnectionLost as exc:
+            self._lose(exc)
+        if core.calls_held:
+            self._pause("calls")
+        else:
+            self._resume("calls")
 
     def _on_pong(self, event: PongReceived) -> None:
         if self._pings:
@@ -589,12 +639,13 @@ class Peer(PeerBase):
         """Under the lock: queue the call for the reader (a plain, non-blocking function: no thread
         hand-off, as in the asyncio driver) or hand it to a worker thread."""
         procedure = self.procedure(name)
-        if procedure is not None and procedure.inline and not has_input:
+        assert procedure is not None  # the core refuses calls to names not in self.interface
+        if procedure.inline and not has_input:
             self._inline.append((call_id, procedure, args, kwargs))
             return
-        if procedure is None or self._executor is None:
+        if self._executor is None:
             if call_id:
-                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"no procedure named {name!r}")
+                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"{shown(name)} needs a worker thread")
             else:
                 self._core.finish_notification()
             return
@@ -711,12 +762,19 @@ class Peer(PeerBase):
                     core.send_result(call_id, result)
                 for work in others:
                     self._settle_other(work)
+                if core.calls_held:
+                    self._release_held_calls()
                 data = core.data_to_send()
+                inline = self._inline  # (filled, under this lock, only by _release_held_calls)
+                if inline:
+                    self._inline = []
             finally:
                 lock.release()
             self._write(data)
         finally:
             write_lock.release()
+        if inline:  # released calls to plain functions: the reader, paused, would not run them
+            self._run_inline(inline)
 
     def _settle_other(self, work: _Work) -> None:
         core = self._core
