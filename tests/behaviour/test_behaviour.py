@@ -236,3 +236,14 @@ def test_idle_timeout_spares_a_connection_with_a_call_in_flight(world: World, re
     world.serve(interface(world.driver, record), limits=ipfi.Limits(idle_timeout=0.3), workers=4)
     client = world.connect()
     assert client.call("wait_for_cancel", 0.8) == "finished"
+
+
+def test_streams_whose_consumers_stop_reading_hold_no_worker(world: World, record: Record) -> None:
+    """A generator waiting for credit is parked; the pool's workers stay free for other calls."""
+    world.serve(interface(world.driver, record), workers=2)
+    client = world.connect()
+    stalled = [client.stream("count", 1_000_000) for _ in range(4)]
+    assert [next(stream) for stream in stalled] == [0, 0, 0, 0]  # each producer now waits for credit
+    time.sleep(0.2)
+    assert [client.call("slow_add", i, 1) for i in range(3)] == [1, 2, 3]
+    assert next(stalled[0]) == 1  # a parked stream goes on when read again

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
 from ..core.connection import Role
@@ -47,6 +47,9 @@ from ..proxy import Proxy
 from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
+#: A stream producer yields to the event loop after this many items, or this many bytes queued.
+ITEMS_PER_TURN: Final = 64
+BYTES_PER_TURN: Final = 256 * 1024
 
 Message = MessageReceived
 _READ_SIZE = 256 * 1024  # as much as one read of a Unix socket usually brings
@@ -596,6 +599,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._core.open_output_stream(call_id)
         core = self._core
         credit = core.credit(call_id)  # then as send_item returns it: no call per item to ask
+        turn = ITEMS_PER_TURN  # items until this producer lets the others run (see _next_turn)
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
                 async for item in iterator:
@@ -603,6 +607,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                         await self._await_credit(call_id)
                     credit = core.send_item(call_id, item)
                     self._schedule_flush()
+                    if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
+                        turn = await self._next_turn()
             finally:
                 await iterator.aclose()
         elif procedure.blocking:
@@ -614,8 +620,17 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 if credit <= 0 or self._writes_backed_up:
                     await self._await_credit(call_id)
                 credit = core.send_item(call_id, item)
+                if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
+                    turn = await self._next_turn()
             self._schedule_flush()
         core.send_end(call_id)
+
+    async def _next_turn(self) -> int:
+        """A producer has sent a turn's worth: write it, and let every other task and peer run
+        (whatever its credit, a generator that never awaits would otherwise hold the loop)."""
+        self._schedule_flush()
+        await asyncio.sleep(0)
+        return ITEMS_PER_TURN
 
     async def _send_item(self, call_id: int, item: Any) -> None:
         await self._await_credit(call_id)

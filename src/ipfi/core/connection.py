@@ -114,6 +114,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
         #: read it after every read). Everything that queues output sets it.
         self.has_output = False
         self._batched: list[Call] = []  # calls with stream items to frame at the next data_to_send
+        #: Bytes of stream items queued since the last data_to_send (a producer yields past a bound).
+        self.item_bytes_queued = 0
 
         #: Negotiated after the handshake.
         self.codec: Codec | None = None
@@ -424,6 +426,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         if not queued:
             self._batched.append(call)
         pending.append(encoded)
+        self.item_bytes_queued += len(encoded)
         self.has_output = True
         return credit - queued - 1
 

@@ -53,6 +53,7 @@ class Writing:
             batched, self._batched = self._batched, []
             for call in batched:
                 self._flush_items_of(call)
+            self.item_bytes_queued = 0
         out = self._out
         self._out = []
         self.has_output = False

@@ -99,7 +99,7 @@ class _Pending:
 class _Work:
     """A call the peer made here: what to run, then how it went."""
 
-    __slots__ = ("args", "call_id", "error", "kwargs", "procedure", "result")
+    __slots__ = ("args", "call_id", "error", "items", "kwargs", "procedure", "result")
 
     def __init__(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.call_id = call_id
@@ -108,6 +108,7 @@ class _Work:
         self.kwargs = kwargs
         self.result: Any = None
         self.error: Exception | None = None
+        self.items: Iterator[Any] | None = None  # a generator's, kept while it waits for credit
 
     def run(self) -> None:
         try:
@@ -154,6 +155,16 @@ def _never() -> bool:
     return False
 
 
+def _close(items: Iterator[Any] | None) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+def _close_items(work: _Work) -> None:
+    _close(work.items)
+
+
 def _earliest(first: float | None, second: float | None) -> float | None:
     if first is None:
         return second
@@ -198,6 +209,7 @@ class Peer(PeerBase):
         #: ``async def`` procedures run on this loop (a server's, or the peer's own); see loop_thread.
         self.loop_thread: LoopThread | None = None
         self._async_runs: dict[int, concurrent.futures.Future[Any]] = {}  # call id -> its coroutine
+        self._parked: dict[int, _Work] = {}  # generators waiting for credit, holding no thread
         self._owns_loop_thread = False
         self._flusher: _Flusher | None = None
         # Clear while the reader thread must not read (plain frames unconsumed, calls held at the
@@ -480,6 +492,8 @@ class Peer(PeerBase):
         for run in self._async_runs.values():
             run.cancel()
         self._async_runs.clear()
+        for call_id in list(self._parked):
+            self._drop_parked(call_id)
         if self._flusher is not None:
             self._flusher.stop()
         self._link.shutdown()
@@ -578,8 +592,26 @@ class Peer(PeerBase):
     def _on_shutdown_ack(self, _: ShutdownAcknowledged) -> None:
         self._shutdown_acked = True
 
-    def _on_credit(self, _: CreditReceived) -> None:
-        """Producers waiting for credit re-check it when woken after the read."""
+    def _on_credit(self, event: CreditReceived) -> None:
+        """Under the lock: a parked generator produces again, in a worker."""
+        work = self._parked.pop(event.call_id, None)
+        if work is not None:
+            self._start_work(self._produce_again, work)
+
+    def _start_work(self, run: Callable[[_Work], None], work: _Work) -> None:
+        """Hand ``work`` to the pool; if it has shut down (the server is closing), end it here."""
+        assert self._executor is not None  # (parked work came from the pool)
+        try:
+            self._executor.submit(run, work)
+        except RuntimeError:
+            _close(work.items)
+
+    def _drop_parked(self, call_id: int) -> None:
+        """Under the lock: the stream of a parked generator has ended; close it (in a worker: its
+        ``finally`` blocks are the procedure's code)."""
+        work = self._parked.pop(call_id, None)
+        if work is not None:
+            self._start_work(_close_items, work)
 
     def _on_cancel(self, event: CancelReceived | DeadlinePassed) -> None:
         """Under the lock: the caller cancelled or the deadline passed; the core owes no answer any
@@ -588,6 +620,7 @@ class Peer(PeerBase):
         run = self._async_runs.pop(event.call_id, None)
         if run is not None:
             run.cancel()
+        self._drop_parked(event.call_id)
         pending = self._inputs.pop(event.call_id, None)
         if pending is not None:
             pending.fail(ConnectionLost(f"call {event.call_id} was cancelled"))
@@ -687,12 +720,15 @@ class Peer(PeerBase):
             return
         peer_token = current_peer_var.set(self)
         call_token = current_call_var.set(CallContext(self, call_id, self._core))
+        finished = True
         try:
             kind = work.procedure.kind
             if kind is Kind.GENERATOR:
-                self._produce(work, work.procedure.function(*work.args, **work.kwargs))
+                work.items = work.procedure.function(*work.args, **work.kwargs)
+                finished = self._produce(work)
             elif kind is Kind.ASYNC_GENERATOR:
-                self._produce(work, self._async_items(work))
+                work.items = self._async_items(work)
+                finished = self._produce(work)
             elif kind is Kind.COROUTINE:
                 try:
                     work.result = self._on_loop(call_id, work.procedure.function(*work.args, **work.kwargs))
@@ -703,7 +739,20 @@ class Peer(PeerBase):
         finally:
             current_call_var.reset(call_token)
             current_peer_var.reset(peer_token)
-        self._settle((), [work])
+        if finished:
+            self._settle((), [work])
+
+    def _produce_again(self, work: _Work) -> None:
+        """In a worker thread: a parked generator has credit again (see _produce)."""
+        peer_token = current_peer_var.set(self)
+        call_token = current_call_var.set(CallContext(self, work.call_id, self._core))
+        try:
+            finished = self._produce(work)
+        finally:
+            current_call_var.reset(call_token)
+            current_peer_var.reset(peer_token)
+        if finished:
+            self._settle((), [work])
 
     def _on_loop(self, call_id: int, awaitable: Any) -> Any:
         """Await ``awaitable`` on the loop thread, in this call's context; a cancel of the call
@@ -790,12 +839,18 @@ class Peer(PeerBase):
         elif work.procedure.kind is not Kind.GENERATOR:
             core.send_result(work.call_id, work.result)
 
-    def _produce(self, work: _Work, items: Iterator[Any]) -> None:
-        """Stream ``items`` as the result of ``work``'s call. Each item is queued in the core and a
-        flusher thread writes what has queued up: while one write is under way, the next items
-        gather for the one after (a batch per write, as the asyncio driver's per loop turn)."""
+    def _produce(self, work: _Work) -> bool:
+        """Stream ``work.items`` as the result of ``work``'s call. Each item is queued in the core and
+        a flusher thread writes what has queued up: while one write is under way, the next items
+        gather for the one after (a batch per write, as the asyncio driver's per loop turn).
+
+        Returns False when the consumer's credit is spent: the generator is parked, holding no
+        thread, until its credit comes (_on_credit hands it to a worker again), so streams whose
+        consumers do not read cannot take every worker."""
         core = self._core
         call_id = work.call_id
+        items = work.items
+        assert items is not None
         with self._lock:
             core.open_output_stream(call_id)
             flusher = self._flusher
@@ -803,24 +858,37 @@ class Peer(PeerBase):
                 flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
         credit = 0  # then as send_item returns it: no lock and look-up per item to ask
         try:
-            for item in items:
-                credit = self._send_item(call_id, item, credit)
+            while True:
+                if credit <= 0:
+                    self._flush()
+                    with self._lock:
+                        if not core.stream_open(call_id):
+                            raise ConnectionLost(f"stream {call_id} is closed")
+                        credit = core.credit(call_id)
+                        if credit <= 0:
+                            self._parked[call_id] = work
+                            return False
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                with self._lock:
+                    credit = core.send_item(call_id, item)
                 flusher.request()
         except Exception as exc:
             work.error = exc
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            _close(items)
+            return True
+        _close(items)
         with self._lock:
             if core.is_open:
                 core.send_end(call_id)
+        return True
 
     def _send_item(self, call_id: int, item: Any, credit: int) -> int:
-        """Queue one item; when ``credit`` (as the previous call returned it) is spent, first write
-        what is queued and wait for the consumer's. Returns the credit left; the caller has the item
-        written. Raises :class:`ConnectionLost` once the stream has ended (cancelled, expired, closed)."""
+        """Queue one item of a stream fed from here; when ``credit`` (as the previous call returned
+        it) is spent, first write what is queued and wait for the consumer's. Returns the credit
+        left. Raises :class:`ConnectionLost` once the stream has ended (cancelled, expired, closed)."""
         core = self._core
         if credit <= 0:
             self._flush()
