@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from .core.connection import CallSink, Connection, ResultSink, Role
 from .core.errors import HandshakeError
@@ -33,9 +33,26 @@ from .options import Options
 log = logging.getLogger("ipfi.server")
 
 
+_HANDLER_NAMES: dict[type, str] = {
+    ResultReceived: "_on_result",
+    ErrorReceived: "_on_error",
+    ItemsReceived: "_on_items",
+    StreamEnded: "_on_end",
+    CallReceived: "_on_call",
+    CancelReceived: "_on_cancel",
+    DeadlinePassed: "_on_cancel",
+    CreditReceived: "_on_credit",
+    MessageReceived: "_on_message",
+    PongReceived: "_on_pong",
+    HandshakeComplete: "_on_handshake",
+    ShutdownRequested: "_on_shutdown_request",
+    ShutdownAcknowledged: "_on_shutdown_ack",
+}
+
+
 class PeerBase:
     """The negotiated facts of one connection, read from its protocol core, and how its events
-    reach the driver: each driver defines the ``_on_*`` handlers named in :meth:`_event_handlers`."""
+    reach the driver: each driver defines the ``_on_*`` handlers named in ``_handlers``."""
 
     #: What the driver does with a call received (the arguments of CallReceived) and with the
     #: result of a call made here: the core's sinks, so the hot path makes no event record.
@@ -45,6 +62,7 @@ class PeerBase:
     _on_items: Callable[[ItemsReceived], None]
     _on_end: Callable[[StreamEnded], None]
     _on_cancel: Callable[[CancelReceived | DeadlinePassed], None]
+    _handlers: ClassVar[dict[type, Callable[[Any, Any], None]]]
     _on_credit: Callable[[CreditReceived], None]
     _on_pong: Callable[[PongReceived], None]
     _on_handshake: Callable[[HandshakeComplete], None]
@@ -75,25 +93,12 @@ class PeerBase:
         self.credentials: Credentials | None = None
         self._messages: deque[MessageReceived] = deque()
         self._message_sink: Callable[[Any, MessageReceived], None] | None = None
-        self._handlers: dict[type, Callable[[Any], None]] = self._event_handlers()
 
-    def _event_handlers(self) -> dict[type, Callable[[Any], None]]:
-        """Which handler acts on which event of the core."""
-        return {
-            ResultReceived: self._on_result,
-            ErrorReceived: self._on_error,
-            ItemsReceived: self._on_items,
-            StreamEnded: self._on_end,
-            CallReceived: self._on_call,
-            CancelReceived: self._on_cancel,
-            DeadlinePassed: self._on_cancel,
-            CreditReceived: self._on_credit,
-            MessageReceived: self._on_message,
-            PongReceived: self._on_pong,
-            HandshakeComplete: self._on_handshake,
-            ShutdownRequested: self._on_shutdown_request,
-            ShutdownAcknowledged: self._on_shutdown_ack,
-        }
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        #: Which handler acts on which event of the core: functions of the class, called with the
+        #: peer (bound methods kept on the peer would make a reference cycle of every connection).
+        cls._handlers = {event: getattr(cls, name) for event, name in _HANDLER_NAMES.items()}
 
     def _admit(self, sock: Any) -> bool:
         """Size the socket's buffers, record the peer's credentials; False if ``allow_uids`` shuts it out."""

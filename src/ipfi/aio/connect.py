@@ -14,6 +14,7 @@ from typing import Any, Unpack
 from ..core.connection import Role
 from ..core.errors import AddressError, HandshakeTimeout
 from ..core.interface import Interface
+from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
 from ..net.listeners import Listener
 from ..net.services import not_running
@@ -173,10 +174,13 @@ class Server(TimersAndFds):
         self._feed: EventFeed | None = None
         self._stopped = False
         self._closed = asyncio.get_running_loop().create_future()
+        self._refusals = RateLimitedLog(log, burst=1, period=10.0)
 
     def _new_peer(self) -> asyncio.BaseProtocol:
         if len(self.connections) >= self.options.limits.max_connections:
-            log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
+            self._refusals.warning(
+                "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
+            )
             return _Refuser()
         return self._adopt(new_peer(Role.SERVER, self.interface, self.options, peer_id=f"peer-{next(self._ids)}"))
 

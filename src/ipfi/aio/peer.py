@@ -284,6 +284,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._shutdown_acked.set_result(None)
         self._close_error = error
         self._closed.set_result(None)
+        if current_peer_var.get(None) is self:
+            # Set in the transport's context for its calls (see _call_received), which uvloop's
+            # transport keeps: a reference cycle through the transport otherwise.
+            current_peer_var.set(None)
         if self.on_close is not None:
             self.on_close(self)
 
@@ -421,7 +425,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _dispatch(self, events: list[Event]) -> None:
         handlers = self._handlers
         for event in events:
-            handlers[type(event)](event)
+            handlers[type(event)](self, event)
 
     # -- events ------------------------------------------------------------------------------------
 

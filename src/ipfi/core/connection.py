@@ -524,6 +524,13 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._parts = []
         self._parts_size = 0
         self._pings.clear()
+        self._held_call = None
+        self._held_frames = []
+        self.calls_held = False
+        # The driver's sinks are its bound methods: dropping them ends the reference cycle between
+        # the driver's peer and this core, so a closed connection is freed without the cyclic GC.
+        self.call_sink = CallReceived
+        self.result_sink = ResultReceived
 
 
 class _EveryName:

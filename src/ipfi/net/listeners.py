@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from pathlib import Path
+from typing import Final
 
 from ..core.errors import AddressError
 from .addresses import Address, remove_stale_socket
 from .services import ServiceLock, prepare_runtime_dir
 
 BACKLOG = 512
+#: accept() failures that pass once a connection ends: back off and accept again, never give up.
+OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: Seconds to wait after such a failure: doubling from the first to the second.
+ACCEPT_BACKOFF_MIN: Final = 0.01
+ACCEPT_BACKOFF_MAX: Final = 1.0
 
 
 class Listener:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -35,7 +36,9 @@ class LoopThread:
                 coroutine.close()
                 raise RuntimeError("the loop thread is closed")
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
+                # Made in an empty context: the loop's own handles keep the context they were made
+                # in, and this may run in a procedure's (holding its peer, for as long as the loop).
+                self._loop = contextvars.Context().run(asyncio.new_event_loop)
                 self._thread = threading.Thread(target=_run, args=(self._loop,), name=self._name, daemon=True)
                 self._thread.start()
             return asyncio.run_coroutine_threadsafe(coroutine, self._loop)

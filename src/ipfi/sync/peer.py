@@ -378,7 +378,7 @@ class Peer(PeerBase):
                         try:
                             events = core.received_into(count) if filled else core.receive_from(buffer, count)
                             for event in events:
-                                handlers[type(event)](event)
+                                handlers[type(event)](self, event)
                         except RemoteProtocolError as exc:
                             self._violation(exc)
                         except ConnectionLost as exc:
@@ -454,7 +454,7 @@ class Peer(PeerBase):
             self._violation(exc)
             return
         for event in events:
-            self._handlers[type(event)](event)
+            self._handlers[type(event)](self, event)
         self._note_timer()
         if self._waiters:
             self._wake_ready()
@@ -496,6 +496,7 @@ class Peer(PeerBase):
             self._drop_parked(call_id)
         if self._flusher is not None:
             self._flusher.stop()
+            self._flusher = None  # it holds self._flush: a reference cycle
         self._link.shutdown()
         _live_peers.discard(self)
         if self.on_close is not None:
@@ -568,7 +569,7 @@ class Peer(PeerBase):
         try:
             while core.calls_held and (events := core.release_held()) is not None:
                 for event in events:
-                    handlers[type(event)](event)
+                    handlers[type(event)](self, event)
         except RemoteProtocolError as exc:
             self._violation(exc)
         except ConnectionLost as exc:
@@ -784,6 +785,9 @@ class Peer(PeerBase):
         finally:
             with self._lock:
                 self._async_runs.pop(call_id, None)
+            # The exception the future may hold has this frame in its traceback: without this, a
+            # reference cycle (through the call's context, the peer) for the cyclic GC to find.
+            del future
 
     def _async_items(self, work: _Work) -> Iterator[Any]:
         """An async generator's items, each awaited on the loop thread."""

@@ -12,8 +12,9 @@ from typing import Any, Unpack
 
 from ..core.connection import Role
 from ..core.interface import Interface
+from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
-from ..net.listeners import Listener
+from ..net.listeners import ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, OUT_OF_RESOURCES, Listener
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
@@ -44,6 +45,7 @@ class Server(TimersAndFds):
         self._listener: Listener | None = None
         self._acceptor: threading.Thread | None = None
         self._feed: EventFeed | None = None
+        self._refusals = RateLimitedLog(log, burst=1, period=10.0)
 
     def start(self) -> Server:
         if self.address.scheme == "stdio":
@@ -61,13 +63,24 @@ class Server(TimersAndFds):
 
     def _accept_forever(self) -> None:
         assert self._listener is not None
+        backoff = 0.0
         while not self._closed.is_set():
             try:
                 sock, _ = self._listener.sock.accept()
-            except OSError:
-                return  # closed
+            except OSError as exc:
+                if self._closed.is_set() or exc.errno not in OUT_OF_RESOURCES:
+                    return  # closed
+                # Out of fds or memory (EMFILE, ENFILE...): the next connection to end frees one, so
+                # wait a little, longer each time, and accept again.
+                backoff = min(ACCEPT_BACKOFF_MAX, backoff * 2 or ACCEPT_BACKOFF_MIN)
+                self._refusals.warning("server %s: cannot accept: %s; retrying in %.2f s", self.address, exc, backoff)
+                self._closed.wait(backoff)
+                continue
+            backoff = 0.0
             if len(self.connections) >= self.options.limits.max_connections:
-                log.warning("server %s: %d connections already; refusing one", self.address, len(self.connections))
+                self._refusals.warning(
+                    "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
+                )
                 sock.close()
                 continue
             self._add(SocketLink(sock), peer_id=f"peer-{next(self._ids)}")
