@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
 from ..core.connection import Role
@@ -40,6 +40,7 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
@@ -47,9 +48,6 @@ from ..proxy import Proxy
 from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
-#: A stream producer yields to the event loop after this many items, or this many bytes queued.
-ITEMS_PER_TURN: Final = 64
-BYTES_PER_TURN: Final = 256 * 1024
 
 Message = MessageReceived
 _READ_SIZE = 256 * 1024  # as much as one read of a Unix socket usually brings

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .frames import DEFAULT_MAX_PAYLOAD
+
+#: Fairness: a stream producer lets every other task, thread and peer run after this many items,
+#: or once this many bytes of items wait to be written, whatever credit its consumer granted.
+ITEMS_PER_TURN: Final = 64
+BYTES_PER_TURN: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
 from ..options import Options
@@ -861,6 +862,7 @@ class Peer(PeerBase):
             if flusher is None:
                 flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
         credit = 0  # then as send_item returns it: no lock and look-up per item to ask
+        turn = ITEMS_PER_TURN
         try:
             while True:
                 if credit <= 0:
@@ -878,7 +880,13 @@ class Peer(PeerBase):
                     break
                 with self._lock:
                     credit = core.send_item(call_id, item)
-                flusher.request()
+                if core.item_bytes_queued >= BYTES_PER_TURN:
+                    self._flush()  # at the writer's pace: a peer that does not read stops it here
+                else:
+                    flusher.request()
+                    if (turn := turn - 1) <= 0:
+                        turn = ITEMS_PER_TURN
+                        time.sleep(0)  # lets the GIL go: reader threads answer other peers meanwhile
         except Exception as exc:
             work.error = exc
             _close(items)
