@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import pty
@@ -10,12 +11,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ipfi import Interface
+from ipfi.cli.output import Output
+from ipfi.cli.rpc import load_interface
 
 from .conftest import PYTHON, ROOT, load_vectors, unhex
 
@@ -297,3 +303,29 @@ def test_a_terminal_gets_a_table(env: dict[str, str]) -> None:
     os.close(controller)
     assert process.wait(timeout=10) == 0
     assert output.split()[:3] == [b"CHECK", b"STATUS", b"DETAIL"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_peers_control_characters_cannot_drive_the_terminal(fmt: str) -> None:
+    text = io.StringIO()
+    out = Output(fmt, text=text, binary=io.BytesIO())
+    hostile = "\x1b[2J\rred\x9b\x7f"
+    out.value(hostile)
+    out.frame(2, b"\x1b]0;title\x07")
+    out.rows([{"name": hostile}])
+    written = text.getvalue()
+    assert not set(written) & set("\x1b\r\x07\x9b\x7f")
+    if fmt == "json":
+        lines = [json.loads(line) for line in written.splitlines()]
+        assert lines[0] == hostile and lines[2] == {"name": hostile}  # escaped, not altered
+
+
+def test_serve_imports_from_the_current_directory_without_shadowing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plugin_for_cli_test.py").write_text("import ipfi\niface = ipfi.Interface()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "plugin_for_cli_test", raising=False)
+    assert isinstance(load_interface("plugin_for_cli_test:iface"), Interface)
+    assert sys.path[-1] == str(tmp_path) and str(tmp_path) not in sys.path[:-1]

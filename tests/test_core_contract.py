@@ -229,3 +229,17 @@ def test_a_hello_that_is_not_utf8_is_refused() -> None:
 
 def test_struct_sizes_used_above() -> None:
     assert struct.calcsize("<BIBIH") == wire.CALL_HEADER.size
+
+
+def test_strings_a_hello_carries_must_encode_and_print() -> None:
+    """A lone surrogate or a control character (an ANSI escape in a log line) is refused."""
+    for peer_id in ("\ud800", "\x1b[31mred", "line\nbreak"):
+        client = fresh(Role.CLIENT)
+        client.data_to_send()
+        reply = {"protocol": "ipcprims", "version": "1.0", "channels": [1], "peer_id": peer_id}
+        try:
+            client.receive_data(frame(0, json.dumps(reply).encode()))
+        except RemoteProtocolError as error:
+            assert "peer_id" in str(error) and "\x1b" not in str(error)
+        else:
+            raise AssertionError(f"accepted {peer_id!r}")

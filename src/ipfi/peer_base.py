@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .core.connection import CallSink, Connection, ResultSink, Role
-from .core.errors import HandshakeError
+from .core.errors import HandshakeError, PayloadTooLarge
 from .core.events import (
     CallReceived,
     CancelReceived,
@@ -27,10 +27,12 @@ from .core.events import (
 )
 from .core.handshake import Hello
 from .core.interface import Interface, Procedure
+from .core.logs import RateLimitedLog
 from .net.credentials import Credentials, peer_credentials, size_unix_buffers
 from .options import Options
 
 log = logging.getLogger("ipfi.server")
+_violations = RateLimitedLog(logging.getLogger("ipfi.peer"), burst=20, period=10.0)
 
 
 _HANDLER_NAMES: dict[type, str] = {
@@ -111,6 +113,23 @@ class PeerBase:
             return True
         log.warning("refusing a connection from %s: uid not in allow_uids", self.credentials or "an unknown peer")
         return False
+
+    def _collected_too_many(self, call_id: int, count: int) -> PayloadTooLarge | None:
+        """Under ``call()``, ``count`` items of a streamed result are in: past the limit, the
+        stream is cancelled and the error returned is the call's."""
+        limit = self.options.limits.max_collected_items
+        if count <= limit:
+            return None
+        self._core.send_cancel(call_id)
+        return PayloadTooLarge(
+            f"a streamed result of more than {limit} items (Limits.max_collected_items): iterate stream() instead"
+        )
+
+    def _report_violation(self, exc: Exception) -> None:
+        """One line for a peer that broke the protocol (its connection is closed): rate-limited
+        across all peers, so that an attacker opening connection after connection cannot flood
+        the log; what it sent appears in the message only cut and escaped."""
+        _violations.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
 
     def _check_authenticated(self) -> None:
         """At the handshake: a server's ``authenticate`` may refuse the peer (the connection ends)."""

@@ -247,3 +247,12 @@ def test_streams_whose_consumers_stop_reading_hold_no_worker(world: World, recor
     time.sleep(0.2)
     assert [client.call("slow_add", i, 1) for i in range(3)] == [1, 2, 3]
     assert next(stalled[0]) == 1  # a parked stream goes on when read again
+
+
+def test_call_collects_a_stream_up_to_its_limit(world: World, record: Record) -> None:
+    world.serve(interface(world.driver, record))
+    client = world.connect(limits=ipfi.Limits(max_collected_items=10))
+    assert client.call("count", 10) == list(range(10))
+    with pytest.raises(ipfi.PayloadTooLarge, match="max_collected_items"):
+        client.call("count", 11)
+    assert client.call("add", 1, 2) == 3  # the connection goes on

@@ -378,7 +378,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _violation(self, exc: Exception) -> None:
-        log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
+        self._report_violation(exc)
         self._close_error = ConnectionLost(f"protocol error: {exc}")
         self._abort()
 
@@ -465,8 +465,17 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _on_items(self, event: ItemsReceived) -> None:
         call_id = event.call_id
         if call_id in self._calls:  # a streamed result, collected for call()
-            self._collected.setdefault(call_id, []).extend(event.items)
-            self._grant(call_id, len(event.items))
+            collected = self._collected.setdefault(call_id, [])
+            collected.extend(event.items)
+            error = self._collected_too_many(call_id, len(collected))
+            if error is None:
+                self._grant(call_id, len(event.items))
+            else:
+                del self._collected[call_id]
+                future = self._calls.pop(call_id)
+                if not future.done():
+                    future.set_exception(error)
+                self._schedule_flush()
             return
         stream = self._streams.get(call_id)
         if stream is not None:

@@ -9,6 +9,13 @@ from typing import Any, BinaryIO, TextIO
 
 FORMATS = ("json", "table", "raw")
 
+# What a peer sends must not drive the terminal: control characters (ANSI escapes, carriage
+# returns, C1 controls) are written escaped, in table rows as \xNN and in JSON as \u00NN (JSON's own
+# encoder escapes those below 0x20 already, but not DEL or C1).
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+_TABLE_ESCAPES = {code: f"\\x{code:02x}" for code in _CONTROLS}
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in _CONTROLS if code >= 0x20}
+
 
 def jsonable(value: Any) -> Any:
     """``value`` with bytes as ``{"base64": ...}`` and other non-JSON types as strings."""
@@ -41,7 +48,7 @@ class Output:
         self._header_shown = False
 
     def _line(self, text: str) -> None:
-        self._text.write(text + "\n")
+        self._text.write(text.translate(_JSON_ESCAPES if self.format == "json" else _TABLE_ESCAPES) + "\n")
         self._text.flush()
 
     def record(self, record: dict[str, Any]) -> None:

@@ -40,11 +40,13 @@ def run_call(args: argparse.Namespace, out: Output) -> int:
 
 
 def load_interface(spec: str) -> Interface:
-    """``package.module:name`` to the :class:`~ipfi.Interface` it names (the current directory is importable)."""
+    """``package.module:name`` to the :class:`~ipfi.Interface` it names. The current directory is
+    importable, after everything installed: a file there never shadows a module the run imports."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise UsageError(f"expected MODULE:INTERFACE, got {spec!r}")
-    sys.path.insert(0, str(Path.cwd()))
+    if str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from .codecs import decode_json
 from .errors import HandshakeError, RemoteProtocolError
 from .frames import CONTROL, MAX_CHANNEL
+from .logs import shown
 
 PROTOCOL: Final = "ipcprims"
 VERSION: Final = "1.0"
@@ -61,9 +62,11 @@ def _bounded_string(document: dict[str, Any], name: str, low: int, high: int, *,
         return None
     if not isinstance(value, str):
         raise HandshakeError(f"handshake: field {name!r} must be a string")
-    size = len(value.encode())
+    size = len(value.encode(errors="replace"))
     if not low <= size <= high:
         raise HandshakeError(f"handshake: field {name!r} must be {low}..{high} bytes, got {size}")
+    if not value.isprintable():  # (it may reach a log line or a terminal)
+        raise HandshakeError(f"handshake: field {name!r} holds control characters: {shown(value)}")
     return value
 
 
@@ -71,10 +74,10 @@ def parse_version(text: str) -> tuple[int, int]:
     """``"<u16>.<u16>"`` to a pair; leading zeros allowed (``"01.00"`` is 1.0)."""
     match = _VERSION_FORM.match(text)
     if match is None:
-        raise HandshakeError(f"handshake: version {text!r} is not of the form <major>.<minor>")
+        raise HandshakeError(f"handshake: version {shown(text)} is not of the form <major>.<minor>")
     major, minor = int(match[1]), int(match[2])
     if major > 0xFFFF or minor > 0xFFFF:
-        raise HandshakeError(f"handshake: version {text!r} out of range")
+        raise HandshakeError(f"handshake: version {shown(text)} out of range")
     return major, minor
 
 
@@ -95,7 +98,7 @@ def normalize_channels(value: Any, *, limit: int | None = MAX_CHANNELS) -> tuple
     seen: dict[int, None] = {}
     for channel in value:
         if type(channel) is not int or not 0 <= channel <= MAX_CHANNEL:
-            raise HandshakeError(f"handshake: channel {channel!r} is not a u16")
+            raise HandshakeError(f"handshake: channel {shown(repr(channel))} is not a u16")
         if channel == CONTROL:
             raise HandshakeError("handshake: channel 0 (control) cannot be negotiated")
         seen[channel] = None
@@ -112,7 +115,7 @@ def parse_hello(payload: bytes, *, is_reply: bool) -> Hello:
         raise HandshakeError("handshake: the hello must be a JSON object")
     protocol = _bounded_string(document, "protocol", 1, 32, required=True)
     if protocol != PROTOCOL:
-        raise HandshakeError(f"handshake: unknown protocol {protocol!r}")
+        raise HandshakeError(f"handshake: unknown protocol {shown(protocol or '')}")
     version = _bounded_string(document, "version", 1, 16, required=True)
     assert version is not None
     parse_version(version)

@@ -43,6 +43,9 @@ class Limits:
     idle_timeout: float | None = None
     #: Connections one server keeps at once; further ones are closed on accept.
     max_connections: int = 4096
+    #: Items ``call()`` collects of a streamed result; past it the call fails with
+    #: :class:`~ipfi.PayloadTooLarge` and the stream is cancelled (``stream()`` has no such bound).
+    max_collected_items: int = 1 << 20
 
     def __post_init__(self) -> None:
         for name in (
@@ -55,6 +58,7 @@ class Limits:
             "max_queued_messages",
             "max_queued_bytes",
             "max_connections",
+            "max_collected_items",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")

@@ -17,6 +17,7 @@ from .events import HandshakeComplete
 from .frames import CONTROL
 from .handshake import VERSION, Hello, negotiate_channels, parse_hello, versions_compatible
 from .limits import Limits
+from .logs import shown
 from .state import State
 
 #: The smallest frame a peer may ask for: a call header and a short name fit (smaller would turn
@@ -84,10 +85,10 @@ class Negotiation:
         if hello.extension is not None and self._want_rpc:
             offered = hello.extension.get("codecs")
             if hello.extension.get("v") != wire.PROTOCOL_VERSION or not isinstance(offered, list):
-                raise HandshakeError(f"handshake: unsupported ipfi extension {hello.extension!r}")
+                raise HandshakeError(f"handshake: unsupported ipfi extension {shown(repr(hello.extension))}")
             common = [name for name in offered if isinstance(name, str) and name in self._codec_names]
             if not common:
-                raise HandshakeError(f"handshake: no common codec in {offered!r}")
+                raise HandshakeError(f"handshake: no common codec in {shown(repr(offered))}")
             if wire.RPC_CHANNEL not in channels:
                 raise HandshakeError("handshake: an ipfi peer must negotiate the RPC channel 1")
             self._adopt_extension(hello.extension, common[0])
@@ -109,7 +110,7 @@ class Negotiation:
         if reply.extension is not None and self._want_rpc:
             codec = reply.extension.get("codec")
             if reply.extension.get("v") != wire.PROTOCOL_VERSION or codec not in self._codec_names:
-                raise HandshakeError(f"handshake: unsupported ipfi extension {reply.extension!r}")
+                raise HandshakeError(f"handshake: unsupported ipfi extension {shown(repr(reply.extension))}")
             self._adopt_extension(reply.extension, codec)
         self.peer_id = reply.peer_id
         return self._opened(reply, reply.channels)

@@ -461,7 +461,7 @@ class Peer(PeerBase):
             self._wake_ready()
 
     def _violation(self, exc: Exception) -> None:
-        log.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
+        self._report_violation(exc)
         self._lose(ConnectionLost(f"protocol error: {exc}"))
 
     def _wake_ready(self) -> None:
@@ -520,7 +520,13 @@ class Peer(PeerBase):
         if pending is not None:
             pending.items.extend(event.items)
             if pending.collect:
-                self._grant_collected(event.call_id, pending)
+                error = self._collected_too_many(event.call_id, len(pending.items))
+                if error is None:
+                    self._grant_collected(event.call_id, pending)
+                else:
+                    del self._calls[event.call_id]
+                    pending.items.clear()
+                    pending.fail(error)
 
     def _on_end(self, event: StreamEnded) -> None:
         pending = self._calls.pop(event.call_id, None)
