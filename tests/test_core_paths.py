@@ -74,5 +74,5 @@ def test_a_sink_gets_what_the_event_carries() -> None:
     _, other = wired()
     other.call_sink = lambda *fields: taken.append(fields)  # type: ignore[assignment,return-value]
     assert other.receive_data(data) == []
-    assert taken == [(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)]
+    assert taken == [(event.call_id, event.procedure, event.args, event.kwargs, event.timeout, event.has_input)]
     assert call_id == event.call_id

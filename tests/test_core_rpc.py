@@ -152,7 +152,7 @@ def test_concurrency_limit_at_and_past_holds_calls_back_and_never_refuses_them()
     server.send_result(ids[2], None)
     released = server.release_held() or []
     assert [type(event).__name__ for event in released] == ["CallReceived", "CallReceived"] + ["MessageReceived"] * 2
-    assert released[0].call_id == ids[4] and released[1].name == "note" and not server.calls_held
+    assert released[0].call_id == ids[4] and released[1].procedure == "note" and not server.calls_held
     assert released[3] == MessageReceived(2, b"read later")
     client.send_call("f", [])  # the notification took the third slot: the limit holds again
     assert deliver(client, server) == [] and server.calls_held
@@ -163,7 +163,7 @@ def test_concurrency_limit_at_and_past_holds_calls_back_and_never_refuses_them()
 
 def test_a_call_to_an_unknown_procedure_is_refused_before_its_arguments_are_decoded() -> None:
     client, server = wired()
-    server.procedures = {"known"}
+    server.procedures = {"known": "the procedure"}
     call_id = client.send_call("unknown", [1])
     poisoned = b"".join(client.data_to_send())[:-1] + b"\xc1"  # 0xc1: never valid msgpack
     assert server.receive_data(poisoned) == []

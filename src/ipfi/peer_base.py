@@ -26,7 +26,7 @@ from .core.events import (
     StreamEnded,
 )
 from .core.handshake import Hello
-from .core.interface import Interface, Procedure
+from .core.interface import Interface
 from .core.logs import RateLimitedLog
 from .net.credentials import Credentials, peer_credentials, size_unix_buffers
 from .options import Options
@@ -73,8 +73,6 @@ class PeerBase:
 
     def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
         self.interface = interface
-        #: The procedure a call names, or ``None`` (looked up for every call received).
-        self.procedure: Callable[[str], Procedure | None] = interface.find if interface is not None else _no_procedure
         self.options = options
         self._core = Connection(
             role,
@@ -88,7 +86,7 @@ class PeerBase:
             keepalive=options.keepalive,
             keepalive_timeout=options.keepalive_timeout,
         )
-        self._core.procedures = interface.names if interface is not None else frozenset()
+        self._core.procedures = interface.callable if interface is not None else {}
         self._core.call_sink = self._call_received
         self._core.result_sink = self._result_received
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
@@ -139,7 +137,7 @@ class PeerBase:
 
     def _on_call(self, event: CallReceived) -> None:
         """A call read together with other messages, so returned as an event."""
-        self._call_received(event.call_id, event.name, event.args, event.kwargs, event.timeout, event.has_input)
+        self._call_received(event.call_id, event.procedure, event.args, event.kwargs, event.timeout, event.has_input)
 
     def _on_result(self, event: ResultReceived) -> None:
         self._result_received(event.call_id, event.value)
@@ -211,10 +209,6 @@ class PeerBase:
     def codec(self) -> str | None:
         """The negotiated codec, or ``None`` for a plain framed peer."""
         return self._core.codec.name if self._core.codec else None
-
-
-def _no_procedure(_: str) -> None:
-    return None
 
 
 def first_on(messages: Sequence[MessageReceived], channel: int | None) -> int | None:

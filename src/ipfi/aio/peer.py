@@ -549,14 +549,12 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _call_received(  # noqa: PLR0917 (the fields of CallReceived, in order: the core's call_sink)
         self,
         call_id: int,
-        name: str,
+        procedure: Procedure,
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
         has_input: bool,
     ) -> None:
-        procedure = self.procedure(name)
-        assert procedure is not None  # the core refuses calls to names not in self.interface
         input_queue = None
         if has_input:
             input_queue = ItemQueue(self._granter(call_id), self.options.limits.stream_window)

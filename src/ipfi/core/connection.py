@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from . import wire
@@ -37,7 +37,7 @@ from .handshake import (
 from .limits import Limits
 from .logs import RateLimitedLog, shown
 from .negotiation import MAX_WINDOW, Negotiation
-from .reading import CallSink, Reading, ResultSink
+from .reading import CallSink, ProcedureTable, Reading, ResultSink
 from .state import CLOSED, HANDSHAKE, OPEN, Role, State
 from .timers import Timers
 from .writing import ITEMS_OVERHEAD, SMALL, Writing, pack_framed_call, pack_framed_id
@@ -160,9 +160,10 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.message_bytes_queued = 0
         #: Too many plain messages wait: the driver stops reading until :meth:`message_taken` says.
         self.reading_paused = False
-        #: The procedure names served here (a driver sets its interface's): a call to any other
-        #: is refused before its arguments are decoded. By default every name is taken.
-        self.procedures: Container[str] = _EVERY_NAME
+        #: The procedures served here by name (a driver sets its interface's): a call names one
+        #: (CallReceived carries what this holds for it), or is refused before its arguments are
+        #: decoded. By default every name is taken, and CallReceived carries the name.
+        self.procedures: ProcedureTable = _EVERY_NAME
         #: A call arrived at ``max_concurrent_calls``: it and what was read after it wait, and the
         #: driver stops reading, until :meth:`release_held` (after a call ends) hands them out.
         self.calls_held = False
@@ -534,8 +535,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
 
 class _EveryName:
-    def __contains__(self, name: object) -> bool:
-        return True
+    def get(self, name: str, /) -> str:
+        return name
 
 
 _EVERY_NAME: Final = _EveryName()

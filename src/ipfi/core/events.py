@@ -20,10 +20,14 @@ class HandshakeComplete:
 
 @dataclass(slots=True)
 class CallReceived:
-    """The peer calls ``name``; ``call_id`` is 0 for a notification (no reply expected)."""
+    """The peer calls a procedure; ``call_id`` is 0 for a notification (no reply expected).
+
+    ``procedure`` is what the connection's ``procedures`` table holds for the name called (a driver
+    puts its interface's procedures there), or the name itself where no table was set.
+    """
 
     call_id: int
-    name: str
+    procedure: Any
     args: list[Any]
     kwargs: dict[str, Any]
     timeout: float | None

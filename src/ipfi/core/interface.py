@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import time
-from collections.abc import Callable, Iterator, KeysView
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
@@ -102,8 +102,6 @@ class Interface:
         # What get() finds: the procedures, and the built-in DESCRIBE unless one is registered so.
         describe = Procedure(DESCRIBE, self.describe, Kind.FUNCTION, False, inspect.signature(self.describe))
         self._callable = {DESCRIBE: describe}
-        #: :meth:`get` as a plain dict lookup, for drivers that look up every call they receive.
-        self.find: Callable[[str], Procedure | None] = self._callable.get
 
     @overload
     def procedure(self, function: F, /, *, name: str | None = None, blocking: bool = False) -> F: ...
@@ -142,9 +140,9 @@ class Interface:
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     @property
-    def names(self) -> KeysView[str]:
-        """The names a peer may call (:data:`DESCRIBE` included), as a live view."""
-        return self._callable.keys()
+    def callable(self) -> Mapping[str, Procedure]:
+        """Every procedure a peer may call by its name (:data:`DESCRIBE` included); live."""
+        return self._callable
 
     def get(self, name: str) -> Procedure | None:
         """The procedure called ``name``; :data:`DESCRIBE` gives the built-in introspection one."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Container
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
@@ -65,8 +65,15 @@ _SMALL: Final = 4096  # a body below this is copied out of its message (cheaper 
 _AWAITING: Final = AWAITING_REPLY
 _RUNNING: Final = RUNNING
 
+
+class ProcedureTable(Protocol):
+    """What a connection looks a called name up in (a ``dict`` of a driver's procedures)."""
+
+    def get(self, name: str, /) -> Any: ...
+
+
 #: What takes a call read on the fast path: the arguments of :class:`CallReceived`, in order.
-CallSink = Callable[[int, str, list[Any], dict[str, Any], float | None, bool], Event | None]
+CallSink = Callable[[int, Any, list[Any], dict[str, Any], float | None, bool], Event | None]
 #: What takes a result read on the fast path: the arguments of :class:`ResultReceived`.
 ResultSink = Callable[[int, Any], Event | None]
 
@@ -87,7 +94,7 @@ class Reading:
     messages_queued: int
     message_bytes_queued: int
     reading_paused: bool
-    procedures: Container[str]
+    procedures: ProcedureTable
     calls_held: bool
     _held_call: tuple[int, Buffer] | None
     _held_frames: list[tuple[int, bytes | bytearray]]
@@ -389,7 +396,8 @@ class Reading:
             raise RemoteProtocolError(f"CALL id {call_id} has this side's parity")
         elif call_id in self._calls:
             raise RemoteProtocolError(f"CALL id {call_id} is already in use")
-        if name not in self.procedures:  # refused before its arguments cost anything to decode
+        procedure = self.procedures.get(name)
+        if procedure is None:  # refused before its arguments cost anything to decode
             self._refuse_unknown(call_id, name)
             return None
         if self._serving + self._running_notifications >= self._max_calls:
@@ -413,7 +421,7 @@ class Reading:
         timeout = timeout_ms / 1000 if timeout_ms else None
         if kind == _NOTIFY:
             self._running_notifications += 1
-            return call_sink(0, name, args, kwargs, timeout, False)
+            return call_sink(0, procedure, args, kwargs, timeout, False)
         calls = self._calls
         self._serving += 1
         if has_input or timeout is not None:
@@ -423,7 +431,7 @@ class Reading:
                 self._start_deadline(call, timeout)
         else:
             calls[call_id] = _RUNNING
-        return call_sink(call_id, name, args, kwargs, timeout, has_input)
+        return call_sink(call_id, procedure, args, kwargs, timeout, has_input)
 
     def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
         entry = self._calls.get(call_id)

@@ -671,7 +671,7 @@ class Peer(PeerBase):
     def _call_received(  # noqa: PLR0917 (the fields of CallReceived, in order: the core's call_sink)
         self,
         call_id: int,
-        name: str,
+        procedure: Procedure,
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -679,14 +679,13 @@ class Peer(PeerBase):
     ) -> None:
         """Under the lock: queue the call for the reader (a plain, non-blocking function: no thread
         hand-off, as in the asyncio driver) or hand it to a worker thread."""
-        procedure = self.procedure(name)
-        assert procedure is not None  # the core refuses calls to names not in self.interface
         if procedure.inline and not has_input:
             self._inline.append((call_id, procedure, args, kwargs))
             return
         if self._executor is None:
             if call_id:
-                self._core.send_error(call_id, ProcedureNotFound.wire_type, f"{shown(name)} needs a worker thread")
+                message = f"{shown(procedure.name)} needs a worker thread"
+                self._core.send_error(call_id, ProcedureNotFound.wire_type, message)
             else:
                 self._core.finish_notification()
             return
@@ -822,12 +821,11 @@ class Peer(PeerBase):
                     core.send_result(call_id, result)
                 for work in others:
                     self._settle_other(work)
+                inline = None
                 if core.calls_held:
                     self._release_held_calls()
+                    inline, self._inline = self._inline, []  # (filled under this lock by the release only)
                 data = core.data_to_send()
-                inline = self._inline  # (filled, under this lock, only by _release_held_calls)
-                if inline:
-                    self._inline = []
             finally:
                 lock.release()
             self._write(data)
