@@ -157,13 +157,16 @@ MALFORMED = {
 def test_malformed_input_ends_only_its_own_connection(start: Callable[..., Target], kind: str) -> None:
     target = start()
     fds, threads = target.fds, target.threads
-    with good_client(target) as client:
-        with raw(target) as sock:
-            with contextlib.suppress(OSError):  # (the server may close before it has all)
-                sock.sendall(MALFORMED[kind])
-            if kind != "a reply to nothing":  # (ignored, as a late reply is)
-                assert closed_by_server(sock)
-        assert target.alive and client.p99(20) < 1.0
+
+    def attack() -> None:
+        for _ in range(3):
+            with raw(target) as sock:
+                with contextlib.suppress(OSError):  # (the server may close before it has all)
+                    sock.sendall(MALFORMED[kind])
+                if kind != "a reply to nothing":  # (ignored, as a late reply is)
+                    assert closed_by_server(sock)
+
+    served_during(target, attack, rss_cap=32 * MiB)
     assert target.settled(fds, threads)
     assert not [line for line in target.log if "Traceback" in line]
 
@@ -198,11 +201,17 @@ def test_silent_connections_are_dropped_and_refusals_logged_once(start: Callable
 
 def test_a_flood_of_bad_notifications_cannot_flood_the_log(start: Callable[..., Target]) -> None:
     target = start()
+    fds, threads = target.fds, target.threads
     name = "\x1b[31m" + "n" * 10_000 + "\n"
-    with handshaken(target) as sock:
-        sock.sendall(notify(name, []) * 500 + call(1, "add", [1, 2]))
-        sock.settimeout(5)
-        assert sock.recv(4096)  # the call after them is answered
+
+    def attack() -> None:
+        with handshaken(target) as sock:
+            sock.sendall(notify(name, []) * 500 + call(1, "add", [1, 2]))
+            sock.settimeout(5)
+            assert sock.recv(4096)  # the call after them is answered
+
+    served_during(target, attack, rss_cap=32 * MiB)
+    assert target.settled(fds, threads)
     lines = [line for line in target.log if "unknown procedure" in line]
     assert 1 <= len(lines) <= 10
     assert all(len(line) < 400 and "\x1b" not in line for line in lines)
@@ -229,3 +238,14 @@ def test_out_of_file_descriptors_the_server_keeps_accepting(start: Callable[...,
             assert time.monotonic() < deadline, "the server stopped accepting after running out of fds"
             time.sleep(0.2)
     assert target.alive
+
+
+def test_a_peer_that_never_reads_cannot_make_a_stream_buffer_without_bound(start: Callable[..., Target]) -> None:
+    """On every Python: the standard loop's writelines forgot to pause the protocol on 3.12.0-3.12.8
+    and 3.13.0-3.13.1 (CPython gh-127655), and the stream it fed grew by its whole credit."""
+    target = start()
+    with handshaken(target, window=1 << 16) as sock:
+        rss = target.rss
+        sock.sendall(call(1, "flood", [4096]))  # 65,536 items of 4 KiB of credit: 256 MiB if unpaused
+        time.sleep(1.5)
+        assert target.rss - rss < 48 * MiB

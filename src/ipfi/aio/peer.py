@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
 from ..core.connection import Role
@@ -114,8 +115,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self.on_open: Callable[[Peer], None] | None = None
         self.on_close: Callable[[Peer], None] | None = None
         self._transport: asyncio.Transport | None = None
-        # How frames are written when the transport's writelines would copy large ones (None: it will not).
-        self._write_apart: Callable[[list[Buffer]], None] | None = None
+        # How frames are written where the transport's own writelines will not do (see
+        # _writelines_replacement; None: it will).
+        self._writelines: Callable[[list[Buffer]], None] | None = None
         # Calls made here: awaited by call() (a future each, and the items of a streamed result
         # collected for it), or iterated over by stream().
         self._calls: dict[int, asyncio.Future[Any]] = {}
@@ -169,7 +171,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self._transport = cast(asyncio.Transport, transport)
-        self._write_apart = _apart_writer(self._transport)
+        self._writelines = _writelines_replacement(self._transport)
         if not self._admit(transport.get_extra_info("socket")):
             self._close_error = ConnectionLost("refused: this user may not connect")
             self._transport.abort()
@@ -214,10 +216,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if core.has_output:  # (_flush, inlined: a server replies to most reads, a client to few)
             transport = self._transport
             if transport is not None and not transport.is_closing():
-                if self._write_apart is None:
+                if self._writelines is None:
                     transport.writelines(core.data_to_send())
                 else:
-                    self._write_apart(core.data_to_send())
+                    self._writelines(core.data_to_send())
         if not self._frames.idle and self._switch_for_large_frames:
             self._read_large_frame_in_place()
 
@@ -368,10 +370,10 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._release_held_calls()
         data = core.data_to_send()
         if data:
-            if self._write_apart is None:
+            if self._writelines is None:
                 transport.writelines(data)
             else:
-                self._write_apart(data)
+                self._writelines(data)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -716,7 +718,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if len(calls) == 1 and self._flush_handle is None:
             # The only call in flight: write it now, not one loop turn later (_flush, inlined).
             transport = self._transport
-            if transport is not None and self._write_apart is None and not transport.is_closing():
+            if transport is not None and self._writelines is None and not transport.is_closing():
                 transport.writelines(core.data_to_send())
             else:
                 self._flush()
@@ -928,14 +930,29 @@ class _LargeFrameReader(asyncio.BufferedProtocol):
         self._peer.resume_writing()
 
 
-def _apart_writer(transport: asyncio.Transport) -> Callable[[list[Buffer]], None] | None:
-    """How to write frames taken from the core when the transport's ``writelines`` is asyncio's default
-    one (the standard loop's socket and pipe transports on Python 3.11), which joins everything into
-    one ``bytes`` first: a 16 MiB message was then copied three times before the socket saw it (joined,
-    sliced after the first send, buffered). Large pieces go out as they are. ``None``: the transport's
-    ``writelines`` does not join (uvloop's, Python 3.12's)."""
-    if getattr(type(transport), "writelines", None) is not asyncio.WriteTransport.writelines:
-        return None
+def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buffer]], None] | None:
+    """How to write frames taken from the core where the transport's own ``writelines`` will not do
+    (``None``: it will, as uvloop's does).
+
+    - asyncio's default one (the standard loop's socket and pipe transports on Python 3.11) joins
+      everything into one ``bytes`` first: a 16 MiB message was then copied three times before the
+      socket saw it (joined, sliced after the first send, buffered). Large pieces go out as they are.
+    - The selector socket transport's own one (Python 3.12.0-3.12.8, 3.13.0-3.13.1) never pauses the
+      protocol however much it buffers (CPython gh-127655): a peer that does not read could make a
+      stream producer buffer without bound. The pause it forgets is made after each write.
+    """
+    kind = type(transport)
+    writelines = getattr(kind, "writelines", None)
+    if writelines is not asyncio.WriteTransport.writelines:
+        pause = getattr(transport, "_maybe_pause_protocol", None)
+        if writelines is None or pause is None or not _FORGETS_TO_PAUSE or "Selector" not in kind.__name__:
+            return None
+
+        def write_and_pause(data: list[Buffer]) -> None:
+            transport.writelines(data)
+            pause()
+
+        return write_and_pause
     write = transport.write
 
     def write_apart(data: list[Buffer]) -> None:
@@ -955,6 +972,9 @@ def _apart_writer(transport: asyncio.Transport) -> Callable[[list[Buffer]], None
             write(b"".join(small))
 
     return write_apart
+
+
+_FORGETS_TO_PAUSE: Final = (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2)
 
 
 def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_id: str = "peer-1") -> Peer:
