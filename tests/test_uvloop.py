@@ -50,7 +50,7 @@ def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str
                 transport = peer._transport
                 assert transport is not None
                 assert transport.get_protocol() is peer  # small messages: bytes pushed
-                assert peer._write_apart is None  # uvloop's writelines does not join what it writes
+                assert peer._writelines is None  # uvloop's writelines does not join what it writes
                 blob = bytes(range(256)) * 16384  # 4 MiB
                 for _ in range(2):
                     assert await peer.call("echo", blob) == blob
