@@ -64,6 +64,3 @@ class RateLimitedLog:
 
     def warning(self, message: str, *args: Any) -> None:
         self.log(logging.WARNING, message, *args)
-
-    def info(self, message: str, *args: Any) -> None:
-        self.log(logging.INFO, message, *args)
