@@ -34,7 +34,7 @@ async def main() -> None:
             async with await _connect_when_up(address, client_iface) as peer:
                 print("add(1, 2) =", await peer.call("add", 1, 2))
                 print("count(5) streams", [i async for i in peer.stream("count", 5)])
-                print("sum of a client stream:", await peer.call("total", input=range(101)))
+                print("sum of a client stream:", await peer.with_options(input=range(101)).call("total"))
                 print("the server called us back:", await peer.call("call_me_back", "demo"))
                 calc = peer.proxy()
                 print("proxy: mul(6, 7) =", await calc.mul(6, 7))

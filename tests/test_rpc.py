@@ -77,13 +77,13 @@ async def test_server_streams(peer: ipfi.Peer) -> None:
 
 
 async def test_client_stream_and_bidirectional(peer: ipfi.Peer) -> None:
-    assert await peer.call("total", input=range(1001)) == 500500
+    assert await peer.with_options(input=range(1001)).call("total") == 500500
 
     async def numbers() -> AsyncIterator[int]:
         for i in range(600):
             yield i
 
-    assert [i async for i in peer.stream("double", input=numbers())] == [i * 2 for i in range(600)]
+    assert [i async for i in peer.with_options(input=numbers()).stream("double")] == [i * 2 for i in range(600)]
 
 
 async def test_procedure_calls_back_its_caller(peer: ipfi.Peer) -> None:

@@ -57,8 +57,8 @@ def test_calls_errors_and_streams(sync_server: str) -> None:
         assert list(peer.stream("count_sync", 1000)) == list(range(1000))
         assert peer.call("count_sync", 600) == list(range(600))  # collected, credit flowing
         assert peer.call("count_sync", 0) == []
-        assert peer.call("total_sync", input=range(1001)) == 500500
-        assert list(peer.stream("double_sync", input=iter(range(700)))) == [2 * i for i in range(700)]
+        assert peer.with_options(input=range(1001)).call("total_sync") == 500500
+        assert list(peer.with_options(input=iter(range(700))).stream("double_sync")) == [2 * i for i in range(700)]
         assert 0 < peer.ping() < 1
 
 
@@ -127,7 +127,7 @@ def test_timeouts(async_server_process: Any) -> None:
     with ipfi.sync.connect(address) as peer:
         start = time.monotonic()
         with pytest.raises(ipfi.DeadlineExceeded):
-            peer.call("sleep", 5, "sync-deadline", timeout=0.2)
+            peer.with_options(timeout=0.2).call("sleep", 5, "sync-deadline")
         assert time.monotonic() - start < 1.0
         with pytest.raises(TimeoutError):
             peer.receive(timeout=0.1)

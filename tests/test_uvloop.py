@@ -23,7 +23,7 @@ def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
                 blob = bytes(range(256)) * 65536  # 16 MiB, handed over in the loop's chunks
                 assert await peer.call("echo", blob) == blob
                 assert [i async for i in peer.stream("count", 2000)] == list(range(2000))
-                assert await peer.call("total", input=range(100)) == 4950
+                assert await peer.with_options(input=range(100)).call("total") == 4950
                 for _ in range(2000):
                     peer.send(2, bytes(1024))
                 while not server.connections:
@@ -31,7 +31,7 @@ def test_rpc_streams_and_backpressure_on_uvloop(sock_path: str) -> None:
                 [server_peer] = server.connections
                 assert len([await server_peer.receive() for _ in range(2000)]) == 2000
                 with pytest.raises(ipfi.DeadlineExceeded):
-                    await peer.call("sleep", 5, timeout=0.05)
+                    await peer.with_options(timeout=0.05).call("sleep", 5)
         assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
     ipfi.run(scenario(), use_uvloop=True)

@@ -28,7 +28,7 @@ async def test_exec_child_over_stdin_stdout() -> None:
         child_pid = await peer.call("pid")
         assert child_pid != os.getpid()
         assert await peer.call("add", 40, 2) == 42
-        assert await peer.call("total", input=range(10)) == 45
+        assert await peer.with_options(input=range(10)).call("total") == 45
     for _ in range(100):  # closing the connection ends the child
         try:
             os.kill(child_pid, 0)

@@ -56,6 +56,7 @@ from .core.limits import Limits
 from .net.addresses import Address, parse_address
 from .net.credentials import Credentials
 from .options import OptionArgs, Options
+from .proxy import Caller
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ __all__ = [
     "Busy",
     "CallContext",
     "CallStream",
+    "Caller",
     "Cancelled",
     "Connected",
     "ConnectionLost",

@@ -50,18 +50,22 @@ class LoopInThread:
 class AioClient:
     """An asyncio peer, driven from the test's thread with the blocking peer's methods."""
 
-    def __init__(self, loop: LoopInThread, peer: ipfi.Peer) -> None:
+    def __init__(self, loop: LoopInThread, peer: ipfi.Peer, caller: ipfi.Peer | ipfi.Caller | None = None) -> None:
         self.loop = loop
         self.peer = peer
+        self.caller = caller or peer
+
+    def with_options(self, **options: Any) -> AioClient:
+        return AioClient(self.loop, self.peer, self.peer.with_options(**options))
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.loop.run(self.peer.call(name, *args, **kwargs))
+        return self.loop.run(self.caller.call(name, *args, **kwargs))
 
     def notify(self, name: str, *args: Any) -> None:
         self.loop.loop.call_soon_threadsafe(self.peer.notify, name, *args)
 
     def stream(self, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        items = self.peer.stream(name, *args, **kwargs)
+        items = self.caller.stream(name, *args, **kwargs)
         try:
             while True:
                 try:
@@ -100,6 +104,7 @@ class SyncClient:
         self.peer = peer
         self.call = peer.call
         self.notify = peer.notify
+        self.with_options = peer.with_options
         self.stream = peer.stream
         self.send = peer.send
         self.receive = peer.receive

@@ -83,6 +83,15 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         return a + b
 
     @iface.procedure
+    def keywords(**given: Any) -> dict[str, Any]:
+        return given
+
+    @iface.procedure
+    async def keyword_items(timeout: float, input: str) -> AsyncIterator[Any]:
+        yield timeout
+        yield input
+
+    @iface.procedure
     def push(channel: int, payload: bytes) -> None:
         ipfi.current_peer().send(channel, payload)
 

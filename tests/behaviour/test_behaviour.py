@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,16 @@ def test_streams_out_and_collected(client: Any) -> None:
 
 
 def test_streams_in(client: Any) -> None:
-    assert client.call("total", input=range(1001)) == 500500
+    assert client.with_options(input=range(1001)).call("total") == 500500
+
+
+def test_every_keyword_reaches_the_procedure_and_options_go_apart(client: Any) -> None:
+    assert client.call("keywords", timeout=5, input="abc") == {"timeout": 5, "input": "abc"}
+    assert list(client.stream("keyword_items", timeout=1.5, input="x")) == [1.5, "x"]
+    assert client.with_options(timeout=5).call("keywords", timeout=60) == {"timeout": 60}
+    assert client.with_options(timeout=5).call("time_left") > 3  # the option is the call's deadline
+    with pytest.raises(ValueError, match="positive"):
+        client.with_options(timeout=0)
 
 
 def in_process(world: World) -> None:
@@ -77,10 +87,51 @@ def test_leaving_a_stream_early_stops_the_producer(world: World, client: Any, re
     assert client.call("add", 2, 2) == 4
 
 
+def _run(world: World, job: Any) -> Any:
+    """Run ``job`` as the client's own code would: awaited on the asyncio loop, called when blocking."""
+    return job() if world.loop is None else world.loop.run(job())
+
+
+@pytest.mark.parametrize("leave", ["break", "raise"])
+def test_leaving_a_stream_loop_stops_the_producer(world: World, client: Any, record: Record, leave: str) -> None:
+    """The README's pattern: no aclose(), no ``with``; the iterator's last reference goes."""
+    in_process(world)
+
+    def consume(i: int) -> bool:
+        if i == 3 and leave == "raise":
+            raise KeyError(i)
+        return i == 3
+
+    def blocking() -> None:
+        for i in client.peer.stream("forever"):
+            if consume(i):
+                break
+
+    async def with_asyncio() -> None:
+        async for i in client.peer.stream("forever"):
+            if consume(i):
+                break
+
+    with contextlib.suppress(KeyError):
+        _run(world, with_asyncio if world.loop else blocking)
+    assert record.stopped.wait(1), "the remote generator kept running"
+    assert client.call("add", 2, 2) == 4
+
+
+def test_a_proxy_passes_every_keyword_and_takes_options(world: World, client: Any) -> None:
+    def blocking() -> Any:
+        return client.peer.with_options(timeout=5).proxy().keywords(timeout=1, input=2)
+
+    async def with_asyncio() -> Any:
+        return await client.peer.with_options(timeout=5).proxy().keywords(timeout=1, input=2)
+
+    assert _run(world, with_asyncio if world.loop else blocking) == {"timeout": 1, "input": 2}
+
+
 def test_a_deadline_fails_the_call_and_stops_the_procedure(world: World, client: Any, record: Record) -> None:
     start = time.monotonic()
     with pytest.raises(ipfi.DeadlineExceeded) as raised:
-        client.call("wait_for_cancel", 30, timeout=0.2)
+        client.with_options(timeout=0.2).call("wait_for_cancel", 30)
     assert isinstance(raised.value, TimeoutError)
     assert time.monotonic() - start < 3
     if world.in_process:
@@ -89,7 +140,7 @@ def test_a_deadline_fails_the_call_and_stops_the_procedure(world: World, client:
 
 
 def test_a_procedure_reads_its_deadline(client: Any) -> None:
-    left = client.call("time_left", timeout=5)
+    left = client.with_options(timeout=5).call("time_left")
     assert 3 < left <= 5
     assert client.call("time_left") is None
 

@@ -8,13 +8,14 @@ Transports that push bytes (pipes, the in-memory pair, byte streams) call ``data
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, Final, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
@@ -45,7 +46,7 @@ from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
-from ..proxy import Proxy
+from ..proxy import Caller, Proxy
 from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
@@ -688,21 +689,12 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
 
     # -- calling the peer ------------------------------------------------------------------------------
 
-    async def call(
-        self,
-        name: str,
-        /,
-        *args: Any,
-        timeout: float | None = None,
-        input: Iterable[Any] | AsyncIterable[Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Call ``name`` on the peer and return its result.
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        """Call ``name`` on the peer: await the result. Every keyword argument goes to the procedure;
+        call options (a deadline, an input stream) go through :meth:`with_options`.
 
-        A streaming procedure's items come back as a list. ``timeout`` (seconds) travels with the
-        call: the peer cancels the procedure when it passes, and :class:`DeadlineExceeded` is raised.
-        ``input`` streams items to the procedure (it receives them as its first argument).
-        Cancelling the awaiting task cancels the remote procedure.
+        A streaming procedure's items come back as a list. Cancelling the awaiting task cancels the
+        remote procedure.
 
         Raises :class:`RemoteError` (or a subclass: :class:`ProcedureNotFound`,
         :class:`InvalidArguments`, :class:`Busy`, :class:`DeadlineExceeded`, :class:`Cancelled`) as
@@ -711,8 +703,18 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         sent); :class:`InvalidState` after this side closed; :class:`LocalProtocolError` with a
         plain ipcprims peer.
         """
+        return self._call_with(name, args, kwargs, None, None)
+
+    async def _call_with(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+    ) -> Any:
         core = self._core
-        call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input is not None)
+        call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
         calls = self._calls
         future = calls[call_id] = self._loop.create_future()
         if len(calls) == 1 and self._flush_handle is None:
@@ -726,8 +728,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._schedule_flush()  # calls made in one loop turn go out in one write
         if core.timer_moved:  # the call's deadline is the core's: one timer for all
             self._arm_timer()
-        if input is not None:
-            feeder = self._loop.create_task(self._feed(call_id, input))
+        if input_items is not None:
+            feeder = self._loop.create_task(self._feed(call_id, input_items))
             future.add_done_callback(lambda _: feeder.cancel())
         try:
             return await future
@@ -735,21 +737,35 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._give_up(call_id)
             raise
 
-    def stream(
+    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> CallStream:
+        """Call a streaming procedure; iterate the result with ``async for``. Every keyword argument
+        goes to the procedure; call options go through :meth:`with_options`.
+
+        Leaving the loop early (``break``, an exception, ``async with`` exit, :meth:`CallStream.aclose`,
+        or dropping the last reference) cancels the remote generator. Iterating raises as
+        :meth:`call` does.
+        """
+        return CallStream(self, name, args, kwargs, timeout=None, input_items=None)
+
+    def _stream_with(
         self,
         name: str,
-        /,
-        *args: Any,
-        timeout: float | None = None,
-        input: Iterable[Any] | AsyncIterable[Any] | None = None,
-        **kwargs: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        input_items: Iterable[Any] | AsyncIterable[Any] | None,
     ) -> CallStream:
-        """Call a streaming procedure; iterate the result with ``async for``.
+        return CallStream(self, name, args, kwargs, timeout=timeout, input_items=input_items)
 
-        Use as ``async with peer.stream(...) as items:`` to cancel the remote generator on early exit.
-        Iterating raises as :meth:`call` does.
-        """
-        return CallStream(self, name, args, kwargs, timeout=timeout, input_items=input)
+    def with_options(
+        self, *, timeout: float | None = None, input: Iterable[Any] | AsyncIterable[Any] | None = None
+    ) -> Caller:
+        """This peer's ``call``, ``stream`` and ``proxy`` with call options:
+        ``await peer.with_options(timeout=5).call("wait_for_job", "j1", timeout=60)`` gives the call
+        a 5 s deadline and the procedure its own ``timeout=60``. ``input`` streams items (an iterable
+        or an async iterable) to the procedure's first argument. Raises ``ValueError`` for a
+        timeout that is not positive."""
+        return Caller(self, timeout, input)
 
     def notify(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         """Call ``name`` without waiting for (or getting) a reply. Raises as :meth:`call` does before
@@ -1040,14 +1056,26 @@ class CallStream:
         self._stop()
 
     def _stop(self) -> None:
-        if self._queue is not None and not self._queue.finished:
-            self._peer._give_up(self._call_id)
-            self._queue.finish(ConnectionLost("stream closed"))
-        if self._feeder is not None:
-            self._feeder.cancel()
+        _stop_stream(self._peer, self._call_id, self._queue, self._feeder)
 
     async def __aenter__(self) -> CallStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._stop()
+
+    def __del__(self) -> None:
+        # ``break`` out of ``async for`` drops the last reference without calling aclose(). The
+        # stop waits for the loop's next turn: a collection may run in the middle of the core's work.
+        queue = self._queue
+        if queue is not None and not queue.finished:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed: the connection is gone)
+                self._peer._loop.call_soon_threadsafe(_stop_stream, self._peer, self._call_id, queue, self._feeder)
+
+
+def _stop_stream(peer: Peer, call_id: int, queue: _StreamCall | None, feeder: asyncio.Task[None] | None) -> None:
+    if queue is not None and not queue.finished:
+        peer._give_up(call_id)
+        queue.finish(ConnectionLost("stream closed"))
+    if feeder is not None:
+        feeder.cancel()

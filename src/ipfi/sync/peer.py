@@ -52,7 +52,7 @@ from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
 from ..options import Options
 from ..peer_base import PeerBase
-from ..proxy import Proxy
+from ..proxy import Caller, Proxy
 from .links import Link
 from .loop_thread import LoopThread
 
@@ -914,19 +914,10 @@ class Peer(PeerBase):
 
     # -- calling the peer --------------------------------------------------------------------------
 
-    def call(
-        self,
-        name: str,
-        /,
-        *args: Any,
-        timeout: float | None = None,
-        input: Iterable[Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``name`` and block for its result (a streaming procedure's items come as a list).
-
-        ``timeout`` travels with the call; past it :class:`DeadlineExceeded` is raised and the remote
-        procedure cancelled. ``input`` streams items to the procedure.
+        Every keyword argument goes to the procedure; call options (a deadline, an input stream)
+        go through :meth:`with_options`.
 
         Raises :class:`RemoteError` (or a subclass: :class:`ProcedureNotFound`,
         :class:`InvalidArguments`, :class:`Busy`, :class:`DeadlineExceeded`, :class:`Cancelled`) as
@@ -935,7 +926,12 @@ class Peer(PeerBase):
         sent); :class:`InvalidState` after this side closed; :class:`LocalProtocolError` with a
         plain ipcprims peer; :class:`InheritedConnection` in a forked child.
         """
-        call_id, pending, reader = self._start(name, args, kwargs, timeout, input, collect=True)
+        return self._call_with(name, args, kwargs, None, None)
+
+    def _call_with(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+    ) -> Any:
+        call_id, pending, reader = self._start(name, args, kwargs, timeout, input_items, collect=True)
         try:  # (a deadline is the core's: it fails the call with DeadlineExceeded)
             if not (reader and self._read_until(pending.done, None, hold_role=False)):
                 self._wait_until(pending.done, None)
@@ -946,6 +942,13 @@ class Peer(PeerBase):
             raise pending.error
         return pending.value
 
+    def with_options(self, *, timeout: float | None = None, input: Iterable[Any] | None = None) -> Caller:
+        """This peer's ``call``, ``stream`` and ``proxy`` with call options:
+        ``peer.with_options(timeout=5).call("wait_for_job", "j1", timeout=60)`` gives the call a 5 s
+        deadline and the procedure its own ``timeout=60``. ``input`` streams items to the
+        procedure's first argument. Raises ``ValueError`` for a timeout that is not positive."""
+        return Caller(self, timeout, input)
+
     def _grant_collected(self, call_id: int, pending: _Pending) -> None:
         """Under the lock, as items arrive: keep the credit of a stream collected into a list flowing."""
         fresh = len(pending.items) - pending.consumed
@@ -953,18 +956,17 @@ class Peer(PeerBase):
             pending.consumed = len(pending.items)
             self._core.grant_credit(call_id, fresh)
 
-    def stream(
-        self,
-        name: str,
-        /,
-        *args: Any,
-        timeout: float | None = None,
-        input: Iterable[Any] | None = None,
-        **kwargs: Any,
+    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Call a streaming procedure and iterate its items. Leaving the loop early (``break``, an
+        exception, the iterator's ``close()`` or its last reference dropped) cancels the remote
+        generator. Every keyword argument goes to the procedure; call options go through
+        :meth:`with_options`. Raises as :meth:`call` does (when sending, and as items are iterated)."""
+        return self._stream_with(name, args, kwargs, None, None)
+
+    def _stream_with(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Iterator[Any]:
-        """Call a streaming procedure and iterate its items; closing the iterator cancels it.
-        Raises as :meth:`call` does (when sending, and as the items are iterated)."""
-        call_id, pending, _ = self._start(name, args, kwargs, timeout, input)
+        call_id, pending, _ = self._start(name, args, kwargs, timeout, input_items)
         return self._items(call_id, pending)
 
     def _start(
