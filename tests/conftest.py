@@ -31,6 +31,18 @@ def ipcprims() -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_log_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process-wide log limiters start each test empty: one test's lines do not use up another's."""
+    from ipfi import peer_base
+    from ipfi.core.logs import RateLimitedLog
+
+    for name in ("_failures", "_violations"):
+        limiter = getattr(peer_base, name)
+        fresh = RateLimitedLog(limiter._logger, burst=limiter.burst, period=limiter.period)
+        monkeypatch.setattr(peer_base, name, fresh)
+
+
+@pytest.fixture(autouse=True)
 def fresh_calc_records() -> None:
     """The calc helper's records start empty in every test: nothing one test did is seen by another."""
     from .helpers import calc

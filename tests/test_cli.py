@@ -24,6 +24,7 @@ from ipfi.cli.output import Output
 from ipfi.cli.rpc import load_interface
 
 from .conftest import PYTHON, ROOT, load_vectors, unhex
+from .helpers.raw_frames import assert_reference_reply, recv_exactly, recv_frame
 
 IPFI = str(Path(PYTHON).parent / "ipfi")
 VECTORS = load_vectors("ipcprims.json")
@@ -103,11 +104,10 @@ def test_echo_answers_a_plain_ipcprims_client_byte_for_byte(env: dict[str, str],
     sock.settimeout(5)
     sock.connect(str(Path(env["IPFI_RUNDIR"]) / "echo.sock"))
     sock.sendall(unhex(VECTORS["handshake"]["client_hello_frame_hex"]))
-    reply = unhex(VECTORS["handshake"]["server_reply_frame_hex"])
-    assert _recv_exactly(sock, len(reply)) == reply
+    assert_reference_reply(sock, VECTORS["handshake"]["server_reply_json"])
     sock.sendall(unhex(VECTORS["echo_exchange"]["client_sends_hex"]))
     expected = unhex(VECTORS["echo_exchange"]["server_sends_hex"])
-    assert _recv_exactly(sock, len(expected)) == expected
+    assert recv_exactly(sock, len(expected)) == expected
     sock.close()
     # What libIPC's reference got wrong: NULs inside a payload, two frames in one write, a frame
     # split across writes with a pause, a payload near 2 MB.
@@ -115,26 +115,19 @@ def test_echo_answers_a_plain_ipcprims_client_byte_for_byte(env: dict[str, str],
     sock.settimeout(5)
     sock.connect(str(Path(env["IPFI_RUNDIR"]) / "echo.sock"))
     sock.sendall(_frame(0, b'{"protocol":"ipcprims","version":"1.0","channels":[2,3,300]}'))
-    assert b'"channels":[2,3,300]' in _recv_exactly(sock, 8 + 79)
+    assert b'"channels":[2,3,300]' in recv_frame(sock)[1]
     frames = [_frame(2, b"a\0b\0c"), _frame(300, b"\0" * 10), _frame(3, bytes(range(256)) * 8192)]
     sock.sendall(frames[0] + frames[1])
     sock.sendall(frames[2][:1000])
     time.sleep(0.1)
     sock.sendall(frames[2][1000:])
     for frame in frames:
-        assert _recv_exactly(sock, len(frame)) == frame
+        assert recv_exactly(sock, len(frame)) == frame
     sock.close()
 
 
 def _frame(channel: int, payload: bytes) -> bytes:
     return b"IP" + len(payload).to_bytes(4, "little") + channel.to_bytes(2, "little") + payload
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size and (chunk := sock.recv(size - len(data))):
-        data += chunk
-    return data
 
 
 def test_echo_survives_every_bad_client(env: dict[str, str], running: Any) -> None:

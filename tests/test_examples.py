@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from .conftest import PYTHON, ROOT
@@ -27,10 +28,10 @@ def test_sync_client_example_runs() -> None:
 def test_event_loop_example_runs() -> None:
     output = _run("event_loop.py")
     for line in [
-        "hub: 2 member(s) connected",
-        "bob got: peer-1: hello bob",
+        r"hub: 2 member\(s\) connected",
+        r"bob got: peer-\d+-\d+: hello bob",
         "alice got: operator: maintenance at noon",
-        "hub: peer-1 left",
-        "service files left: []",
+        r"hub: peer-\d+-\d+ left",
+        r"service files left: \[\]",
     ]:
-        assert line in output
+        assert re.search(line, output), line

@@ -18,6 +18,7 @@ import ipfi
 
 from .conftest import PYTHON, ROOT, load_vectors, unhex
 from .helpers import calc
+from .helpers.raw_frames import assert_reference_reply, recv_exactly
 
 VECTORS = load_vectors("ipcprims.json")
 
@@ -100,19 +101,8 @@ async def _raw_handshake(address: str) -> socket.socket:
     return sock
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 async def test_plain_ipcprims_client_handshake_ping_shutdown(sock_path: str) -> None:
     control = VECTORS["control"]
-    expected_reply = unhex(VECTORS["handshake"]["server_reply_frame_hex"])
     async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
 
         def plain_client() -> list[bytes]:
@@ -121,16 +111,16 @@ async def test_plain_ipcprims_client_handshake_ping_shutdown(sock_path: str) -> 
             sock.connect(sock_path)
             with sock:
                 sock.sendall(unhex(VECTORS["handshake"]["client_hello_frame_hex"]))
-                got = [_recv_exactly(sock, len(expected_reply))]
+                assert_reference_reply(sock, VECTORS["handshake"]["server_reply_json"])
+                got = []
                 sock.sendall(unhex(control["ping_frame_hex"]))
-                got.append(_recv_exactly(sock, len(unhex(control["pong_frame_hex"]))))
+                got.append(recv_exactly(sock, len(unhex(control["pong_frame_hex"]))))
                 sock.sendall(unhex(control["shutdown_request_frame_hex"]))
-                got.append(_recv_exactly(sock, len(unhex(control["shutdown_ack_frame_hex"]))))
+                got.append(recv_exactly(sock, len(unhex(control["shutdown_ack_frame_hex"]))))
                 got.append(sock.recv(1))  # then the server closes
             return got
 
-        reply, pong, ack, after = await asyncio.to_thread(plain_client)
-    assert reply == expected_reply
+        pong, ack, after = await asyncio.to_thread(plain_client)
     assert pong == unhex(control["pong_frame_hex"])
     assert ack == unhex(control["shutdown_ack_frame_hex"])
     assert after == b""

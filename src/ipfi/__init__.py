@@ -50,6 +50,7 @@ from .core.errors import (
     ProtocolError,
     RemoteError,
     RemoteProtocolError,
+    RemoteTraceback,
 )
 from .core.interface import CallContext, Interface, current_call, current_peer
 from .core.limits import Limits
@@ -103,6 +104,7 @@ __all__ = [
     "Received",
     "RemoteError",
     "RemoteProtocolError",
+    "RemoteTraceback",
     "Server",
     "ServerEvent",
     "TimerFired",

@@ -33,6 +33,9 @@ class Options:
     - ``allow_uids``: server only; the user ids allowed to connect, checked with the kernel's
       record of the peer (``SO_PEERCRED``) before any byte is read. Peers whose credentials
       cannot be known (TCP) are then refused too.
+    - ``send_tracebacks``: when a procedure served here raises, send its formatted traceback (with
+      its causes) to the caller, who finds it in ``RemoteError.remote_traceback`` and printed as the
+      error's cause. Off by default: a traceback shows code and paths to whoever calls.
     - ``unix_buffer_size``: bytes of send and of receive buffer asked of the kernel for each Unix
       socket connection (default 1 MiB; ``None`` keeps the system's, often 208 KiB). Large messages
       then cross in fewer, larger reads: a 16 MiB echo ran 15-20% faster here. The kernel caps it
@@ -52,6 +55,7 @@ class Options:
     mode: int = 0o600
     allow_uids: frozenset[int] | None = None
     unix_buffer_size: int | None = 1 << 20
+    send_tracebacks: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -87,6 +91,7 @@ class OptionArgs(TypedDict, total=False):
     mode: int
     allow_uids: Iterable[int] | None
     unix_buffer_size: int | None
+    send_tracebacks: bool
 
 
 def make_options(**given: Unpack[OptionArgs]) -> Options:

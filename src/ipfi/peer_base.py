@@ -3,13 +3,16 @@ table that routes its events to the driver, and the plain-message queue. No I/O.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .core.connection import CallSink, Connection, ResultSink, Role
-from .core.errors import HandshakeError, PayloadTooLarge
+from .core.errors import HandshakeError, InvalidArguments, PayloadTooLarge, RemoteError
 from .core.events import (
     CallReceived,
     CancelReceived,
@@ -26,12 +29,14 @@ from .core.events import (
     StreamEnded,
 )
 from .core.handshake import Hello
-from .core.interface import Interface
+from .core.interface import Interface, Procedure, error_record
 from .core.logs import RateLimitedLog
 from .net.credentials import Credentials, peer_credentials, size_unix_buffers
 from .options import Options
 
 log = logging.getLogger("ipfi.server")
+connections_log = logging.getLogger("ipfi.connections")
+_failures = RateLimitedLog(logging.getLogger("ipfi.procedures"), burst=20, period=10.0)
 _violations = RateLimitedLog(logging.getLogger("ipfi.peer"), burst=20, period=10.0)
 
 
@@ -50,6 +55,16 @@ _HANDLER_NAMES: dict[type, str] = {
     ShutdownRequested: "_on_shutdown_request",
     ShutdownAcknowledged: "_on_shutdown_ack",
 }
+
+
+_peer_numbers = itertools.count(1)
+
+
+def next_peer_id() -> str:
+    """A server's id for a new connection, unique on this machine while the process lives (its pid,
+    then a count), so that a host with several plugins, each a server of one connection, tells them
+    apart; the client learns it from the handshake, so both ends' logs name a connection alike."""
+    return f"peer-{os.getpid()}-{next(_peer_numbers)}"
 
 
 class PeerBase:
@@ -71,7 +86,7 @@ class PeerBase:
     _on_shutdown_request: Callable[[ShutdownRequested], None]
     _on_shutdown_ack: Callable[[ShutdownAcknowledged], None]
 
-    def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str) -> None:
+    def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str | None) -> None:
         self.interface = interface
         self.options = options
         self._core = Connection(
@@ -80,7 +95,7 @@ class PeerBase:
             codecs=options.codecs,
             channels=options.channels,
             auth_token=options.auth_token if role is Role.CLIENT else None,
-            peer_id=peer_id,
+            peer_id=peer_id or next_peer_id(),
             rpc=options.rpc,
             binary_views=options.binary_views,
             keepalive=options.keepalive,
@@ -111,6 +126,44 @@ class PeerBase:
             return True
         log.warning("refusing a connection from %s: uid not in allow_uids", self.credentials or "an unknown peer")
         return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Details of the wire, as asyncio's transports give them: ``"peername"``, ``"sockname"``,
+        ``"socket"``; ``default`` where the wire has none."""
+        raise NotImplementedError
+
+    def _remote(self) -> str:
+        """Who is at the other end, for logs."""
+        if self.credentials is not None:
+            return f"pid {self.credentials.pid} uid {self.credentials.uid}"
+        name = self.get_extra_info("peername")
+        if isinstance(name, tuple):
+            return ":".join(str(part) for part in name[:2])
+        return str(name) if name else "an unnamed peer"
+
+    def _log_opened(self) -> None:
+        if self._core.role is Role.SERVER:
+            connections_log.info("accepted %s from %s", self.peer_id, self._remote())
+        else:
+            connections_log.info("connected to %s as %s", self._remote(), self.peer_id)
+
+    def _log_closed(self, reason: BaseException) -> None:
+        if self._core.peer_hello is not None:  # (only connections that opened, as they were logged)
+            connections_log.info("%s closed: %s", self.peer_id, reason)
+
+    def _failed(
+        self, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[str, str, Any, str | None]:
+        """A procedure raised ``exc``: log it (a WARNING with the traceback, rate-limited across
+        all peers; not arguments that did not fit, nor a RemoteError raised on purpose) and return
+        the error reply's type, message, data and (with ``send_tracebacks``) traceback."""
+        remote_type, message, data = error_record(procedure, exc, args, kwargs)
+        if not isinstance(exc, RemoteError) and remote_type != InvalidArguments.wire_type:
+            _failures.warning(
+                "peer %s: procedure %s raised %s", self.peer_id, procedure.name, remote_type, exc_info=exc
+            )
+        text = "".join(traceback.format_exception(exc)) if self.options.send_tracebacks else None
+        return remote_type, message, data, text
 
     def _collected_too_many(self, call_id: int, count: int) -> PayloadTooLarge | None:
         """Under ``call()``, ``count`` items of a streamed result are in: past the limit, the

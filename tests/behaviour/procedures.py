@@ -20,6 +20,17 @@ class Record:
         self.seen: list[Any] = []
 
 
+class QuotaExceeded(Exception):
+    """A user's exception that declares data for the wire."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"over the quota of {limit}")
+        self.limit = limit
+
+    def __ipfi_data__(self) -> dict[str, int]:
+        return {"limit": self.limit}
+
+
 def interface(driver: str, record: Record) -> ipfi.Interface:
     """The procedures every behaviour test calls, for a server of ``driver``."""
     iface = ipfi.Interface()
@@ -81,6 +92,13 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
     async def slow_add(a: int, b: int) -> int:
         await asyncio.sleep(0.001)
         return a + b
+
+    @iface.procedure
+    def over_quota(limit: int) -> None:
+        try:
+            {}["quota"]
+        except KeyError as exc:
+            raise QuotaExceeded(limit) from exc
 
     @iface.procedure
     def keywords(**given: Any) -> dict[str, Any]:

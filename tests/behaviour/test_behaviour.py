@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,28 @@ def test_calls_with_positional_and_keyword_arguments(client: Any) -> None:
     assert client.call("add", a=2, b=3) == 5
 
 
+def test_connections_get_unique_ids_and_are_logged_at_info(
+    world: World, record: Record, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ipfi")
+    server = world.serve(interface(world.driver, record))
+    first, second = world.connect(), world.connect()
+    ids = [first.peer.peer_id, second.peer.peer_id]
+    assert ids[0] != ids[1] and all(re.fullmatch(r"peer-\d+-\d+", peer_id) for peer_id in ids), ids
+    assert "connected to " in caplog.text and f"as {ids[0]}" in caplog.text
+    if world.in_process:  # both ends name the connection alike, and the server logs it
+        assert set(ids) <= {peer.peer_id for peer in server.connections}
+        assert f"accepted {ids[0]} from " in caplog.text
+    if world.wire in ("unix", "tcp"):
+        assert f"serving {server.bound_address}" in caplog.text
+    first.close()
+    deadline = time.monotonic() + 5
+    while f"{ids[0]} closed" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert f"{ids[0]} closed" in caplog.text
+    assert "asked to shut down" not in caplog.text  # a normal close is not news
+
+
 def test_errors_reach_the_caller(client: Any) -> None:
     with pytest.raises(ipfi.RemoteError, match="boom") as raised:
         client.call("fail", "boom")
@@ -44,6 +68,33 @@ def test_errors_reach_the_caller(client: Any) -> None:
     with pytest.raises(ipfi.InvalidArguments):
         client.call("add", 1)
     assert client.call("add", 1, 1) == 2  # the connection lives on
+
+
+@pytest.mark.parametrize("send_tracebacks", [True, False])
+def test_a_failure_reaches_the_caller_whole_and_the_server_log(
+    world: World, record: Record, caplog: pytest.LogCaptureFixture, send_tracebacks: bool
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ipfi")
+    world.serve(interface(world.driver, record), send_tracebacks=send_tracebacks)
+    client = world.connect()
+    with pytest.raises(ipfi.RemoteError, match="over the quota of 3") as raised:
+        client.call("over_quota", 3)
+    error = raised.value
+    assert (error.remote_type, error.data) == ("QuotaExceeded", {"limit": 3})
+    if send_tracebacks:
+        assert error.remote_traceback is not None and isinstance(error.__cause__, ipfi.RemoteTraceback)
+        for part in ("KeyError: 'quota'", "direct cause", "in over_quota", "QuotaExceeded: over the quota of 3"):
+            assert part in error.remote_traceback, part
+    else:
+        assert error.remote_traceback is None and error.__cause__ is None
+    if world.in_process:
+        assert "procedure over_quota raised QuotaExceeded" in caplog.text
+        assert "Traceback (most recent call last)" in caplog.text and "KeyError: 'quota'" in caplog.text
+    caplog.clear()
+    with pytest.raises(ipfi.InvalidArguments):
+        client.call("add", 1)
+    assert "raised" not in caplog.text  # the caller's mistake is the caller's news
+    assert client.call("add", 1, 1) == 2
 
 
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:

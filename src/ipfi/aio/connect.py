@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import socket
@@ -170,7 +169,6 @@ class Server(TimersAndFds):
         self._listener: Listener | None = None
         self._server: asyncio.Server | None = None
         self._stdio_peer: Peer | None = None
-        self._ids = itertools.count(1)
         self._feed: EventFeed | None = None
         self._stopped = False
         self._closed = asyncio.get_running_loop().create_future()
@@ -182,7 +180,7 @@ class Server(TimersAndFds):
                 "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
             )
             return _Refuser()
-        return self._adopt(new_peer(Role.SERVER, self.interface, self.options, peer_id=f"peer-{next(self._ids)}"))
+        return self._adopt(new_peer(Role.SERVER, self.interface, self.options))
 
     def _adopt(self, peer: Peer) -> Peer:
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
@@ -233,6 +231,7 @@ class Server(TimersAndFds):
         except BaseException:
             listener.close()
             raise
+        log.info("serving %s", self.bound_address)
 
     @property
     def bound_address(self) -> str:

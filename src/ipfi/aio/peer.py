@@ -41,7 +41,7 @@ from ..core.events import (
     ShutdownRequested,
     StreamEnded,
 )
-from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var
 from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
@@ -108,7 +108,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         interface: Interface | None,
         options: Options,
         *,
-        peer_id: str = "peer-1",
+        peer_id: str | None = None,
     ) -> None:
         super().__init__(role, interface, options, peer_id)
         self._loop = asyncio.get_running_loop()
@@ -285,6 +285,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             self._shutdown_acked.set_result(None)
         self._close_error = error
         self._closed.set_result(None)
+        self._log_closed(error)
         if current_peer_var.get(None) is self:
             # Set in the transport's context for its calls (see _call_received), which uvloop's
             # transport keeps: a reference cycle through the transport otherwise.
@@ -432,6 +433,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
 
     def _on_handshake(self, event: HandshakeComplete) -> None:
         self._check_authenticated()
+        self._log_opened()
         log.debug("peer %s: open (rpc=%s, channels=%s)", self.peer_id, event.rpc, list(self.channels))
         self._opened.set_result(None)
         if self.on_open is not None:
@@ -537,7 +539,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             waiter.set_result(event.round_trip)
 
     def _on_shutdown_request(self, event: ShutdownRequested) -> None:
-        log.info("peer %s asked to shut down%s", self.peer_id, " (forced)" if event.force else "")
+        log.debug("peer %s asked to shut down%s", self.peer_id, " (forced)" if event.force else "")
         self._close_error = ConnectionLost("the peer shut the connection down")
         self._flush()
         if self._transport is not None:
@@ -676,9 +678,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _reply_error(
         self, call_id: int, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
     ) -> None:
-        log.debug("peer %s: %s raised %r", self.peer_id, procedure.name, exc, exc_info=exc)
+        reply = self._failed(procedure, exc, args, kwargs)
         if call_id:
-            self._core.send_error(call_id, *error_record(procedure, exc, args, kwargs))
+            self._core.send_error(call_id, *reply)
 
     def _granter(self, call_id: int) -> Callable[[int], None]:
         return functools.partial(self._grant, call_id)
@@ -903,7 +905,7 @@ class _PushedPeer(Peer, asyncio.Protocol):
     large frame arrives, a :class:`_LargeFrameReader` stands in, so that the rest of the frame is
     read straight into its memory, not copied twice."""
 
-    def __init__(self, role: Role, interface: Interface | None, options: Options, *, peer_id: str) -> None:
+    def __init__(self, role: Role, interface: Interface | None, options: Options, *, peer_id: str | None) -> None:
         super().__init__(role, interface, options, peer_id=peer_id)
         self._switch_for_large_frames = True
 
@@ -993,7 +995,7 @@ def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buff
 _FORGETS_TO_PAUSE: Final = (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2)
 
 
-def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_id: str = "peer-1") -> Peer:
+def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_id: str | None = None) -> Peer:
     """A peer for a socket of the running loop.
 
     uvloop hands small messages over faster than it reads into a buffer of ours, so a peer lets it

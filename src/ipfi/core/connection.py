@@ -351,25 +351,32 @@ class Connection(Negotiation, Reading, Writing, Timers):
         del calls[call_id]
         self._serving -= 1
 
-    def send_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
-        """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`)."""
+    def send_error(
+        self, call_id: int, remote_type: str, message: str, data: Any = None, traceback: str | None = None
+    ) -> None:
+        """Reply to ``call_id`` with an error record (the caller raises a :class:`RemoteError`).
+        ``data`` that the codec cannot encode is left out; ``traceback`` is the callee's, as text."""
         if not self.is_serving(call_id) or self.state is not _OPEN:
             return
         entry = self._calls.pop(call_id)
         self._serving -= 1
         if type(entry) is Call and entry.pending:
             self._flush_items_of(entry)  # items produced before the failure still go first
-        self._queue_error(call_id, remote_type, message, data)
+        self._queue_error(call_id, remote_type, message, data, traceback)
 
-    def _queue_error(self, call_id: int, remote_type: str, message: str, data: Any = None) -> None:
+    def _queue_error(
+        self, call_id: int, remote_type: str, message: str, data: Any = None, traceback: str | None = None
+    ) -> None:
         codec = self.codec
         assert codec is not None
         record = {"type": remote_type, "message": message}
+        if traceback is not None:
+            record["traceback"] = traceback
         if data is not None:
             record["data"] = data
         try:
             body = codec.encode_record(record)
-        except TypeError:
+        except (TypeError, ValueError):
             record.pop("data")
             body = codec.encode_record(record)
         self._queue_id_message(wire.ERROR, call_id, body)

@@ -119,7 +119,9 @@ class AddressInUse(AddressError):
 class RemoteError(IpfiError):
     """A remote procedure failed.
 
-    ``remote_type`` is the remote exception's type name, ``data`` an optional codec-encodable value.
+    ``remote_type`` is the remote exception's type name, ``message`` its text, ``data`` a value it
+    declared for the wire (see :meth:`Interface.procedure`) or ``None``, ``remote_traceback`` its
+    traceback when the peer sends them.
     """
 
     wire_type = "RemoteError"
@@ -129,6 +131,9 @@ class RemoteError(IpfiError):
         self.message = message
         self.remote_type = remote_type or self.wire_type
         self.data = data
+        #: The remote exception's formatted traceback (with its causes), when the peer sends them
+        #: (its ``send_tracebacks`` option); ``None`` otherwise.
+        self.remote_traceback: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_remote_error, (type(self), self.message, self.remote_type, self.data))
@@ -182,7 +187,20 @@ _BY_WIRE_TYPE: dict[str, type[RemoteError]] = {
 }
 
 
-def remote_error_from_wire(remote_type: str, message: str, data: Any) -> RemoteError:
-    """Build the most specific :class:`RemoteError` subclass for an error reply."""
+def remote_error_from_wire(remote_type: str, message: str, data: Any, traceback: str | None = None) -> RemoteError:
+    """Build the most specific :class:`RemoteError` subclass for an error reply; a remote traceback
+    becomes its ``__cause__``, so that it is printed with the local one."""
     cls = _BY_WIRE_TYPE.get(remote_type, RemoteError)
-    return cls(message, remote_type=remote_type, data=data)
+    error = cls(message, remote_type=remote_type, data=data)
+    if traceback is not None:
+        error.remote_traceback = traceback
+        error.__cause__ = RemoteTraceback(traceback)
+    return error
+
+
+class RemoteTraceback(Exception):
+    """The traceback of a remote procedure's exception, as its peer formatted it (the
+    ``__cause__`` of a :class:`RemoteError` when the peer sends tracebacks)."""
+
+    def __str__(self) -> str:
+        return f"\n\nthe remote traceback:\n\n{self.args[0]}"

@@ -73,7 +73,19 @@ def error_record(procedure: Procedure, exc: Exception, args: list[Any], kwargs: 
         return exc.remote_type, exc.message, exc.data
     if isinstance(exc, TypeError) and not procedure.arguments_fit(args, kwargs):
         return InvalidArguments.wire_type, f"{procedure.name}: {exc}", None
-    return type(exc).__name__, str(exc), None
+    return type(exc).__name__, str(exc), declared_data(exc)
+
+
+def declared_data(exc: BaseException) -> Any:
+    """What an exception declares for the wire with a method ``__ipfi_data__()`` (any value the
+    codec encodes; the caller finds it in ``RemoteError.data``), or ``None``."""
+    declare = getattr(exc, "__ipfi_data__", None)
+    if not callable(declare):
+        return None
+    try:
+        return declare()
+    except Exception:  # a broken declaration must not cost the caller its error reply
+        return None
 
 
 def _kind_of(function: Callable[..., Any]) -> Kind:
@@ -118,6 +130,13 @@ class Interface:
         A plain function runs at once where its call was read (on the event loop in the asyncio
         driver, in the connection's reader thread in the blocking one): pass ``blocking=True`` for
         one that blocks, so it runs in a worker thread. Generators stream their items.
+
+        When the procedure raises, the caller gets a :class:`RemoteError` with the exception's type
+        name and message (and its subclass :class:`InvalidArguments` when the arguments did not fit
+        the signature); the server logs it at WARNING with its traceback. An exception may declare
+        a value for the wire with a method ``__ipfi_data__(self)``: the caller reads it in
+        ``RemoteError.data``. A :class:`RemoteError` raised on purpose (e.g. :class:`Busy`) travels
+        as it is, and is not logged.
         """
 
         def register(fn: F) -> F:

@@ -45,7 +45,7 @@ class RateLimitedLog:
         self._count = 0
         self._suppressed = 0
 
-    def log(self, level: int, message: str, *args: Any) -> None:
+    def log(self, level: int, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
         if not self._logger.isEnabledFor(level):
             return
         now = self._clock()
@@ -60,7 +60,7 @@ class RateLimitedLog:
             message += " (%d similar lines suppressed)"
             args = (*args, self._suppressed)
             self._suppressed = 0
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)
 
-    def warning(self, message: str, *args: Any) -> None:
-        self.log(logging.WARNING, message, *args)
+    def warning(self, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
+        self.log(logging.WARNING, message, *args, exc_info=exc_info)

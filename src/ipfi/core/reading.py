@@ -458,4 +458,7 @@ def _decode_error(record: dict[str, Any]) -> Any:
     message = record.get("message")
     if not isinstance(remote_type, str) or not isinstance(message, str):
         raise RemoteProtocolError("ERROR record lacks a string 'type' and 'message'")
-    return remote_error_from_wire(remote_type, message, record.get("data"))
+    traceback = record.get("traceback")
+    return remote_error_from_wire(
+        remote_type, message, record.get("data"), traceback if isinstance(traceback, str) else None
+    )

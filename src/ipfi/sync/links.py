@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shlex
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..core.codecs import Buffer
 from ..net.addresses import Address
@@ -18,6 +19,9 @@ from ..net.services import not_running
 
 class Link(Protocol):
     """What the blocking driver needs from a wire."""
+
+    #: Details of the wire, named as asyncio's transports name them (``"peername"``...).
+    extra: dict[str, Any]
 
     def recv_into(self, buffer: memoryview) -> int:
         """Block until bytes arrive and write them into ``buffer``; returns their count, 0 at EOF.
@@ -55,6 +59,9 @@ class SocketLink:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
+        self.extra: dict[str, Any] = {"socket": sock, "sockname": sock.getsockname()}
+        with contextlib.suppress(OSError):  # (a peer that already left has no name)
+            self.extra["peername"] = sock.getpeername()
         # The socket's own methods, not wrappers: these run for every call.
         self.recv_into: Callable[[memoryview], int] = sock.recv_into
         self.send: Callable[[Buffer], None] = sock.sendall
@@ -81,6 +88,7 @@ class PipeLink:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.process = process
+        self.extra: dict[str, Any] = {"peername": _command(process.args) if process is not None else "stdio"}
         self._closed = False
 
     def recv_into(self, buffer: memoryview) -> int:
@@ -119,6 +127,10 @@ class PipeLink:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _command(args: Any) -> str:
+    return "exec:" + (shlex.join(args) if isinstance(args, (list, tuple)) else str(args))
 
 
 def open_link(address: Address, timeout: float | None) -> Link:

@@ -46,7 +46,7 @@ from ..core.events import (
     ShutdownRequested,
     StreamEnded,
 )
-from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var, error_record
+from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var
 from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
@@ -184,7 +184,7 @@ class Peer(PeerBase):
         *,
         executor: Executor | None = None,
         owns_executor: bool = False,
-        peer_id: str = "peer-1",
+        peer_id: str | None = None,
     ) -> None:
         super().__init__(role, interface, options, peer_id)
         self._link = link
@@ -231,6 +231,11 @@ class Peer(PeerBase):
         _live_peers.add(self)
 
     # -- opening -----------------------------------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Details of the wire, as asyncio's transports give them: ``"peername"``, ``"sockname"``,
+        ``"socket"``; ``default`` where the wire has none."""
+        return self._link.extra.get(name, default)
 
     def open(self, *, background_reader: bool) -> Peer:
         """Complete the handshake (client) or start serving (server, always with a reader thread)."""
@@ -500,6 +505,7 @@ class Peer(PeerBase):
             self._flusher = None  # it holds self._flush: a reference cycle
         self._link.shutdown()
         _live_peers.discard(self)
+        self._log_closed(error)
         if self.on_close is not None:
             self.on_close(self)
 
@@ -592,6 +598,7 @@ class Peer(PeerBase):
 
     def _on_handshake(self, _: HandshakeComplete) -> None:
         self._check_authenticated()
+        self._log_opened()
         self._announce_open = True
 
     def _on_shutdown_request(self, _: ShutdownRequested) -> None:
@@ -838,13 +845,15 @@ class Peer(PeerBase):
         core = self._core
         self._inputs.pop(work.call_id, None)
         error = work.error
+        reply = None
+        if error is not None and not isinstance(error, ConnectionLost):
+            reply = self._failed(work.procedure, error, work.args, work.kwargs)
         if not work.call_id:
             core.finish_notification()
         elif not core.is_open or isinstance(error, ConnectionLost):
             return
-        elif error is not None:
-            log.debug("peer %s: %s raised %r", self.peer_id, work.procedure.name, error, exc_info=error)
-            core.send_error(work.call_id, *error_record(work.procedure, error, work.args, work.kwargs))
+        elif reply is not None:
+            core.send_error(work.call_id, *reply)
         elif work.procedure.kind is not Kind.GENERATOR:
             core.send_result(work.call_id, work.result)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import socket
 import threading
@@ -40,7 +39,6 @@ class Server(TimersAndFds):
         self._connections_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
         self._loop_thread = LoopThread("ipfi-async")  # for async def procedures; started at first use
-        self._ids = itertools.count(1)
         self._closed = threading.Event()
         self._listener: Listener | None = None
         self._acceptor: threading.Thread | None = None
@@ -49,11 +47,12 @@ class Server(TimersAndFds):
 
     def start(self) -> Server:
         if self.address.scheme == "stdio":
-            self._add(stdio_link(), peer_id="peer-1")
+            self._add(stdio_link())
             return self
         self._listener = Listener.open(self.address, mode=self.options.mode)
         self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
         self._acceptor.start()
+        log.info("serving %s", self.bound_address)
         return self
 
     @property
@@ -83,10 +82,10 @@ class Server(TimersAndFds):
                 )
                 sock.close()
                 continue
-            self._add(SocketLink(sock), peer_id=f"peer-{next(self._ids)}")
+            self._add(SocketLink(sock))
 
-    def _add(self, link: Any, *, peer_id: str) -> None:
-        peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor, peer_id=peer_id)
+    def _add(self, link: Any) -> None:
+        peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor)
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
         peer.loop_thread = self._loop_thread
         with self._connections_lock:
