@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from ipfi.core import wire
 from ipfi.core.codecs import MsgpackCodec
 from ipfi.core.connection import Connection, Role
-from ipfi.core.errors import FrameTooLarge, LocalProtocolError, PayloadTooLarge, ProcedureNotFound, ProtocolError
+from ipfi.core.errors import (
+    FrameTooLarge,
+    InvalidArguments,
+    LocalProtocolError,
+    PayloadTooLarge,
+    ProcedureNotFound,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from ipfi.core.events import (
     CallReceived,
     CancelReceived,
@@ -446,3 +454,35 @@ def test_a_reply_to_a_call_the_peer_made_itself_is_ignored() -> None:
     assert server.call_state(call_id) == "running"  # still due, and still answered normally
     server.send_result(call_id, 2)
     assert deliver(server, client) == [ResultReceived(call_id, 2)]
+
+
+def _raw_message(kind: int, call_id: int, body: bytes) -> bytes:
+    return encode_frame(1, wire.ID_HEADER.pack(kind, call_id) + body)
+
+
+def test_a_reply_that_does_not_decode_fails_its_call_alone() -> None:
+    client, server = wired()
+    result_call, error_call, stream_call, other = (client.send_call(name, []) for name in ("a", "b", "c", "d"))
+    deliver(client, server)
+    events = client.receive_data(
+        _raw_message(wire.RESULT, result_call, b"\xc1")
+        + _raw_message(wire.ERROR, error_call, b"\x81\xa4type\x01")  # a record without a string type
+        + _raw_message(wire.ITEMS, stream_call, b"\x91\xc1")
+    )
+    assert [type(event) for event in events] == [ErrorReceived] * 3
+    assert [event.call_id for event in events] == [result_call, error_call, stream_call]
+    assert all(isinstance(event.error, RemoteProtocolError) for event in events)
+    assert deliver(client, server) == [CancelReceived(stream_call)]  # the stream's producer stops
+    server.send_result(other, 4)
+    assert deliver(server, client) == [ResultReceived(other, 4)]  # the connection goes on
+
+
+def test_input_items_that_do_not_decode_end_their_call_with_invalid_arguments() -> None:
+    client, server = wired()
+    call_id = client.send_call("total", [], has_input=True)
+    deliver(client, server)
+    events = server.receive_data(_raw_message(wire.ITEMS, call_id, b"\x91\xc1"))
+    assert events == [CancelReceived(call_id)]  # the procedure is stopped
+    [error] = deliver(server, client)
+    assert isinstance(error, ErrorReceived) and isinstance(error.error, InvalidArguments)
+    assert "input item was not decoded" in str(error.error)

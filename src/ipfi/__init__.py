@@ -25,6 +25,7 @@ from .aio import (
     run,
     serve,
 )
+from .core.codecs import CustomType, Unencodable
 from .core.errors import (
     AddressError,
     AddressInUse,
@@ -75,6 +76,7 @@ __all__ = [
     "Connected",
     "ConnectionLost",
     "Credentials",
+    "CustomType",
     "DeadlineExceeded",
     "Disconnected",
     "FdReady",
@@ -108,6 +110,7 @@ __all__ = [
     "Server",
     "ServerEvent",
     "TimerFired",
+    "Unencodable",
     "__version__",
     "accept_stream",
     "connect",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
-from .core.codecs import CODECS, DEFAULT_CODECS
+from .core.codecs import CODECS, DEFAULT_CODECS, CustomType
 from .core.errors import HandshakeError
 from .core.handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
 from .core.limits import Limits
@@ -33,6 +33,9 @@ class Options:
     - ``allow_uids``: server only; the user ids allowed to connect, checked with the kernel's
       record of the peer (``SO_PEERCRED``) before any byte is read. Peers whose credentials
       cannot be known (TCP) are then refused too.
+    - ``custom_types``: Python types the msgpack codec carries as extension types (see
+      :class:`~ipfi.CustomType`), beyond those built in: ``uuid.UUID``, ``decimal.Decimal`` and
+      timezone-aware ``datetime``. Both ends need the same ones. JSON carries JSON's types only.
     - ``send_tracebacks``: when a procedure served here raises, send its formatted traceback (with
       its causes) to the caller, who finds it in ``RemoteError.remote_traceback`` and printed as the
       error's cause. Off by default: a traceback shows code and paths to whoever calls.
@@ -56,6 +59,7 @@ class Options:
     allow_uids: frozenset[int] | None = None
     unix_buffer_size: int | None = 1 << 20
     send_tracebacks: bool = False
+    custom_types: tuple[CustomType, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -92,13 +96,14 @@ class OptionArgs(TypedDict, total=False):
     allow_uids: Iterable[int] | None
     unix_buffer_size: int | None
     send_tracebacks: bool
+    custom_types: Sequence[CustomType]
 
 
 def make_options(**given: Unpack[OptionArgs]) -> Options:
     """:class:`Options` from keyword arguments. Raises ``ValueError`` for a value out of range and
     ``TypeError`` for an unknown name."""
     fields: dict[str, Any] = dict(given)
-    for name in ("codecs", "channels"):
+    for name in ("codecs", "channels", "custom_types"):
         if name in fields:
             fields[name] = tuple(fields[name])
     if fields.get("allow_uids") is not None:

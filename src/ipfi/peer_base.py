@@ -98,6 +98,7 @@ class PeerBase:
             peer_id=peer_id or next_peer_id(),
             rpc=options.rpc,
             binary_views=options.binary_views,
+            custom_types=options.custom_types,
             keepalive=options.keepalive,
             keepalive_timeout=options.keepalive_timeout,
         )

@@ -61,8 +61,8 @@ class AioClient:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.loop.run(self.caller.call(name, *args, **kwargs))
 
-    def notify(self, name: str, *args: Any) -> None:
-        self.loop.loop.call_soon_threadsafe(self.peer.notify, name, *args)
+    def notify(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.loop.run(_on_loop(self.peer.notify, name, *args, **kwargs))  # (raises what it raises)
 
     def stream(self, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         items = self.caller.stream(name, *args, **kwargs)
@@ -76,7 +76,7 @@ class AioClient:
             self.loop.run(items.aclose())
 
     def send(self, channel: int, payload: bytes) -> None:
-        self.loop.run(_send(self.peer, channel, payload))
+        self.loop.run(_on_loop(self.peer.send, channel, payload))
 
     def receive(self, channel: int | None = None, timeout: float | None = None) -> Any:
         return self.loop.run(self.peer.receive(channel, timeout=timeout))
@@ -95,8 +95,9 @@ class AioClient:
         self.loop.run(self.peer.aclose())
 
 
-async def _send(peer: ipfi.Peer, channel: int, payload: bytes) -> None:
-    peer.send(channel, payload)
+async def _on_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function`` called in the loop's thread, as the asyncio driver's methods must be."""
+    return function(*args, **kwargs)
 
 
 class SyncClient:

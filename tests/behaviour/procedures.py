@@ -94,6 +94,10 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         return a + b
 
     @iface.procedure
+    def echo(value: Any) -> Any:
+        return value
+
+    @iface.procedure
     def over_quota(limit: int) -> None:
         try:
             {}["quota"]

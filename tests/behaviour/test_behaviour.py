@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
+import decimal
 import logging
 import re
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import ipfi
+from ipfi.core import wire
+from ipfi.core.connection import Connection, Role
+from ipfi.core.events import ErrorReceived, ResultReceived
 from ipfi.core.frames import HEADER_SIZE, encode_frame
 from ipfi.core.handshake import Hello
 
@@ -95,6 +102,116 @@ def test_a_failure_reaches_the_caller_whole_and_the_server_log(
         client.call("add", 1)
     assert "raised" not in caplog.text  # the caller's mistake is the caller's news
     assert client.call("add", 1, 1) == 2
+
+
+def test_values_beyond_the_codecs_own_types_round_trip(client: Any) -> None:
+    value = {
+        (1, 2): "a tuple key",
+        "when": datetime.datetime(2026, 11, 29, 12, 30, 15, 123456, tzinfo=datetime.UTC),
+        "id": uuid.UUID(int=42),
+        "price": decimal.Decimal("1.10"),
+    }
+    assert client.call("echo", value) == value
+    assert client.call("echo", value=[value]) == [value]
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+POINT = ipfi.CustomType(Point, 16, lambda p: f"{p.x},{p.y}".encode(), lambda b: Point(*map(int, b.split(b","))))
+
+
+def test_a_custom_type_round_trips(world: World, record: Record) -> None:
+    in_process(world)  # (the exec child does not know the type)
+    world.serve(interface(world.driver, record), custom_types=[POINT])
+    client = world.connect(custom_types=[POINT])
+    assert client.call("echo", [Point(1, 2)]) == [Point(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("codec", "args", "kwargs", "where"),
+    [
+        ("msgpack", [datetime.datetime(2026, 1, 1)], {}, r"argument 0: .*without a timezone"),
+        ("msgpack", [[1, object()]], {}, r"argument 0\[1\]: object"),
+        ("json", [[0, {1: "x"}]], {}, r"argument 0\[1\]: the map key 1 is not a string"),
+        ("json", [], {"value": {"a": b"x"}}, r"keyword argument 'value'\['a'\]: bytes is not a JSON type"),
+    ],
+)
+def test_what_the_peer_could_not_decode_is_refused_at_the_call_site(
+    world: World, record: Record, codec: str, args: list[Any], kwargs: dict[str, Any], where: str
+) -> None:
+    world.serve(interface(world.driver, record))
+    client = world.connect(codecs=[codec])
+    with pytest.raises(TypeError, match=where):
+        client.call("echo", *args, **kwargs)
+    with pytest.raises(TypeError, match=where):
+        client.notify("echo", *args, **kwargs)
+    assert client.call("echo", {"a": [1]}) == {"a": [1]}  # nothing was sent; the connection lives
+
+
+def test_a_message_that_does_not_decode_is_answered_and_the_connection_lives(world: World, record: Record) -> None:
+    if world.wire not in ("unix", "tcp"):
+        pytest.skip("the peer that sends undecodable bytes is a hand-made socket client")
+    world.serve(interface(world.driver, record))
+    peer = RawRpcPeer(world.address)
+    not_msgpack = b"\xc1"  # a byte MessagePack never uses
+    sent = [peer.send_raw_call("add", not_msgpack), peer.send_raw_call("add", b"\x92\x01")]  # (a list cut short)
+    peer.send_raw_call("note", not_msgpack, notify=True)  # dropped
+    for call_id in sent:
+        event = peer.next_event()
+        assert isinstance(event, ErrorReceived) and event.call_id == call_id
+        assert isinstance(event.error, ipfi.InvalidArguments) and "not decoded" in str(event.error), event
+    assert peer.call("add", 2, 3) == 5
+    peer.close()
+
+
+class RawRpcPeer:
+    """An RPC client made of the protocol core and a raw socket, to send what a driver never would."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = raw_socket(address)
+        self.core = Connection(Role.CLIENT)
+        self.core.start()
+        self.events: list[Any] = []
+        self._flush()
+        while not self.core.is_open:
+            self._read()
+        self.events.clear()  # (the handshake's)
+
+    def send_raw_call(self, name: str, body: bytes, *, notify: bool = False) -> int:
+        """A call of ``name`` with ``body`` as its encoded arguments, whatever they are; its id."""
+        call_id = 0 if notify else self.core.send_call(name, [])  # (the core expects its reply)
+        self.core.data_to_send()  # (the well-made call is not sent)
+        kind = wire.NOTIFY if notify else wire.CALL
+        self.sock.sendall(encode_frame(1, wire.CALL_HEADER.pack(kind, call_id, 0, 0, len(name)) + name.encode() + body))
+        return call_id
+
+    def call(self, name: str, *args: Any) -> Any:
+        call_id = self.core.send_call(name, args)
+        self._flush()
+        event = self.next_event()
+        assert isinstance(event, ResultReceived) and event.call_id == call_id, event
+        return event.value
+
+    def next_event(self) -> Any:
+        while not self.events:
+            self._read()
+        return self.events.pop(0)
+
+    def _read(self) -> None:
+        data = self.sock.recv(65536)
+        assert data, "the server closed the connection"
+        self.events += self.core.receive_data(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        self.sock.sendall(b"".join(self.core.data_to_send()))
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:
@@ -285,8 +402,7 @@ def test_ping(client: Any) -> None:
     assert 0 <= client.ping() < 5
 
 
-def raw_handshake(address: str) -> socket.socket:
-    """A plain peer that completes the handshake and then answers nothing (not even pings)."""
+def raw_socket(address: str) -> socket.socket:
     if address.startswith("unix:"):
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(address[5:])
@@ -294,6 +410,12 @@ def raw_handshake(address: str) -> socket.socket:
         host, port = address.removeprefix("tcp://").rsplit(":", 1)
         sock = socket.create_connection((host, int(port)))
     sock.settimeout(5)
+    return sock
+
+
+def raw_handshake(address: str) -> socket.socket:
+    """A plain peer that completes the handshake and then answers nothing (not even pings)."""
+    sock = raw_socket(address)
     sock.sendall(encode_frame(0, Hello((2,)).to_json()))
     header = sock.recv(HEADER_SIZE)
     assert header[:2] == b"IP"

@@ -145,12 +145,44 @@ MALFORMED = {
     "bad magic": b"XX" + bytes(6),
     "control type is a list": hello() + encode_frame(0, b'{"type": []}'),
     "deep JSON control": hello() + encode_frame(0, b"[" * 200_000),
-    "deeply nested arguments": hello() + call(1, "add", b"\x91" * 100_000 + b"\xc0"),
     "truncated call": hello() + encode_frame(1, b"\x01\x01"),
     "a reply to nothing": hello() + encode_frame(1, wire.ID_HEADER.pack(wire.RESULT, 7) + b"\xc0"),
     "a fragment in a fragment": hello() + encode_frame(1, b"\x10\x01") + encode_frame(1, b"\x11\x10"),
     "channel not negotiated": hello() + encode_frame(999, b"x"),
 }
+
+
+#: Messages framed well whose bodies do not decode: answered, and the connection goes on.
+UNDECODABLE = {
+    "deeply nested arguments": b"\x91" * 100_000 + b"\xc0",
+    "not msgpack": b"\xc1",
+    "a keyword flag without keywords": b"\x90",
+}
+
+
+@pytest.mark.parametrize("kind", UNDECODABLE)
+def test_a_call_that_does_not_decode_is_answered_and_its_connection_lives(
+    start: Callable[..., Target], kind: str
+) -> None:
+    target = start()
+    fds, threads = target.fds, target.threads
+    flags = 1 if kind == "a keyword flag without keywords" else 0
+
+    def attack() -> None:
+        with handshaken(target) as sock:
+            for call_id in range(1, 200, 2):
+                sock.sendall(call(call_id, "add", UNDECODABLE[kind], flags=flags))
+            answers = b""
+            sock.settimeout(5)
+            while answers.count(b"InvalidArguments") < 100:
+                data = sock.recv(65536)
+                assert data, "the server closed the connection"
+                answers += data
+            assert not closed_by_server(sock, wait=0.2)
+
+    served_during(target, attack, rss_cap=32 * MiB)
+    assert target.settled(fds, threads)
+    assert not [line for line in target.log if "Traceback" in line]
 
 
 @pytest.mark.parametrize("kind", MALFORMED)

@@ -7,9 +7,13 @@ structure, so ``raw`` encodes them as JSON.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import struct
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -23,6 +27,33 @@ Body = bytes | list[Buffer]
 LARGE_BINARY: Final = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class CustomType:
+    """A Python type the msgpack codec carries as a MessagePack extension type: ``encode`` turns a
+    value of ``cls`` (exactly; not its subclasses) into bytes, ``decode`` turns them back. Both ends
+    must know the type by the same ``code``: 16-127 are the application's, 0-15 ipfi's (1 is
+    ``uuid.UUID``, 2 ``decimal.Decimal``; timezone-aware ``datetime`` travels as MessagePack's own
+    timestamp, -1, and arrives in UTC). An extension of a code not known here arrives as a
+    ``msgpack.ExtType``. ``decode`` gets the peer's bytes: it may raise ``ValueError`` (or any
+    exception) for bad ones, and the message is then refused as undecodable."""
+
+    cls: type
+    code: int
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], Any]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.code <= 127:
+            raise ValueError(f"an extension type's code is 0..127, not {self.code}")
+
+
+#: The types the msgpack codec carries beyond MessagePack's own (see :class:`CustomType`).
+BUILT_IN_TYPES: Final = (
+    CustomType(uuid.UUID, 1, lambda value: value.bytes, lambda data: uuid.UUID(bytes=data)),
+    CustomType(decimal.Decimal, 2, lambda value: str(value).encode(), lambda data: decimal.Decimal(data.decode())),
+)
+
+
 class Codec(Protocol):
     """What the RPC layer needs from a codec. Decoders raise :class:`RemoteProtocolError` on bad input
     (what they decode always came from the peer), and nothing else.
@@ -34,7 +65,7 @@ class Codec(Protocol):
 
     name: str
 
-    def __init__(self, *, binary_views: bool = False) -> None: ...
+    def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None: ...
 
     def encode_value(self, value: Any) -> Body: ...
     def decode_value(self, data: Buffer) -> Any: ...
@@ -52,7 +83,7 @@ class _StructuredCodec:
 
     name = ""
 
-    def __init__(self, *, binary_views: bool = False) -> None:
+    def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         self._views = binary_views
 
     def encode_value(self, value: Any) -> Body:
@@ -91,9 +122,25 @@ class MsgpackCodec(_StructuredCodec):
 
     name = "msgpack"
 
-    def __init__(self, *, binary_views: bool = False) -> None:
+    def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         super().__init__(binary_views=binary_views)
-        self._packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+        by_class = {custom.cls: custom for custom in (*BUILT_IN_TYPES, *custom_types)}
+        by_code = {custom.code: custom.decode for custom in by_class.values()}
+
+        def extension(value: Any) -> msgpack.ExtType:  # (called only for a type msgpack lacks)
+            custom = by_class.get(type(value))
+            if custom is None:
+                if isinstance(value, datetime.datetime):  # (msgpack sends only aware ones)
+                    raise TypeError("a datetime without a timezone is ambiguous: give it one (e.g. UTC)")
+                raise TypeError(f"no extension type for {type(value).__name__} (see ipfi.CustomType)")
+            return msgpack.ExtType(custom.code, custom.encode(value))
+
+        def from_extension(code: int, data: bytes) -> Any:
+            decode = by_code.get(code)
+            return msgpack.ExtType(code, data) if decode is None else decode(data)
+
+        self._packb = msgpack.Packer(use_bin_type=True, autoreset=True, datetime=True, default=extension).pack
+        self._unpacking = {"strict_map_key": False, "timestamp": 3, "ext_hook": from_extension}
 
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
@@ -107,8 +154,8 @@ class MsgpackCodec(_StructuredCodec):
             return [_bin_header(len(value)), value]
         try:
             return self._packb(value)  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _unencodable(value, exc) from None
+        except (TypeError, ValueError, OverflowError):
+            raise self._unencodable(value) from None
 
     def encode_args(self, args: Sequence[Any]) -> Body:
         for item in args:
@@ -117,19 +164,11 @@ class MsgpackCodec(_StructuredCodec):
                 return self._scatter(args)
         try:
             return self._packb(args)  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _unencodable(args, exc) from None
+        except (TypeError, ValueError, OverflowError):
+            raise self._unencodable(args) from None
 
     def decode_args(self, data: Buffer) -> list[Any]:
-        try:
-            if len(data) < BUDGETED:
-                args = _unpackb(data, strict_map_key=False)
-            elif self._views:
-                args = _decode_viewing(data)
-            else:
-                args = _unpackb(data, strict_map_key=False, **_budget(data))
-        except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise _undecodable(data, exc) from None
+        args = self.decode_value(data)
         if type(args) is not list:
             raise RemoteProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
         return args
@@ -138,8 +177,23 @@ class MsgpackCodec(_StructuredCodec):
         """The encoding as one bytes object."""
         try:
             return self._packb(value)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError):
+            raise self._unencodable(value) from None
+
+    def _unencodable(self, value: Any) -> Unencodable:
+        def encodes(part: Any) -> bool:
+            try:
+                self._packb(part)
+            except (TypeError, ValueError, OverflowError):
+                return False
+            return True
+
+        path, part = locate(value, encodes, _fits_a_msgpack_map)
+        try:
+            self._packb(part)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise _unencodable(value, exc) from None
+            return Unencodable("msgpack", path, f"{type(part).__name__}: {exc}")
+        return Unencodable("msgpack", path, f"the map key {part!r} is not a str, bytes, number, bool, None or tuple")
 
     encode_item = encode_record = _encode  # (aliases, not calls: an item is encoded per item streamed)
 
@@ -156,14 +210,42 @@ class MsgpackCodec(_StructuredCodec):
         return _array_header(len(encoded)) + b"".join(encoded)
 
     def decode_value(self, data: Buffer) -> Any:
+        unpacking = self._unpacking
         try:
             if len(data) < BUDGETED:
-                return _unpackb(data, strict_map_key=False)
+                return _unpackb(data, **unpacking)
             if self._views:
-                return _decode_viewing(data)
-            return _unpackb(data, strict_map_key=False, **_budget(data))
+                return _decode_viewing(data, unpacking)
+            return _unpackb(data, **unpacking, **_budget(data))
+        except TypeError as exc:
+            if "unhashable" not in str(exc):
+                raise _undecodable(data, exc) from None
         except Exception as exc:  # msgpack raises several unrelated types on bad input
             raise _undecodable(data, exc) from None
+        # A map keyed by an array (a Python tuple, as the sender had it): decoded again, slowly,
+        # with such keys made tuples. The common case pays nothing for this.
+        try:
+            if len(data) < BUDGETED:
+                return _unpackb(data, **unpacking, object_pairs_hook=_map_with_tuple_keys)
+            return _unpackb(data, **unpacking, **_budget(data, tuple_keys=True))
+        except Exception as exc:
+            raise _undecodable(data, exc) from None
+
+
+def _fits_a_msgpack_map(key: Any) -> bool:
+    return True  # (any key Python can hash arrives: tuples as tuples, see _map_with_tuple_keys)
+
+
+def _map_with_tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_hashable(key): value for key, value in pairs}
+
+
+def _hashable(key: Any) -> Any:
+    if type(key) is list:
+        return tuple(_hashable(item) for item in key)
+    if type(key) is dict:
+        raise TypeError("a map cannot be a map key")
+    return key
 
 
 def _undecodable(data: Buffer, exc: Exception) -> RemoteProtocolError:
@@ -180,8 +262,9 @@ BUDGETED: Final = LARGE_BINARY
 BYTES_PER_CONTAINER: Final = 4
 
 
-def _budget(data: Buffer) -> dict[str, Any]:
-    """``unpackb``/``Unpacker`` hooks that count lists and maps and stop past the budget."""
+def _budget(data: Buffer, *, tuple_keys: bool = False) -> dict[str, Any]:
+    """``unpackb``/``Unpacker`` hooks that count lists and maps and stop past the budget (and,
+    with ``tuple_keys``, make array keys of maps tuples)."""
     left = len(data) // BYTES_PER_CONTAINER
 
     def spend(container: Any) -> Any:
@@ -191,6 +274,8 @@ def _budget(data: Buffer) -> dict[str, Any]:
             raise ValueError(f"more than one list or map per {BYTES_PER_CONTAINER} bytes")
         return container
 
+    if tuple_keys:
+        return {"list_hook": spend, "object_pairs_hook": lambda pairs: spend(_map_with_tuple_keys(pairs))}
     return {"list_hook": spend, "object_hook": spend}
 
 
@@ -214,13 +299,13 @@ _MSGPACK_BIN_SIZES: Final = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H"
 _MSGPACK_ARRAYS: Final = {0xDC: struct.Struct(">H"), 0xDD: struct.Struct(">I")}
 
 
-def _decode_viewing(data: Buffer) -> Any:
+def _decode_viewing(data: Buffer, unpacking: dict[str, Any]) -> Any:
     """``unpackb``, except that a binary of :data:`LARGE_BINARY` bytes or more, as the value or an
     item of a top-level array, is a read-only view of ``data`` rather than a copy."""
     view = memoryview(data).toreadonly()
     first = view[0]
     if first in _MSGPACK_BIN_SIZES:
-        return _whole(view, *_decode_item(view, 0, {}))
+        return _whole(view, *_decode_item(view, 0, unpacking))
     if 0x90 <= first <= 0x9F:
         count, offset = first & 0x0F, 1
     elif first in _MSGPACK_ARRAYS:
@@ -228,11 +313,11 @@ def _decode_viewing(data: Buffer) -> Any:
         (count,) = size.unpack_from(view, 1)
         offset = 1 + size.size
     else:
-        return _unpackb(view, strict_map_key=False, **_budget(view))
-    budget = _budget(view)
+        return _unpackb(view, **unpacking, **_budget(view))
+    hooks = {**unpacking, **_budget(view)}
     items = []
     for _ in range(count):
-        item, offset = _decode_item(view, offset, budget)
+        item, offset = _decode_item(view, offset, hooks)
         items.append(item)
     return _whole(view, items, offset)
 
@@ -243,8 +328,9 @@ def _whole(view: memoryview, value: Any, end: int) -> Any:
     return value
 
 
-def _decode_item(view: memoryview, offset: int, budget: dict[str, Any]) -> tuple[Any, int]:
-    """The value starting at ``offset`` and the offset after it (``budget``: see :func:`_budget`)."""
+def _decode_item(view: memoryview, offset: int, hooks: dict[str, Any]) -> tuple[Any, int]:
+    """The value starting at ``offset`` and the offset after it (``hooks``: the unpacker's options,
+    the budget's among them: see :func:`_budget`)."""
     size = _MSGPACK_BIN_SIZES.get(view[offset])
     if size is not None:
         (length,) = size.unpack_from(view, offset + 1)
@@ -254,7 +340,7 @@ def _decode_item(view: memoryview, offset: int, budget: dict[str, Any]) -> tuple
             raise ValueError("a binary runs past the end of its message")
         return (view[start:end] if length >= LARGE_BINARY else bytes(view[start:end])), end
     # Fed a piece at a time, doubling, so that a later large binary is not copied into the unpacker.
-    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=len(view), **budget)
+    unpacker = msgpack.Unpacker(max_buffer_size=len(view), **hooks)
     fed = offset
     step = 4096
     while True:
@@ -269,8 +355,64 @@ def _decode_item(view: memoryview, offset: int, budget: dict[str, Any]) -> tuple
             step *= 2
 
 
-def _unencodable(value: Any, exc: Exception) -> TypeError:
-    return TypeError(f"msgpack cannot encode {type(value).__name__}: {exc}")
+class Unencodable(TypeError):
+    """A value the codec cannot encode (or the peer's codec could not decode). ``path`` leads from
+    the value given to the part at fault: list indexes and map keys."""
+
+    def __init__(self, codec: str, path: list[Any], reason: str) -> None:
+        self.codec = codec
+        self.path = path
+        self.reason = reason
+        super().__init__(self._text(_show_path(path)))
+
+    def _text(self, where: str) -> str:
+        return f"{self.codec} cannot send {where}: {self.reason}"
+
+    def within_call(self, positional: int, keywords: dict[str, Any] | None) -> Unencodable:
+        """The same error, its path told as the argument of a call (``positional`` arguments, then
+        the keyword map, as the core encodes them)."""
+        if not self.path or not isinstance(self.path[0], int):
+            return self
+        first, rest = self.path[0], self.path[1:]
+        if first < positional:
+            where = f"argument {first}"
+        elif keywords and rest:
+            where, rest = f"keyword argument {rest[0]!r}", rest[1:]
+        else:
+            where = "the keyword arguments"
+        error = Unencodable(self.codec, self.path, self.reason)
+        error.args = (error._text(where + _show_path(rest, prefix="")),)
+        return error
+
+
+def _show_path(path: list[Any], prefix: str = "the value") -> str:
+    return prefix + "".join(f"[{step!r}]" for step in path)
+
+
+def locate(value: Any, encodes: Callable[[Any], bool], key_fits: Callable[[Any], bool]) -> tuple[list[Any], Any]:
+    """Where in ``value`` (which does not encode) the fault lies: the path to the innermost part
+    that does not encode (or whose map key does not fit), and that part. Only run on failure."""
+    path: list[Any] = []
+    while True:
+        if isinstance(value, dict):
+            bad_key = next((key for key in value if not key_fits(key)), _NOTHING)
+            if bad_key is not _NOTHING:
+                return path, bad_key
+            children: Any = value.items()
+        elif isinstance(value, list | tuple):
+            children = enumerate(value)
+        else:
+            return path, value
+        for step, child in children:
+            if not encodes(child):
+                path.append(step)
+                value = child
+                break
+        else:
+            return path, value
+
+
+_NOTHING: Final = object()
 
 
 class JsonCodec(_StructuredCodec):
@@ -278,20 +420,51 @@ class JsonCodec(_StructuredCodec):
 
     name = "json"
 
-    def __init__(self, *, binary_views: bool = False) -> None:
+    def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         super().__init__(binary_views=binary_views)  # JSON has no binaries: nothing to view
         self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
     def encode_value(self, value: Any) -> bytes:
-        return self._dumps(value).encode()
+        try:
+            text = self._dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            raise self._unencodable(value) from None
+        if "{" in text and not _string_keys_only(value):  # (JSON would make other keys strings)
+            raise self._unencodable(value)
+        return text.encode()
 
     encode_item = encode_record = encode_value
+
+    def _unencodable(self, value: Any) -> Unencodable:
+        def encodes(part: Any) -> bool:
+            try:
+                self._dumps(part)
+            except (TypeError, ValueError, RecursionError):
+                return False
+            return _string_keys_only(part)
+
+        path, part = locate(value, encodes, _is_str)
+        if isinstance(part, dict | list | tuple) or encodes(part):
+            return Unencodable("json", path, f"the map key {part!r} is not a string")
+        return Unencodable("json", path, f"{type(part).__name__} is not a JSON type")
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return b"[" + b",".join(encoded) + b"]"
 
     def decode_value(self, data: Buffer) -> Any:
         return decode_json(data, "json")
+
+
+def _is_str(key: Any) -> bool:
+    return type(key) is str
+
+
+def _string_keys_only(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(type(key) is str for key in value) and all(_string_keys_only(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_string_keys_only(item) for item in value)
+    return True
 
 
 def decode_json(data: Buffer, what: str) -> Any:
@@ -330,7 +503,7 @@ class RawCodec:
 
     name = "raw"
 
-    def __init__(self, *, binary_views: bool = False) -> None:
+    def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         self._views = binary_views
         self._records = JsonCodec()
 
@@ -397,9 +570,9 @@ CODECS: Final[dict[str, type[Codec]]] = {
 DEFAULT_CODECS: Final = ("msgpack", "json", "raw")
 
 
-def get_codec(name: str, *, binary_views: bool = False) -> Codec:
+def get_codec(name: str, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> Codec:
     """A new codec instance by its negotiated name."""
     try:
-        return CODECS[name](binary_views=binary_views)
+        return CODECS[name](binary_views=binary_views, custom_types=custom_types)
     except KeyError:
         raise ValueError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None

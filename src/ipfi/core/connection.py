@@ -21,8 +21,16 @@ from typing import Any, Final
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
-from .codecs import CODECS, DEFAULT_CODECS, Buffer, Codec
-from .errors import ConnectionLost, InvalidState, LocalProtocolError, PayloadTooLarge, ProcedureNotFound
+from .codecs import CODECS, DEFAULT_CODECS, Buffer, Codec, CustomType, Unencodable
+from .errors import (
+    ConnectionLost,
+    InvalidArguments,
+    InvalidState,
+    LocalProtocolError,
+    PayloadTooLarge,
+    ProcedureNotFound,
+    RemoteProtocolError,
+)
 from .events import CallReceived, HandshakeComplete, ResultReceived
 from .frames import CONTROL, MAGIC, FrameDecoder
 from .handshake import (
@@ -87,6 +95,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         peer_id: str = "peer-1",
         rpc: bool = True,
         binary_views: bool = False,
+        custom_types: Sequence[CustomType] = (),
         keepalive: float | None = None,
         keepalive_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -106,6 +115,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._own_peer_id = peer_id
         self._want_rpc = rpc
         self._binary_views = binary_views
+        self._custom_types = tuple(custom_types)
         self._clock = clock
         #: Drivers may read ``decoder.idle``: no frame is partly received (a cheap test per read).
         self.decoder = FrameDecoder(limits.handshake_max_payload)
@@ -269,7 +279,10 @@ class Connection(Negotiation, Reading, Writing, Timers):
             flags = _FLAG_KWARGS
         if has_input:
             flags |= _FLAG_INPUT
-        body = codec.encode_args(args)
+        try:
+            body = codec.encode_args(args)
+        except Unencodable as exc:
+            raise exc.within_call(len(args) - (1 if kwargs else 0), kwargs) from None
         encoded = _encoded_names.get(name) or _encode_name(name)
         if (
             timeout is None
@@ -300,7 +313,10 @@ class Connection(Negotiation, Reading, Writing, Timers):
     def send_notify(self, name: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> None:
         """Queue a NOTIFY (no reply). Raises as :meth:`send_call`."""
         codec = self._require_rpc()
-        body = codec.encode_args([*args, kwargs] if kwargs else args)
+        try:
+            body = codec.encode_args([*args, kwargs] if kwargs else args)
+        except Unencodable as exc:
+            raise exc.within_call(len(args), kwargs) from None
         encoded = _encoded_names.get(name) or _encode_name(name)
         header = _CALL_HEADER.pack(_NOTIFY, 0, _FLAG_KWARGS if kwargs else 0, 0, len(encoded)) + encoded
         self._queue_message(header, body)
@@ -346,7 +362,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
             else:
                 self._queue_id_message(_RESULT, call_id, body)
         except (TypeError, PayloadTooLarge) as exc:
-            self.send_error(call_id, type(exc).__name__, f"cannot send the result: {exc}")
+            kind = "TypeError" if isinstance(exc, TypeError) else type(exc).__name__  # (not Unencodable)
+            self.send_error(call_id, kind, f"cannot send the result: {exc}")
             return
         del calls[call_id]
         self._serving -= 1
@@ -380,6 +397,13 @@ class Connection(Negotiation, Reading, Writing, Timers):
             record.pop("data")
             body = codec.encode_record(record)
         self._queue_id_message(wire.ERROR, call_id, body)
+
+    def _refuse_undecodable(self, call_id: int, name: str, error: RemoteProtocolError) -> None:
+        """A call whose arguments did not decode: answered, and the connection goes on."""
+        if call_id:
+            self._queue_error(call_id, InvalidArguments.wire_type, f"{shown(name)}: arguments not decoded: {error}")
+        else:
+            self.log.warning("peer %s: a notification for %s dropped: %s", self.peer_id, shown(name), error)
 
     def _refuse_unknown(self, call_id: int, name: str) -> None:
         if call_id:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import RemoteError
+from .errors import RemoteError, RemoteProtocolError
 from .handshake import Hello
 
 
@@ -43,7 +43,8 @@ class ResultReceived:
 @dataclass(slots=True)
 class ErrorReceived:
     call_id: int
-    error: RemoteError
+    #: The peer's error reply, or what went wrong decoding the reply (the call fails with it).
+    error: RemoteError | RemoteProtocolError
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import wire
-from .codecs import Codec, get_codec
+from .codecs import Codec, CustomType, get_codec
 from .errors import HandshakeError
 from .events import HandshakeComplete
 from .frames import CONTROL
@@ -47,6 +47,7 @@ class Negotiation:
     _own_peer_id: str
     _want_rpc: bool
     _binary_views: bool
+    _custom_types: tuple[CustomType, ...]
     _encode_item: Callable[[Any], bytes]
     _peer_window: int
     _peer_max_message: int
@@ -121,7 +122,7 @@ class Negotiation:
         max_frame = _positive_int(extension, "max_frame", limits.max_frame_payload)
         if max_frame < MIN_PEER_FRAME:
             raise HandshakeError(f"handshake: max_frame {max_frame} is below the floor of {MIN_PEER_FRAME} bytes")
-        self.codec = get_codec(codec, binary_views=self._binary_views)
+        self.codec = get_codec(codec, binary_views=self._binary_views, custom_types=self._custom_types)
         self._encode_item = self.codec.encode_item
         self.rpc = True
         self._peer_window = min(window, MAX_WINDOW)

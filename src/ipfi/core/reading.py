@@ -20,6 +20,7 @@ from .errors import (
     ConnectionLost,
     FrameTooLarge,
     HandshakeError,
+    InvalidArguments,
     RemoteProtocolError,
     remote_error_from_wire,
 )
@@ -119,6 +120,9 @@ class Reading:
     _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
     _queue_error: Callable[[int, str, str], None]
     _refuse_unknown: Callable[[int, str], None]
+    _refuse_undecodable: Callable[[int, str, RemoteProtocolError], None]
+    send_cancel: Callable[[int], None]
+    send_error: Callable[[int, str, str], None]
     _start_deadline: Callable[[Call, float], None]
     close: Callable[[], None]
     owns: Callable[[int], bool]
@@ -332,11 +336,19 @@ class Reading:
                 if type(entry) is not Call or not entry.outgoing:
                     calls[call_id] = entry  # a "reply" to a call the peer made itself: ignored
                     return None
-            return result_sink(call_id, codec.decode_value(body))
+            try:
+                value = codec.decode_value(body)
+            except RemoteProtocolError as exc:  # this call fails; the connection goes on
+                return ErrorReceived(call_id, exc)
+            return result_sink(call_id, value)
         if kind in _CALL_KINDS:
             return self._handle_call(kind, message)
         if kind == wire.ITEMS:
-            return self._handle_items(call_id, codec.decode_items(body))
+            try:
+                items = codec.decode_items(body)
+            except RemoteProtocolError as exc:
+                return self._undecodable_items(call_id, exc)
+            return self._handle_items(call_id, items)
         if kind > wire.CREDIT:
             raise RemoteProtocolError(f"unknown RPC message kind {kind:#04x}")
         if kind == wire.CREDIT and len(message) != wire.CREDIT_MESSAGE.size:
@@ -356,7 +368,10 @@ class Reading:
             if not self.owns(call_id):
                 return None
             del calls[call_id]
-            return ErrorReceived(call_id, _decode_error(codec.decode_record(body)))
+            try:
+                return ErrorReceived(call_id, _decode_error(codec.decode_record(body)))
+            except RemoteProtocolError as exc:  # an error all the same
+                return ErrorReceived(call_id, exc)
         if kind == wire.CANCEL:
             if self.owns(call_id):
                 return None
@@ -409,15 +424,19 @@ class Reading:
             return None
         codec = self.codec
         assert codec is not None
-        args = codec.decode_args(message[name_end:] if size < _SMALL else memoryview(message)[name_end:])
         kwargs: dict[str, Any] = {}
         has_input = False
-        if flags:
-            if flags & _FLAG_KWARGS:
-                if not args or not isinstance(args[-1], dict):
-                    raise RemoteProtocolError("CALL with the keyword flag lacks a keyword map")
-                kwargs = args.pop()
-            has_input = bool(flags & _FLAG_INPUT)
+        try:  # (a body that does not decode is answered: the message was framed well)
+            args = codec.decode_args(message[name_end:] if size < _SMALL else memoryview(message)[name_end:])
+            if flags:
+                if flags & _FLAG_KWARGS:
+                    if not args or not isinstance(args[-1], dict):
+                        raise RemoteProtocolError("the keyword flag is set but there is no keyword map")
+                    kwargs = args.pop()
+                has_input = bool(flags & _FLAG_INPUT)
+        except RemoteProtocolError as exc:
+            self._refuse_undecodable(call_id, name, exc)
+            return None
         timeout = timeout_ms / 1000 if timeout_ms else None
         if kind == _NOTIFY:
             self._running_notifications += 1
@@ -432,6 +451,18 @@ class Reading:
         else:
             calls[call_id] = _RUNNING
         return call_sink(call_id, procedure, args, kwargs, timeout, has_input)
+
+    def _undecodable_items(self, call_id: int, error: RemoteProtocolError) -> Event | None:
+        """Stream items that did not decode end their stream, not the connection: a streamed
+        result here is cancelled on the peer and fails with ``error``; the input of a call served
+        here ends that call with :class:`InvalidArguments` and its procedure is stopped."""
+        if call_id not in self._calls:
+            return None
+        if self.owns(call_id):
+            self.send_cancel(call_id)
+            return ErrorReceived(call_id, error)
+        self.send_error(call_id, InvalidArguments.wire_type, f"an input item was not decoded: {error}")
+        return CancelReceived(call_id)
 
     def _handle_items(self, call_id: int, items: list[Any]) -> Event | None:
         entry = self._calls.get(call_id)
