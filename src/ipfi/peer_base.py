@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .core.connection import CallSink, Connection, ResultSink, Role
-from .core.errors import HandshakeError, InvalidArguments, PayloadTooLarge, RemoteError
+from .core.errors import AuthenticationFailed, InvalidArguments, PayloadTooLarge, RemoteError
 from .core.events import (
     CallReceived,
     CancelReceived,
@@ -187,7 +187,9 @@ class PeerBase:
         """At the handshake: a server's ``authenticate`` may refuse the peer (the connection ends)."""
         authenticate = self.options.authenticate
         if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
-            raise HandshakeError(f"peer {self.peer_id} refused by authenticate()")
+            refused = AuthenticationFailed(f"{self.peer_id} refused by the server's authenticate()")
+            self._core.refuse(refused)
+            raise refused
 
     def _on_call(self, event: CallReceived) -> None:
         """A call read together with other messages, so returned as an event."""

@@ -174,6 +174,10 @@ class World:
             if "limits" in server_options:
                 server_options["limits"] = dataclasses.asdict(server_options["limits"])
             address = "exec:" + shlex.join([sys.executable, str(CHILD), self.driver, json.dumps(server_options)])
+        return self.open(address, iface, **options)
+
+    def open(self, address: str, iface: ipfi.Interface | None = None, **options: Any) -> Any:
+        """A client of this world's driver connected to ``address``."""
         if self.loop is None:
             client: Any = SyncClient(ipfi.sync.connect(address, iface, **options))
         else:

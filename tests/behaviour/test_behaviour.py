@@ -9,7 +9,9 @@ import datetime
 import decimal
 import logging
 import re
+import shlex
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -212,6 +214,34 @@ class RawRpcPeer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def test_a_refused_client_learns_it_was_refused(world: World, record: Record) -> None:
+    if world.wire == "exec":
+        pytest.skip("authenticate is a callable: it cannot be handed to the exec child")
+    world.serve(interface(world.driver, record), authenticate=lambda peer: peer.auth_token == "letmein")
+    with pytest.raises(ipfi.AuthenticationFailed, match="refused by the server's authenticate") as raised:
+        world.connect(auth_token="guessed")
+    assert "guessed" not in str(raised.value)
+    assert world.connect(auth_token="letmein").call("add", 1, 2) == 3
+
+
+def test_a_client_learns_why_the_handshake_failed(world: World, record: Record) -> None:
+    if world.wire == "memory":
+        pytest.skip("the two ends of a pair share one set of options")
+    world.serve(interface(world.driver, record), codecs=["json"])
+    with pytest.raises(ipfi.HandshakeError, match=r"server refused the connection: .*no common codec in .*raw"):
+        world.connect(codecs=["raw"])
+
+
+def test_a_child_that_prints_before_serving_is_named_as_the_cause(world: World) -> None:
+    if world.wire != "exec":
+        pytest.skip("a child process's standard output")
+    program = "import sys, time; print('plugin v1.2 starting'); sys.stdout.flush(); time.sleep(5)"
+    for script in (program, "print('hi')"):  # (then a stray line and an exit, shorter than a frame header)
+        with pytest.raises(ipfi.HandshakeError, match=r"not an ipfi .*'plugin v1.2|not an ipfi .*'hi") as raised:
+            world.open("exec:" + shlex.join([sys.executable, "-c", script]))
+        assert "standard output" in str(raised.value)
 
 
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:

@@ -384,6 +384,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     def _violation(self, exc: Exception) -> None:
         self._report_violation(exc)
         self._close_error = ConnectionLost(f"protocol error: {exc}")
+        if not self._opened.done() and isinstance(exc, HandshakeError):
+            self._handshake_failure = exc  # what the opener raises
+        refusal = self._core.refusal
+        if refusal is not None and self._transport is not None:
+            self._transport.write(refusal)  # the client is told why, then the connection closes
+            self._transport.close()
+            return
         self._abort()
 
     def _abort(self) -> None:

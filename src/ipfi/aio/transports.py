@@ -91,15 +91,17 @@ class PipePairTransport(_WritePipeTransport):
         loop = asyncio.get_running_loop()
         transport = cls(extra)
         transport._protocol = protocol
-        transport.reader, _ = await loop.connect_read_pipe(
-            lambda: _ForwardingProtocol(protocol, transport._side_lost), read_pipe
-        )
-        transport.reader.pause_reading()  # nothing may arrive before connection_made
         transport.writer, _ = await loop.connect_write_pipe(
             lambda: _ForwardingProtocol(protocol, transport._side_lost), write_pipe
         )
+        # The protocol learns of its transport before the reading side exists: nothing may arrive
+        # before connection_made (uvloop's read pipe delivers what is there even when paused at once).
         protocol.connection_made(transport)
-        transport.reader.resume_reading()
+        transport.reader, _ = await loop.connect_read_pipe(
+            lambda: _ForwardingProtocol(protocol, transport._side_lost), read_pipe
+        )
+        if transport._closing:  # (closed in between: the reading side closes with it)
+            transport.reader.close()
         return transport
 
     def _side_lost(self, exc: Exception | None) -> None:

@@ -140,6 +140,7 @@ class MsgpackCodec(_StructuredCodec):
             return msgpack.ExtType(code, data) if decode is None else decode(data)
 
         self._packb = msgpack.Packer(use_bin_type=True, autoreset=True, datetime=True, default=extension).pack
+        self._from_extension = from_extension
         self._unpacking = {"strict_map_key": False, "timestamp": 3, "ext_hook": from_extension}
 
     def encode_value(self, value: Any) -> Body:
@@ -168,7 +169,13 @@ class MsgpackCodec(_StructuredCodec):
             raise self._unencodable(args) from None
 
     def decode_args(self, data: Buffer) -> list[Any]:
-        args = self.decode_value(data)
+        if len(data) < BUDGETED:  # decode_value's first case, inlined: this runs for every call
+            try:
+                args = _unpackb(data, strict_map_key=False, timestamp=3, ext_hook=self._from_extension)
+            except Exception:
+                args = self.decode_value(data)  # (to raise what it raises, or retry with tuple keys)
+        else:
+            args = self.decode_value(data)
         if type(args) is not list:
             raise RemoteProtocolError(f"msgpack: expected a list, got {type(args).__name__}")
         return args
@@ -212,8 +219,8 @@ class MsgpackCodec(_StructuredCodec):
     def decode_value(self, data: Buffer) -> Any:
         unpacking = self._unpacking
         try:
-            if len(data) < BUDGETED:
-                return _unpackb(data, **unpacking)
+            if len(data) < BUDGETED:  # (keywords written out: a ** call costs more, on every message)
+                return _unpackb(data, strict_map_key=False, timestamp=3, ext_hook=self._from_extension)
             if self._views:
                 return _decode_viewing(data, unpacking)
             return _unpackb(data, **unpacking, **_budget(data))

@@ -133,6 +133,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.rpc = False
         self.channels: tuple[int, ...] = ()
         self.peer_hello: Hello | None = None
+        self.refusal: bytes | None = None
+        self._client_hello: Hello | None = None
         self.peer_id = ""
         self._peer_window = limits.stream_window
         self._peer_max_message = limits.max_message

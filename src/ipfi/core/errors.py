@@ -71,6 +71,11 @@ class HandshakeError(RemoteProtocolError):
     """The handshake was refused, malformed or too slow."""
 
 
+class AuthenticationFailed(HandshakeError):
+    """The server refused this client: its ``authenticate`` said no (the token, the user...).
+    An ipfi server tells an ipfi client so before closing; the reason never holds the token."""
+
+
 class HandshakeTimeout(HandshakeError, TimeoutError):
     """The peer did not complete the handshake in time (also a ``TimeoutError``)."""
 

@@ -86,6 +86,10 @@ class FrameDecoder:
         partial = HEADER_SIZE + self._large_filled if self._large is not None else 0
         return len(self._buffer) - self._offset + partial
 
+    def peek(self, size: int) -> bytes:
+        """Up to ``size`` of the bytes buffered (for a message about bytes that are not frames)."""
+        return bytes(self._buffer[self._offset : self._offset + size])
+
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` without decoding (see :meth:`next_frame`; not while a large frame fills)."""
         self._buffer += data

@@ -12,9 +12,9 @@ from typing import Any, Final
 
 from . import wire
 from .codecs import Codec, CustomType, get_codec
-from .errors import HandshakeError
+from .errors import AuthenticationFailed, HandshakeError
 from .events import HandshakeComplete
-from .frames import CONTROL
+from .frames import CONTROL, encode_frame
 from .handshake import VERSION, Hello, negotiate_channels, parse_hello, versions_compatible
 from .limits import Limits
 from .logs import shown
@@ -39,6 +39,9 @@ class Negotiation:
     codec: Codec | None
     channels: tuple[int, ...]
     peer_hello: Hello | None
+    #: A refusal to send the client before closing (see :meth:`refuse`), or ``None``.
+    refusal: bytes | None
+    _client_hello: Hello | None
     peer_id: str
     _codec_names: tuple[str, ...]
     _channels: tuple[int, ...]
@@ -77,8 +80,28 @@ class Negotiation:
         hello = Hello(self._channels, auth_token=self._auth_token, extension=extension)
         self._queue_frame(CONTROL, hello.to_json())
 
+    def refuse(self, error: HandshakeError) -> None:
+        """A server refuses the client whose hello it accepted (``authenticate`` said no) or could
+        not accept: an ipfi client is told why, in a reply the driver sends (:attr:`refusal`)
+        before closing. A plain ipcprims client is told nothing, as ipcprims tells it nothing."""
+        hello = self._client_hello
+        if self.role_is_client or hello is None or hello.extension is None:
+            return
+        reason = {"type": type(error).__name__, "message": str(error)}
+        extension = {"v": wire.PROTOCOL_VERSION, "refused": reason}
+        reply = Hello(hello.channels or (wire.RPC_CHANNEL,), peer_id=self._own_peer_id, extension=extension)
+        self.refusal = encode_frame(CONTROL, reply.to_json())
+
     def _accept_hello(self, payload: bytes) -> HandshakeComplete:
         hello = parse_hello(payload, is_reply=False)
+        self._client_hello = hello  # (for refuse())
+        try:
+            return self._answer_hello(hello)
+        except HandshakeError as exc:
+            self.refuse(exc)
+            raise
+
+    def _answer_hello(self, hello: Hello) -> HandshakeComplete:
         if not versions_compatible(VERSION, hello.version):
             raise HandshakeError(f"handshake: client version {hello.version} is not compatible with {VERSION}")
         channels = negotiate_channels(hello.channels, self._offered)
@@ -101,6 +124,10 @@ class Negotiation:
 
     def _accept_reply(self, payload: bytes) -> HandshakeComplete:
         reply = parse_hello(payload, is_reply=True)
+        refused = reply.extension.get("refused") if reply.extension is not None else None
+        if isinstance(refused, dict):
+            kind = AuthenticationFailed if refused.get("type") == AuthenticationFailed.__name__ else HandshakeError
+            raise kind(f"the server refused the connection: {shown(str(refused.get('message')))}")
         if not versions_compatible(reply.version, VERSION):
             raise HandshakeError(f"handshake: server version {reply.version} is not compatible with {VERSION}")
         unrequested = set(reply.channels) - set(self._channels)

@@ -21,6 +21,7 @@ from .errors import (
     FrameTooLarge,
     HandshakeError,
     InvalidArguments,
+    InvalidMagic,
     RemoteProtocolError,
     remote_error_from_wire,
 )
@@ -42,6 +43,7 @@ from .events import (
 from .frames import CONTROL, HEADER_SIZE, MAGIC, FrameDecoder
 from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
 from .limits import Limits
+from .logs import shown
 from .negotiation import MAX_WINDOW
 from .state import CLOSED, HANDSHAKE, OPEN, State
 
@@ -167,7 +169,10 @@ class Reading:
         if self.state is CLOSED:
             raise self._closed_error()
         decoder.append(buffer[:count])
-        frame = decoder.next_frame()
+        try:
+            frame = decoder.next_frame()
+        except InvalidMagic:
+            raise HandshakeError(self._stranger()) from None
         if frame is None:
             return []
         channel, payload = frame
@@ -197,11 +202,25 @@ class Reading:
         """The peer closed its side. Raises :class:`ConnectionLost` naming what was cut off."""
         leftover = self.decoder.buffered
         was = self.state
+        if was is HANDSHAKE and leftover and self.decoder.peek(2) != MAGIC[:leftover]:
+            message = self._stranger()
+            self.close()
+            raise ConnectionLost(message)
         self.close()
         if leftover:
             raise ConnectionLost(f"connection closed by peer in the middle of a frame ({leftover} bytes)")
         if was is HANDSHAKE:
             raise ConnectionLost("connection closed by peer during the handshake")
+
+    def _stranger(self) -> str:
+        """What to say of a peer whose first bytes are not a frame: what they were, and the usual
+        reason for them."""
+        first = shown(self.decoder.peek(80))
+        return (
+            f"the peer's first bytes are not an ipfi (ipcprims) frame: {first}. Is it an ipfi peer? A program"
+            " reached through exec: or stdio: must not write to its standard output before it serves"
+            " (print to stderr instead)"
+        )
 
     def _handle_frames(self, frames: list[tuple[int, bytes | bytearray]]) -> list[Event]:
         events: list[Event] = []

@@ -26,7 +26,6 @@ from ..core.errors import (
     Cancelled,
     ConnectionLost,
     HandshakeError,
-    HandshakeTimeout,
     InheritedConnection,
     InvalidState,
     KeepaliveTimeout,
@@ -255,8 +254,8 @@ class Peer(PeerBase):
                 self._wait_until(lambda: self._core.is_open, None)  # the core's timer ends the handshake
             except ConnectionLost as exc:
                 self.close()
-                if isinstance(self._fatal, HandshakeTimeout):
-                    raise HandshakeTimeout(str(self._fatal)) from None
+                if isinstance(self._fatal, HandshakeError):  # (the timeout, a refusal, a stranger...)
+                    raise type(self._fatal)(str(self._fatal)) from None
                 raise HandshakeError(f"the handshake did not complete: {exc}") from None
         return self
 
@@ -467,6 +466,12 @@ class Peer(PeerBase):
 
     def _violation(self, exc: Exception) -> None:
         self._report_violation(exc)
+        if isinstance(exc, HandshakeError) and not self._core.is_open:
+            self._fatal = exc  # what open() raises
+        refusal = self._core.refusal
+        if refusal is not None:  # the client is told why, then the connection closes
+            with contextlib.suppress(OSError):
+                self._link.send(refusal)
         self._lose(ConnectionLost(f"protocol error: {exc}"))
 
     def _wake_ready(self) -> None:
