@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from .conftest import PYTHON, ROOT
 
 
-def _run(example: str) -> str:
+def _run(example: str, *args: str) -> str:
     result = subprocess.run(
-        [PYTHON, f"examples/{example}"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+        [PYTHON, f"examples/{example}", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -35,3 +37,21 @@ def test_event_loop_example_runs() -> None:
         r"service files left: \[\]",
     ]:
         assert re.search(line, output), line
+
+
+@pytest.mark.parametrize(("loop", "module"), [("asyncio", "asyncio"), ("uvloop", "uvloop")])
+def test_plugin_host_example_runs(loop: str, module: str) -> None:
+    output = _run("plugins/host.py", "--loop", loop)
+    assert f"loop: {module}" in output
+    for name in ("alpha", "beta", "gamma"):
+        assert re.search(rf"{name}: pid (\d+), connection peer-\1-1", output), name  # the ids are unique
+        assert f"host log: {name} transforms 'hello'" in output  # the plugin called the host back
+    for line in [
+        "results: ['> HELLO (by alpha)', '> HELLO (by beta)', '> HELLO (by gamma)']",
+        "beta's call ended: ConnectionLost",
+        "beta exited with status -9",
+        "gamma still answers: > STILL HERE (by gamma)",
+        "alpha exited with status 0",
+        "gamma exited with status 0",
+    ]:
+        assert line in output, line

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Unpack
+from typing import IO, Any, TypedDict, Unpack
 
 from .core.codecs import CODECS, DEFAULT_CODECS, CustomType
 from .core.errors import HandshakeError
@@ -36,6 +38,10 @@ class Options:
     - ``custom_types``: Python types the msgpack codec carries as extension types (see
       :class:`~ipfi.CustomType`), beyond those built in: ``uuid.UUID``, ``decimal.Decimal`` and
       timezone-aware ``datetime``. Both ends need the same ones. JSON carries JSON's types only.
+    - ``env``, ``cwd``, ``stderr``: for an ``exec:`` client, the child's environment (the whole
+      of it, as ``subprocess`` takes it; default: this process's), working directory, and where its
+      standard error goes (a file, an fd or ``subprocess.DEVNULL``; default: this process's).
+      ``ValueError`` with any other address: the other wires start no process.
     - ``send_tracebacks``: when a procedure served here raises, send its formatted traceback (with
       its causes) to the caller, who finds it in ``RemoteError.remote_traceback`` and printed as the
       error's cause. Off by default: a traceback shows code and paths to whoever calls.
@@ -60,6 +66,9 @@ class Options:
     unix_buffer_size: int | None = 1 << 20
     send_tracebacks: bool = False
     custom_types: tuple[CustomType, ...] = ()
+    env: Mapping[str, str] | None = None
+    cwd: str | os.PathLike[str] | None = None
+    stderr: int | IO[Any] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -77,6 +86,18 @@ class Options:
             raise ValueError("keepalive_timeout needs a keepalive, and must exceed it (a live peer gets a ping first)")
         if self.unix_buffer_size is not None and self.unix_buffer_size <= 0:
             raise ValueError("unix_buffer_size must be positive (or None for the system's)")
+        if self.stderr in (subprocess.PIPE, subprocess.STDOUT):
+            raise ValueError("stderr: PIPE would fill with nobody reading it, STDOUT would corrupt the frames")
+
+    @property
+    def spawns(self) -> dict[str, Any]:
+        """The ``exec:`` child's settings, as ``subprocess`` takes them."""
+        return {"env": self.env, "cwd": self.cwd, "stderr": self.stderr}
+
+    def check_spawns_for(self, scheme: str) -> None:
+        """Raises ``ValueError`` when child settings are given for a wire that starts no child."""
+        if scheme != "exec" and any(value is not None for value in self.spawns.values()):
+            raise ValueError(f"env, cwd and stderr are for exec: addresses, not {scheme}:")
 
 
 class OptionArgs(TypedDict, total=False):
@@ -97,6 +118,9 @@ class OptionArgs(TypedDict, total=False):
     unix_buffer_size: int | None
     send_tracebacks: bool
     custom_types: Sequence[CustomType]
+    env: Mapping[str, str] | None
+    cwd: str | os.PathLike[str] | None
+    stderr: int | IO[Any] | None
 
 
 def make_options(**given: Unpack[OptionArgs]) -> Options:

@@ -107,6 +107,10 @@ class PeerBase:
         self._core.result_sink = self._result_received
         #: The peer process's pid, uid and gid over a Unix socket (``None`` over other wires).
         self.credentials: Credentials | None = None
+        #: The child process of an ``exec:`` connection (``None`` over other wires): its ``pid``,
+        #: ``returncode`` and ``wait()`` (asyncio's ``Process`` shape in the asyncio driver,
+        #: ``subprocess.Popen`` in the blocking one).
+        self.process: Any = None
         self._messages: deque[MessageReceived] = deque()
         self._message_sink: Callable[[Any, MessageReceived], None] | None = None
 

@@ -4,6 +4,7 @@ process or, for the ``exec:`` wire, in the child that serves them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -92,6 +93,10 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
     async def slow_add(a: int, b: int) -> int:
         await asyncio.sleep(0.001)
         return a + b
+
+    @iface.procedure
+    def where() -> dict[str, Any]:
+        return {"pid": os.getpid(), "cwd": os.getcwd(), "marker": os.environ.get("IPFI_TEST_MARKER")}
 
     @iface.procedure
     def echo(value: Any) -> Any:

@@ -8,9 +8,12 @@ import dataclasses
 import datetime
 import decimal
 import logging
+import os
 import re
 import shlex
+import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -242,6 +245,37 @@ def test_a_child_that_prints_before_serving_is_named_as_the_cause(world: World) 
         with pytest.raises(ipfi.HandshakeError, match=r"not an ipfi .*'plugin v1.2|not an ipfi .*'hi") as raised:
             world.open("exec:" + shlex.join([sys.executable, "-c", script]))
         assert "standard output" in str(raised.value)
+
+
+def test_an_exec_child_is_managed_by_its_host(world: World, record: Record, tmp_path: Any) -> None:
+    if world.wire != "exec":
+        pytest.skip("a child process")
+    world.serve(interface(world.driver, record))
+    log = tmp_path / "child.err"
+    with log.open("wb") as stderr:
+        client = world.connect(env={**os.environ, "IPFI_TEST_MARKER": "set"}, cwd=str(tmp_path), stderr=stderr)
+    seen = client.call("where")
+    assert seen == {"pid": client.peer.process.pid, "cwd": str(tmp_path), "marker": "set"}
+    assert f"(pid {seen['pid']})" in client.peer.get_extra_info("peername")
+    assert client.peer.process.returncode is None
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(client.call, "wait_for_cancel", 30)
+        time.sleep(0.3)
+        client.peer.process.kill()  # (the host kills its plugin in the middle of a call)
+        with pytest.raises(ipfi.ConnectionLost):
+            in_flight.result(5)
+    wait = client.peer.process.wait
+    assert (wait(5) if world.loop is None else world.loop.run(wait())) == -signal.SIGKILL
+
+
+def test_child_settings_are_refused_for_wires_that_start_no_child(world: World, record: Record) -> None:
+    if world.wire not in ("unix", "tcp"):
+        pytest.skip("an address of a wire that starts no child")
+    world.serve(interface(world.driver, record))
+    with pytest.raises(ValueError, match="for exec: addresses"):
+        world.connect(cwd="/")
+    with pytest.raises(ValueError, match="STDOUT would corrupt"):
+        world.connect(stderr=subprocess.STDOUT)
 
 
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:

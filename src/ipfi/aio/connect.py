@@ -73,6 +73,7 @@ def connect(address: str, iface: Interface | None = None, **options: Unpack[Opti
 
 
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
+    options.check_spawns_for(address.scheme)
     loop = asyncio.get_running_loop()
     peer = new_peer(Role.CLIENT, iface, options)
     if address.is_unix:
@@ -86,7 +87,8 @@ async def _connect(address: Address, iface: Interface | None, options: Options) 
     elif address.scheme == "stdio":
         await _open_stdio(peer)
     else:
-        await ChildProcessTransport.spawn(peer, address.argv)
+        transport = await ChildProcessTransport.spawn(peer, address.argv, **options.spawns)
+        peer.process = transport.child
     return await _handshaken(peer)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shlex
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
 log = logging.getLogger("ipfi.aio")
@@ -135,8 +137,46 @@ class PipePairTransport(_WritePipeTransport):
             self.reader.close()
 
 
+class ChildProcess:
+    """The child process behind an ``exec:`` connection (``peer.process``), shaped as asyncio's
+    ``asyncio.subprocess.Process``: ``pid``, ``returncode`` (``None`` while it runs; ``-N`` when
+    signal N ended it), ``await wait()``, ``send_signal``, ``terminate``, ``kill``."""
+
+    def __init__(self, process: asyncio.SubprocessTransport, exited: asyncio.Future[None], args: tuple[str, ...]):
+        self._process = process
+        self._exited = exited
+        self.args = args
+
+    @property
+    def pid(self) -> int:
+        return self._process.get_pid()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.get_returncode()
+
+    async def wait(self) -> int:
+        """Wait for the child to exit; returns its exit status (see ``returncode``)."""
+        await asyncio.shield(self._exited)
+        return cast(int, self._process.get_returncode())
+
+    def send_signal(self, signal: int) -> None:
+        """Send ``signal``; ``ProcessLookupError`` if it has exited."""
+        self._process.send_signal(signal)
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def __repr__(self) -> str:
+        return f"<ChildProcess pid={self.pid} returncode={self.returncode} args={self.args!r}>"
+
+
 class ChildProcessTransport(_WritePipeTransport):
-    """Talks to a spawned child over its stdin/stdout; its stderr is inherited.
+    """Talks to a spawned child over its stdin/stdout; its stderr goes where ``stderr`` says
+    (inherited by default).
 
     Closing closes the child's stdin; a child that does not exit within ``exit_timeout`` is killed.
     """
@@ -145,23 +185,45 @@ class ChildProcessTransport(_WritePipeTransport):
         super().__init__()
         self._process: asyncio.SubprocessTransport | None = None
         self._exit_timeout = exit_timeout
+        self.child: ChildProcess | None = None
 
     @classmethod
-    async def spawn(cls, protocol: ByteReceiver, argv: tuple[str, ...]) -> ChildProcessTransport:
+    async def spawn(
+        cls,
+        protocol: ByteReceiver,
+        argv: tuple[str, ...],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        stderr: Any = None,
+    ) -> ChildProcessTransport:
+        """Start ``argv`` and connect ``protocol`` to it. Raises ``OSError`` (``FileNotFoundError``
+        for a program that does not exist) as ``subprocess`` does."""
         loop = asyncio.get_running_loop()
         transport = cls()
+        exited = loop.create_future()
+        child_protocol = _ChildProtocol(protocol, transport, exited)
         process, _ = await loop.subprocess_exec(
-            lambda: _ChildProtocol(protocol, transport),
+            lambda: child_protocol,
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=None,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,
         )
         transport._process = process
+        transport.child = ChildProcess(process, exited, argv)
         # (uvloop's pipe transports have these methods without being asyncio's classes: no isinstance)
         transport.writer = cast(asyncio.WriteTransport, process.get_pipe_transport(0))
         protocol.connection_made(transport)
+        child_protocol.connected()  # what the child wrote before now reaches the protocol only now
         return transport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername" and self.child is not None:
+            return f"exec:{shlex.join(self.child.args)} (pid {self.child.pid})"
+        return super().get_extra_info(name, default)
 
     def _stdout(self) -> asyncio.ReadTransport | None:
         return None if self._process is None else cast(asyncio.ReadTransport, self._process.get_pipe_transport(1))
@@ -197,24 +259,41 @@ class ChildProcessTransport(_WritePipeTransport):
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, target: ByteReceiver, transport: ChildProcessTransport) -> None:
+    def __init__(self, target: ByteReceiver, transport: ChildProcessTransport, exited: asyncio.Future[None]) -> None:
         self._target = target
         self._transport = transport
+        self._exited = exited
         self._lost = False
+        self._early: list[Callable[[], None]] | None = []  # events before connected(), replayed then
+
+    def connected(self) -> None:
+        early, self._early = self._early, None
+        for event in early or ():
+            event()
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         if fd == 1 and isinstance(data, bytes):
-            self._target.data_received(data)
+            if self._early is not None:
+                self._early.append(lambda: self._target.data_received(data))
+            else:
+                self._target.data_received(data)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:  # the child's stdout ended: it exited or closed it
+        if self._early is not None:
+            self._early.append(lambda: self.pipe_connection_lost(fd, exc))
+        elif fd == 1:  # the child's stdout ended: it exited or closed it
             self._target.eof_received()
             self._lost_once(exc)
         elif fd == 0 and exc is not None:  # writing to the child failed (it died)
             self._lost_once(exc)
 
     def process_exited(self) -> None:
-        self._lost_once(None)
+        if not self._exited.done():
+            self._exited.set_result(None)
+        if self._early is not None:
+            self._early.append(lambda: self._lost_once(None))
+        else:
+            self._lost_once(None)
 
     def pause_writing(self) -> None:
         self._target.pause_writing()

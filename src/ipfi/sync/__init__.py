@@ -30,9 +30,12 @@ def connect(address: str, iface: Interface | None = None, *, workers: int = 4, *
     :class:`~ipfi.AddressError` (a ``ValueError``) for a bad address, ``ValueError`` for bad options.
     """
     settings = make_options(**options)
-    link = open_link(parse_address(address), settings.limits.handshake_timeout)
+    target = parse_address(address)
+    settings.check_spawns_for(target.scheme)
+    link = open_link(target, settings.limits.handshake_timeout, settings.spawns)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker") if iface else None
     peer = Peer(link, Role.CLIENT, iface, settings, executor=executor, owns_executor=True)
+    peer.process = getattr(link, "process", None)
     try:
         return peer.open(background_reader=iface is not None)
     except BaseException:

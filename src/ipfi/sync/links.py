@@ -88,7 +88,9 @@ class PipeLink:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.process = process
-        self.extra: dict[str, Any] = {"peername": _command(process.args) if process is not None else "stdio"}
+        self.extra: dict[str, Any] = {"peername": "stdio"}
+        if process is not None:
+            self.extra["peername"] = f"{_command(process.args)} (pid {process.pid})"
         self._closed = False
 
     def recv_into(self, buffer: memoryview) -> int:
@@ -133,8 +135,8 @@ def _command(args: Any) -> str:
     return "exec:" + (shlex.join(args) if isinstance(args, (list, tuple)) else str(args))
 
 
-def open_link(address: Address, timeout: float | None) -> Link:
-    """Connect to ``address`` as a client."""
+def open_link(address: Address, timeout: float | None, spawns: dict[str, Any]) -> Link:
+    """Connect to ``address`` as a client (``spawns``: an ``exec:`` child's env, cwd and stderr)."""
     if address.is_unix:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -151,7 +153,7 @@ def open_link(address: Address, timeout: float | None) -> Link:
         return SocketLink(socket.create_connection((address.host, address.port), timeout=timeout))
     if address.scheme == "stdio":
         return stdio_link()
-    process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **spawns)
     assert process.stdin is not None and process.stdout is not None
     # The link owns the raw fds from here on; the file objects must not close them again.
     read_fd, write_fd = os.dup(process.stdout.fileno()), os.dup(process.stdin.fileno())
