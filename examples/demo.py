@@ -31,30 +31,24 @@ async def main() -> None:
             def greet(name: str) -> str:
                 return f"hello, {name}"
 
-            async with await _connect_when_up(address, client_iface) as peer:
-                print("add(1, 2) =", await peer.call("add", 1, 2))
-                print("count(5) streams", [i async for i in peer.stream("count", 5)])
-                print("sum of a client stream:", await peer.with_options(input=range(101)).call("total"))
-                print("the server called us back:", await peer.call("call_me_back", "demo"))
-                calc = peer.proxy()
+            # A client that connects (and would connect again) whenever the server is there: its
+            # first call waits for the server, which is still starting.
+            async with ipfi.reconnecting(address, client_iface) as client:
+                print("add(1, 2) =", await client.call("add", 1, 2))
+                print("count(5) streams", [i async for i in client.stream("count", 5)])
+                print("sum of a client stream:", await client.with_options(input=range(101)).call("total"))
+                print("the server called us back:", await client.call("call_me_back", "demo"))
+                calc = client.proxy()
                 print("proxy: mul(6, 7) =", await calc.mul(6, 7))
                 try:
-                    await peer.call("divide", 1, 0)
+                    await client.call("divide", 1, 0)
                 except ipfi.RemoteError as exc:
                     print("remote error:", exc)
-                print(f"ping round trip: {await peer.ping() * 1e6:.0f} us")
+                assert client.peer is not None  # the connection itself
+                print(f"ping round trip: {await client.peer.ping() * 1e6:.0f} us")
         finally:
             server.terminate()
             server.wait(timeout=5)
-
-
-async def _connect_when_up(address: str, iface: ipfi.Interface) -> ipfi.Peer:
-    for _ in range(100):
-        try:
-            return await ipfi.connect(address, iface)
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"server at {address} did not come up")
 
 
 if __name__ == "__main__":

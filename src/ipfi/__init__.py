@@ -17,11 +17,13 @@ from .aio import (
     Opening,
     Peer,
     Proxy,
+    ReconnectingPeer,
     Server,
     accept_stream,
     connect,
     connect_stream,
     pair,
+    reconnecting,
     run,
     serve,
 )
@@ -60,6 +62,7 @@ from .net.addresses import Address, parse_address
 from .net.credentials import Credentials
 from .options import OptionArgs, Options
 from .proxy import Caller
+from .reconnect_policy import Reconnect
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
 __version__ = "0.1.0"
@@ -106,6 +109,8 @@ __all__ = [
     "ProtocolError",
     "Proxy",
     "Received",
+    "Reconnect",
+    "ReconnectingPeer",
     "RemoteError",
     "RemoteProtocolError",
     "RemoteTraceback",
@@ -121,6 +126,7 @@ __all__ = [
     "current_peer",
     "pair",
     "parse_address",
+    "reconnecting",
     "run",
     "serve",
     "sync",

@@ -164,6 +164,22 @@ class World:
         self.address = server.bound_address
         return server
 
+    def stop(self, server: Any) -> None:
+        """Stop a server of serve() (its connections end)."""
+        if self.loop is None:
+            server.close()
+        else:
+            self.loop.run(_close(server))
+
+    def reconnecting(self, **options: Any) -> Any:
+        """A reconnecting client of this world's driver, of the address the last server had."""
+        if self.loop is None:
+            client: Any = ipfi.sync.reconnecting(self.address, **options)
+        else:
+            client = AioClient(self.loop, self.loop.run(_on_loop(ipfi.reconnecting, self.address, **options)))
+        self.cleanups.append(lambda: _quietly(client.close))
+        return client
+
     def connect(self, iface: ipfi.Interface | None = None, **options: Any) -> Any:
         if self.wire == "memory":
             return self._pair(iface, options)

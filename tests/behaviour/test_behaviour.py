@@ -278,6 +278,72 @@ def test_child_settings_are_refused_for_wires_that_start_no_child(world: World, 
         world.connect(stderr=subprocess.STDOUT)
 
 
+def test_a_reconnecting_client_rides_out_server_restarts(world: World, record: Record) -> None:
+    if world.wire not in ("unix", "tcp"):
+        pytest.skip("a server that stops and starts again on its address")
+    iface = interface(world.driver, record)
+    world.stop(world.serve(iface))  # (the address is now known, and nothing listens there)
+    connected: list[str] = []
+    quick = ipfi.Reconnect(initial=0.01, maximum=0.05, wait=5)
+    client = world.reconnecting(policy=quick, on_connect=lambda peer: connected.append(peer.peer_id))
+    impatient = world.reconnecting(policy=ipfi.Reconnect(initial=0.01, maximum=0.05, wait=0))
+    with pytest.raises(ipfi.ConnectionLost, match="not connected"):
+        impatient.call("add", 1, 2)  # fails at once, saying why
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.call, "add", 1, 2)  # waits for the server
+        time.sleep(0.2)
+        server = world.serve(iface)
+        assert waiting.result(5) == 3
+        in_flight = pool.submit(client.call, "wait_for_cancel", 30)
+        assert record.started.wait(5)
+        world.stop(server)
+        with pytest.raises(ipfi.ConnectionLost):
+            in_flight.result(5)  # a call in flight is not sent again: the server may have run it
+    world.serve(iface)
+    assert client.call("add", 2, 2) == 4
+    assert client.with_options(timeout=5).call("keywords", timeout=1) == {"timeout": 1}
+    assert len(connected) == 2 and connected[0] != connected[1]  # on_connect ran for each connection
+
+
+def test_a_reconnecting_client_gives_up_when_retrying_cannot_help(world: World, record: Record) -> None:
+    if world.wire not in ("unix", "tcp"):
+        pytest.skip("a server on an address")
+    world.serve(interface(world.driver, record), authenticate=lambda peer: False)
+    client = world.reconnecting(policy=ipfi.Reconnect(initial=0.01, wait=5))
+    started = time.monotonic()
+    with pytest.raises(ipfi.ConnectionLost, match="not reconnecting after AuthenticationFailed"):
+        client.call("add", 1, 2)
+    assert time.monotonic() - started < 3
+
+
+def test_reconnect_backoff_grows_with_full_jitter_up_to_its_maximum() -> None:
+    policy = ipfi.Reconnect(initial=0.1, maximum=1.0, multiplier=2)
+    ceilings = [delay for delay, _ in zip(policy.delays(lambda low, high: high), range(6), strict=False)]
+    assert ceilings == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    drawn = list(zip(policy.delays(), range(200), strict=False))
+    assert all(0 <= delay <= 1.0 for delay, _ in drawn) and len({delay for delay, _ in drawn}) > 100
+    for bad in ({"initial": 0}, {"initial": 2, "maximum": 1}, {"multiplier": 0.5}, {"wait": -1}):
+        with pytest.raises(ValueError):
+            ipfi.Reconnect(**bad)
+
+
+def test_a_blocking_client_notices_a_dead_server_without_writing(world: World, record: Record) -> None:
+    if world.driver != "blocking" or world.wire not in ("unix", "tcp", "exec"):
+        pytest.skip("a blocking client without a reader thread, over a wire with an fd")
+    server = world.serve(interface(world.driver, record))
+    client = world.connect()
+    assert client.call("add", 1, 2) == 3 and client.is_open
+    if world.wire == "exec":
+        client.peer.process.kill()
+        client.peer.process.wait(5)
+    else:
+        world.stop(server)
+    deadline = time.monotonic() + 5
+    while client.is_open and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not client.is_open
+
+
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:
     world.serve(interface(world.driver, record))
     mine = ipfi.Interface()

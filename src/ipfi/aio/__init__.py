@@ -3,6 +3,7 @@
 from ..proxy import Proxy
 from .connect import Opening, Server, accept_stream, connect, connect_stream, pair, serve
 from .peer import CallStream, Message, Peer
+from .reconnect import ReconnectingPeer, reconnecting
 from .run import run
 
 __all__ = [
@@ -11,11 +12,13 @@ __all__ = [
     "Opening",
     "Peer",
     "Proxy",
+    "ReconnectingPeer",
     "Server",
     "accept_stream",
     "connect",
     "connect_stream",
     "pair",
+    "reconnecting",
     "run",
     "serve",
 ]

@@ -12,10 +12,11 @@ from typing import Unpack
 
 from ..core.connection import Role
 from ..core.interface import Interface
-from ..net.addresses import parse_address
 from ..options import OptionArgs, make_options
-from .links import SocketLink, open_link
+from .client import open_client
+from .links import SocketLink
 from .peer import Peer
+from .reconnect import ReconnectingPeer, reconnecting
 from .server import Server, serve
 
 
@@ -29,18 +30,7 @@ def connect(address: str, iface: Interface | None = None, *, workers: int = 4, *
     :class:`~ipfi.HandshakeError`, :class:`~ipfi.HandshakeTimeout` (a ``TimeoutError``),
     :class:`~ipfi.AddressError` (a ``ValueError``) for a bad address, ``ValueError`` for bad options.
     """
-    settings = make_options(**options)
-    target = parse_address(address)
-    settings.check_spawns_for(target.scheme)
-    link = open_link(target, settings.limits.handshake_timeout, settings.spawns)
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker") if iface else None
-    peer = Peer(link, Role.CLIENT, iface, settings, executor=executor, owns_executor=True)
-    peer.process = getattr(link, "process", None)
-    try:
-        return peer.open(background_reader=iface is not None)
-    except BaseException:
-        link.close()
-        raise
+    return open_client(address, iface, workers, make_options(**options), background_reader=iface is not None)
 
 
 def pair(
@@ -76,4 +66,4 @@ def pair(
     return client, server
 
 
-__all__ = ["Peer", "Server", "connect", "pair", "serve"]
+__all__ = ["Peer", "ReconnectingPeer", "Server", "connect", "pair", "reconnecting", "serve"]

@@ -274,7 +274,14 @@ class Peer(PeerBase):
 
     @property
     def is_open(self) -> bool:
-        """Whether the handshake is done and the connection has not ended."""
+        """Whether the handshake is done and the connection has not ended. A peer that nobody
+        reads for (no reader thread, no call waiting) looks, without blocking, whether the other
+        side has hung up: a dead server is noticed without a failed write."""
+        if self._error is None and self._reader is None and not self._reading:
+            fd = self._link.fileno()
+            if fd is not None and peer_hung_up(fd):
+                with self._lock:
+                    self._lose(ConnectionLost(f"connection to {self.peer_id or 'peer'} closed by the peer"))
         return self._core.is_open and self._error is None
 
     @property
