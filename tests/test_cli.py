@@ -7,11 +7,13 @@ import io
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from ipfi import Interface
+import ipfi as ipfi_module
+from ipfi import Interface, __version__
 from ipfi.cli.output import Output
 from ipfi.cli.rpc import load_interface
 
@@ -83,17 +86,28 @@ def running(env: dict[str, str]) -> Iterator[Any]:
 
 def test_echo_and_send_wait_round_trip_on_several_channels(env: dict[str, str], running: Any) -> None:
     server = running("echo", "service:echo")
+    names = {1: "COMMAND", 2: "DATA", 4: "ERROR", 300: "USER"}
     for channel, payload in [(1, "hello"), (2, "data"), (4, "err"), (300, "user channel")]:
-        [reply] = json_lines(ipfi(env, "send", "service:echo", "--channel", str(channel), "--data", payload, "--wait"))
-        assert reply == {"channel": channel, "size": len(payload), "text": payload}
+        [reply] = json_lines(ipfi(env, "send", "service:echo", "-c", str(channel), "--data", payload, "--wait"))
+        assert reply.pop("peer_id").startswith("peer-") and reply.pop("timestamp").isdigit()
+        assert reply == {  # ipcprims' fields, as ipcprims names them
+            "schema_id": "https://schemas.3leaps.dev/ipcprims/cli/v1/frame-received.schema.json",
+            "channel": channel,
+            "channel_name": names[channel],
+            "payload_size": len(payload),
+            "payload": payload,
+        }
     [reply] = json_lines(ipfi(env, "send", "service:echo", "--json", '{"a": [1, 2]}', "--wait"))
-    assert json.loads(reply["text"]) == {"a": [1, 2]}
+    assert json.loads(reply["payload"]) == {"a": [1, 2]}
     binary = bytes(range(256))
     [reply] = json_lines(ipfi(env, "send", "service:echo", "--file", "-", "--wait", stdin=binary))
-    assert base64.b64decode(reply["base64"]) == binary
+    assert reply["payload"] == "<binary 256 bytes>" and base64.b64decode(reply["payload_base64"]) == binary
     raw = ipfi(env, "send", "service:echo", "--file", "-", "--wait", "--format", "raw", stdin=binary)
     assert raw.returncode == 0 and raw.stdout == binary
-    assert json_lines(ipfi(env, "send", "service:echo", "--data", "x")) == [{"sent": 1, "channel": 1}]
+    pretty = ipfi(env, "send", "service:echo", "--data", "x", "--wait", "--format", "pretty").stdout.decode()
+    assert re.fullmatch(r"channel=1 \(COMMAND\) size=1 peer=peer-\d+-\d+ payload=x\n", pretty)
+    quiet = ipfi(env, "send", "service:echo", "--data", "x")
+    assert quiet.returncode == 0 and quiet.stdout == b""  # as ipcprims: nothing to print without --wait
     assert server.stop() == 0
     assert os.listdir(env["IPFI_RUNDIR"]) == []  # the service's socket and lock are gone
 
@@ -150,7 +164,7 @@ def test_echo_survives_every_bad_client(env: dict[str, str], running: Any) -> No
     idle = socket.socket(socket.AF_UNIX)  # says nothing at all: dropped by the handshake or idle timeout
     idle.connect(path)
     [reply] = json_lines(ipfi(env, "send", "service:echo", "--data", "still here", "--wait"))
-    assert reply["text"] == "still here"
+    assert reply["payload"] == "still here"
     idle.settimeout(10)
     assert idle.recv(1) == b""  # the server hung up on the idle client
     assert server.process.poll() is None
@@ -164,34 +178,44 @@ def test_listen_prints_frames_and_stops_after_count(env: dict[str, str], running
     assert listener.process.wait(timeout=10) == 0
     assert listener.process.stdout is not None
     lines = [json.loads(line) for line in listener.process.stdout.read().decode().splitlines()]
-    assert [(line["channel"], line["text"]) for line in lines] == [(1, "one"), (3, "two")]
-    assert all(line["peer"].startswith("peer-") for line in lines)
+    assert [(line["channel"], line["payload"]) for line in lines] == [(1, "one"), (3, "two")]
+    assert all(line["peer_id"].startswith("peer-") for line in lines)
 
 
 def test_serve_call_and_info(env: dict[str, str], running: Any) -> None:
     server = running("serve", "tests.helpers.calc:iface", "service:calc")
     assert json_lines(ipfi(env, "call", "service:calc", "add", "1", "2")) == [3]
+    child = f"exec:{PYTHON} -m tests.helpers.stdio_child"  # exec: from the command line, which runs uvloop
+    assert json_lines(ipfi(env, "call", child, "add", "40", "2")) == [42]
+    assert json_lines(ipfi(env, "info", child))[0]["rpc"] is True
     assert json_lines(ipfi(env, "call", "service:calc", "add", "--kwargs", '{"a": 2, "b": 5}')) == [7]
     assert json_lines(ipfi(env, "call", "service:calc", "count", "4")) == [0, 1, 2, 3]  # a stream: one line each
     table = ipfi(env, "call", "service:calc", "count", "2", "--format", "table")
     assert table.stdout.decode().split() == ["0", "1"]
     [info] = json_lines(ipfi(env, "info", "service:calc"))
-    assert info["protocol"] == "ipcprims" and info["version"] == "1.0" and info["rpc"] is True
-    assert info["channels"] == [1, 2, 3, 4] and info["codec"] == "msgpack"
-    assert info["peer_pid"] == server.process.pid and info["peer_uid"] == os.getuid()
-    assert info["ping_ms"] > 0
+    assert info["schema_id"] == "https://schemas.3leaps.dev/ipcprims/cli/v1/connection-info.schema.json"
+    assert info["protocol"] == "ipcprims" and info["protocol_version"] == "1.0" and info["connected"] is True
+    assert [channel["name"] for channel in info["channels"]] == ["COMMAND", "DATA", "TELEMETRY", "ERROR"]
+    assert info["peer_credentials"] == {"uid": os.getuid(), "gid": os.getgid(), "pid": server.process.pid}
+    assert info["ping_latency_ms"] > 0 and info["rpc"] is True and info["codec"] == "msgpack"
     by_name = {entry["name"]: entry for entry in info["procedures"]}
     assert by_name["add"]["signature"] == "(a: 'int', b: 'int') -> 'int'"
     assert by_name["count"]["streams"] is True
     text = ipfi(env, "info", "service:calc", "--format", "table").stdout.decode()
-    assert "peer_pid" in text and "SIGNATURE" in text
+    assert "peer_credentials" in text and "COMMAND (1)" in text and "SIGNATURE" in text
+    assert ipfi(env, "info", "service:calc", "--format", "raw").stdout.decode().startswith("peer-")
 
 
 def test_logs_go_to_stderr_only(env: dict[str, str], running: Any) -> None:
     running("echo", "service:echo")
     result = ipfi(env, "-vv", "send", "service:echo", "--data", "x", "--wait")
-    assert json_lines(result) == [{"channel": 1, "size": 1, "text": "x"}]
+    assert [line["payload"] for line in json_lines(result)] == ["x"]
     assert b"ipfi" in result.stderr  # the debug log is there, not in stdout
+    as_json = ipfi(env, "--log-level", "debug", "--log-format", "json", "send", "service:echo", "--data", "x")
+    assert as_json.returncode == 0 and as_json.stdout == b""
+    assert {json.loads(line)["level"] for line in as_json.stderr.splitlines()} >= {"INFO", "DEBUG"}
+    quiet = ipfi(env, "send", "service:echo", "--data", "x", "--log-level", "error")
+    assert quiet.returncode == 0 and quiet.stderr == b""
 
 
 @pytest.mark.parametrize(
@@ -272,9 +296,13 @@ def test_doctor_envinfo_version(env: dict[str, str], running: Any) -> None:
     os.chmod(env["IPFI_RUNDIR"], 0o700)
     [info] = json_lines(ipfi(env, "envinfo"))
     assert info["IPFI_RUNDIR"] == env["IPFI_RUNDIR"] and info["runtime_dir"] == env["IPFI_RUNDIR"]
-    [version] = json_lines(ipfi(env, "version"))
-    assert version["protocol"] == "ipcprims 1.0"
-    module = subprocess.run([PYTHON, "-m", "ipfi", "version", "--format", "json"], capture_output=True, check=True)
+    assert ipfi(env, "version").stdout == ipfi(env, "-V").stdout == f"ipfi {__version__}\n".encode()
+    extended = dict(line.split(": ", 1) for line in ipfi(env, "version", "--extended").stdout.decode().splitlines())
+    assert extended["name"] == "ipfi" and extended["protocol"] == "ipcprims 1.0" and "target_os" in extended
+    [version] = json_lines(ipfi(env, "version", "--extended", "--format", "json"))
+    module = subprocess.run(
+        [PYTHON, "-m", "ipfi", "version", "--extended", "--format", "json"], capture_output=True, check=True
+    )
     assert json.loads(module.stdout) == version
     assert b"124  timeout" in ipfi(env, "--help").stdout  # the exit codes are documented
 
@@ -304,7 +332,7 @@ def test_a_peers_control_characters_cannot_drive_the_terminal(fmt: str) -> None:
     out = Output(fmt, text=text, binary=io.BytesIO())
     hostile = "\x1b[2J\rred\x9b\x7f"
     out.value(hostile)
-    out.frame(2, b"\x1b]0;title\x07")
+    out.frame(2, b"\x1b]0;title\x07", "peer-\x1b[1m")
     out.rows([{"name": hostile}])
     written = text.getvalue()
     assert not set(written) & set("\x1b\r\x07\x9b\x7f")
@@ -322,3 +350,104 @@ def test_serve_imports_from_the_current_directory_without_shadowing(
     monkeypatch.delitem(sys.modules, "plugin_for_cli_test", raising=False)
     assert isinstance(load_interface("plugin_for_cli_test:iface"), Interface)
     assert sys.path[-1] == str(tmp_path) and str(tmp_path) not in sys.path[:-1]
+
+
+# -- a drop-in for ipcprims' command line (0.2.1) ------------------------------------------------
+
+
+def test_ipcprims_forms_of_addresses_channels_and_durations(env: dict[str, str], running: Any, tmp_path: Path) -> None:
+    path = str(tmp_path / "echo.sock")
+    running("--log-level", "error", "echo", path)  # a bare path is a Unix socket, as in ipcprims
+    [reply] = json_lines(ipfi(env, "send", path, "-c", "2", "--data", "x", "--wait", "--wait-timeout", "500ms"))
+    assert (reply["channel"], reply["payload"]) == (2, "x")
+    [info] = json_lines(ipfi(env, "info", path, "--timeout", "3s"))
+    assert info["connected"] is True
+    for bad in ("0", "0s", "bad", "5m", "1h"):
+        refused = ipfi(env, "info", path, "--timeout", bad)
+        assert refused.returncode == 64 and b"duration" in refused.stderr, bad
+
+
+def test_send_wait_shows_a_reply_on_the_error_channel(env: dict[str, str], tmp_path: Path) -> None:
+    """An ipcprims server answers what it refuses on ERROR (4): send --wait shows that reply."""
+    address = f"unix:{tmp_path / 'strict.sock'}"
+    with ipfi_module.sync.serve(address, None, rpc=False) as server:
+
+        def refuse_everything() -> None:
+            for event in server.events():
+                if isinstance(event, ipfi_module.Received):
+                    event.peer.send(4, b'{"error":"schema validation error: nope"}')
+                    return
+
+        thread = threading.Thread(target=refuse_everything, daemon=True)
+        thread.start()
+        [reply] = json_lines(ipfi(env, "send", address, "--json", '{"x": 1}', "--wait"))
+        thread.join(5)
+    assert (reply["channel"], reply["channel_name"]) == (4, "ERROR") and "schema validation" in reply["payload"]
+
+
+def test_call_against_a_plain_ipcprims_peer_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    address = f"unix:{tmp_path / 'plain.sock'}"
+    with ipfi_module.sync.serve(address, None, rpc=False):
+        result = ipfi(env, "call", address, "add", "1", "2")
+    assert result.returncode == 64, result.stderr.decode()
+    assert b"Traceback" not in result.stderr and b"RPC" in result.stderr
+
+
+def test_timeouts_say_what_timed_out(env: dict[str, str], running: Any) -> None:
+    listened = ipfi(env, "listen", "service:quiet", "--count", "3", "--timeout", "300ms")
+    assert listened.returncode == 124
+    assert b"--timeout of 0.3s passed with 0 of 3 frames received" in listened.stderr
+    running("listen", "service:sink")
+    waited = ipfi(env, "send", "service:sink", "--data", "x", "--wait", "--wait-timeout", "200ms")
+    assert (
+        waited.returncode == 124 and b"no reply on channel 1 or ERROR (4) within --wait-timeout 0.2s" in waited.stderr
+    )
+    absent = ipfi(env, "info", "service:nobody", "--timeout", "300ms")
+    assert absent.returncode == 124 and b"nothing answered at service:nobody within 0.3s" in absent.stderr
+    running("serve", "tests.helpers.calc:iface", "service:calc")
+    slow = ipfi(env, "call", "service:calc", "sleep", "5", "--timeout", "300ms")
+    assert (
+        slow.returncode == 124 and b"TimeoutError" in slow.stderr and b"TimeoutError: TimeoutError" not in slow.stderr
+    )
+
+
+#: ipcprims' exit-code table (its README), case by case: what makes ipfi exit with each code.
+EXIT_CODE_TABLE = [
+    (0, "success", ["send", "service:echo", "--data", "x"]),
+    (1, "connection refused (no socket file)", ["send", "unix:/tmp/ipfi-no-such.sock", "--data", "x"]),
+    (1, "connection refused (a service that is not running)", ["send", "service:nobody", "--data", "x"]),
+    (1, "the remote procedure failed", ["call", "service:calc", "fail", '"boom"']),
+    (3, "other transport error: socket path too long", ["send", "unix:/tmp/" + "x" * 120, "--data", "x"]),
+    (3, "other transport error: address in use", ["listen", "service:echo"]),
+    (30, "doctor check failed", ["doctor"]),
+    (60, "JSON error: invalid --json", ["send", "service:echo", "--json", "{not json"]),
+    (60, "payload too large", ["send", "service:echo", "--file", "BIG"]),
+    (64, "usage error: no payload", ["send", "service:echo"]),
+    (64, "usage error: unknown option", ["send", "service:echo", "--data", "x", "--frobnicate"]),
+    (64, "usage error: a bad duration", ["send", "service:echo", "--data", "x", "--timeout", "0s"]),
+    (64, "unsupported channel (without --wait)", ["send", "service:echo", "-c", "3000", "--data", "x"]),
+    (64, "unsupported channel: control", ["send", "service:echo", "-c", "0", "--data", "x"]),
+    (64, "unknown procedure", ["call", "service:calc", "no_such_procedure"]),
+    (64, "RPC with a plain ipcprims peer", ["call", "PLAIN", "add", "1", "2"]),
+    (124, "timeout: no reply", ["send", "service:calc", "--data", "x", "--wait", "--wait-timeout", "200ms"]),
+    (124, "timeout: info finds nothing", ["info", "service:nobody", "--timeout", "200ms"]),
+    (125, "internal failure", ["serve", "tests.helpers.crashes_on_import:iface", "service:x"]),
+]
+
+
+@pytest.mark.parametrize(("code", "case", "args"), EXIT_CODE_TABLE, ids=[case for _, case, _ in EXIT_CODE_TABLE])
+def test_the_exit_code_table(
+    env: dict[str, str], running: Any, tmp_path: Path, code: int, case: str, args: list[str]
+) -> None:
+    running("--log-level", "error", "echo", "service:echo")
+    running("--log-level", "error", "serve", "tests.helpers.calc:iface", "service:calc")
+    big = tmp_path / "big"
+    big.write_bytes(b"\0" * (16 * 1024 * 1024 + 1))
+    plain = f"unix:{tmp_path / 'plain.sock'}"
+    if case == "doctor check failed":
+        os.chmod(env["IPFI_RUNDIR"], 0o777)
+    with ipfi_module.sync.serve(plain, None, rpc=False):
+        result = ipfi(env, *[{"BIG": str(big), "PLAIN": plain}.get(arg, arg) for arg in args])
+    assert result.returncode == code, result.stderr.decode()
+    assert code == 0 or result.stderr or b'"status":"fail"' in result.stdout  # a failure always says why
+    assert b"Traceback" not in result.stderr or code == 125

@@ -7,20 +7,22 @@ logs go to stderr. Exit codes follow ipcprims' table (see ``ipfi --help``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .exit_codes import INTERNAL, USAGE, describe_table, exit_code_for
+from .. import __version__
+from . import arguments
+from .arguments import ADDRESS_HELP
+from .exit_codes import INTERNAL, USAGE, describe_failure, describe_table, exit_code_for
 from .messaging import run_echo, run_listen, run_send
 from .output import FORMATS, Output
 from .rpc import run_call, run_info, run_serve
 from .system import run_doctor, run_envinfo, run_version
 
 log = logging.getLogger("ipfi.cli")
-
-ADDRESS_HELP = "unix:PATH, tcp://HOST:PORT, service:NAME, stdio: or exec:COMMAND"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,24 +33,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _channel(text: str) -> int:
-    try:
-        channel = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a channel number: {text!r}") from None
-    if not 1 <= channel <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"unsupported channel {channel}: channels are 1..65535 (0 is control)")
-    return channel
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return int(text)
+#: ``--log-level`` as ipcprims names the levels (``trace`` is Python's DEBUG too).
+LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+LOG_LEVELS["trace"] = logging.DEBUG
 
 
 def _add_common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """The options every command takes, before or after the command's name."""
+    """The options every command takes, before or after the command's name (as ipcprims' global ones)."""
 
     def default(value: object) -> object:
         # After the name, an option left out must not overwrite one given before it.
@@ -58,11 +49,17 @@ def _add_common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
         "--format",
         choices=FORMATS,
         default=default(None),
-        help="json lines, a table, or raw payloads (default: by tty)",
+        help="json lines, a table, one line per frame (pretty), or raw payloads (default: table on a tty, else json)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=default(0), help="log more on stderr (-vv: debug)")
+    parser.add_argument("--log-level", choices=list(LOG_LEVELS), default=default(None), help="least log level (stderr)")
+    parser.add_argument("--log-format", choices=["text", "json"], default=default("text"), help="log lines (stderr)")
     parser.add_argument(
-        "--timeout", type=float, default=default(10.0), help="seconds before giving up (0: never; default 10)"
+        "--timeout",
+        type=arguments.duration,
+        default=default(None),
+        help="give up after this long (5s, 500ms, 5): connecting and waiting; servers stop (default:"
+        " 10s for clients, 5s for info, none for servers)",
     )
 
 
@@ -76,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common_options(parser, defaults=True)
+    parser.add_argument("-V", "--version", action="version", version=f"ipfi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str, handler: object) -> argparse.ArgumentParser:
@@ -83,50 +81,83 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def address_argument(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("address", type=arguments.address, help=ADDRESS_HELP)
+
     for name, help_text, handler in [
         ("echo", "serve: send every frame back on its channel", run_echo),
         ("listen", "serve: print every frame received", run_listen),
     ]:
         sub = command(name, help_text, handler)
-        sub.add_argument("address", help=ADDRESS_HELP)
-        sub.add_argument("--channels", default="1-4,256-1023", help="channels offered (default 1-4,256-1023)")
-        sub.add_argument("--idle-timeout", type=float, default=60.0, help="drop a silent client (s; 0: never)")
+        address_argument(sub)
+        sub.add_argument(
+            "--channels",
+            type=arguments.channel_list,
+            default=arguments.channel_list("1-4,256-1023"),
+            help="channels offered (e.g. 1,2,3 or 1-4,256; default 1-4,256-1023)",
+        )
+        sub.add_argument(
+            "--idle-timeout", type=arguments.duration, default=60.0, help="drop a silent client (default 60s)"
+        )
         if name == "listen":
-            sub.add_argument("--count", type=_positive_int, default=0, help="stop after N frames")
+            sub.add_argument("--count", type=arguments.positive_int, default=0, help="stop after N frames")
 
     send = command("send", "send one frame (and with --wait, print the reply)", run_send)
-    send.add_argument("address", help=ADDRESS_HELP)
-    send.add_argument("--channel", type=_channel, default=1, help="channel (default 1, COMMAND)")
+    address_argument(send)
+    send.add_argument("-c", "--channel", type=arguments.channel, default=1, help="channel (default 1, COMMAND)")
     payload = send.add_mutually_exclusive_group(required=True)
     payload.add_argument("--json", help="a JSON document (checked before sending)")
     payload.add_argument("--data", help="text, sent as UTF-8")
     payload.add_argument("--file", help="a file's bytes ('-' for stdin)")
-    send.add_argument("--wait", action="store_true", help="wait for one frame back on the channel and print it")
+    send.add_argument(
+        "--wait", action="store_true", help="wait for one frame back, on the channel or ERROR (4), and print it"
+    )
+    send.add_argument("--wait-timeout", type=arguments.duration, default=5.0, help="how long --wait waits (default 5s)")
 
     call = command("call", "call a procedure; print its result, or each item it streams", run_call)
-    call.add_argument("address", help=ADDRESS_HELP)
+    address_argument(call)
     call.add_argument("procedure")
     call.add_argument("args", nargs="*", help="positional arguments, each as JSON (e.g. 1 '\"text\"' '[1,2]')")
     call.add_argument("--kwargs", help="keyword arguments as a JSON object")
 
     serve = command("serve", "serve an interface from a Python module", run_serve)
     serve.add_argument("interface", help="MODULE:INTERFACE, e.g. myapp.api:iface")
-    serve.add_argument("address", help=ADDRESS_HELP)
+    address_argument(serve)
 
     info = command("info", "a peer's protocol, channels, procedures, ping and credentials", run_info)
-    info.add_argument("address", help=ADDRESS_HELP)
+    address_argument(info)
 
     command("doctor", "check the runtime directory, permissions and optional extras", run_doctor)
     command("envinfo", "versions and settings, for bug reports", run_envinfo)
-    command("version", "ipfi's version", run_version)
+    version = command("version", "ipfi's version", run_version)
+    version.add_argument("--extended", action="store_true", help="platform, Python, protocol and extras too")
     return parser
+
+
+class _JsonLogLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _set_up_logging(args: argparse.Namespace) -> None:
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    if args.log_level is not None:
+        level = LOG_LEVELS[args.log_level]
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(_JsonLogLines())
+    else:
+        handler.setFormatter(logging.Formatter("ipfi: %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
     args = build_parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(stream=sys.stderr, level=level, format="ipfi: %(name)s: %(message)s")
+    _set_up_logging(args)
     out = Output(args.format)
     try:
         code: int = args.handler(args, out)
@@ -136,8 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0  # the reader of our output went away (e.g. `| head`): nothing more to say
     except Exception as exc:
         code = exit_code_for(exc)
-        message = str(exc) or type(exc).__name__
-        print(f"ipfi: {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
+        print(f"ipfi: {args.command}: {describe_failure(exc)}", file=sys.stderr)
         if code == INTERNAL:
             log.error("internal failure", exc_info=exc)
     return code

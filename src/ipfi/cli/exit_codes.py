@@ -11,6 +11,7 @@ from ..core.errors import (
     ConnectionLost,
     HandshakeError,
     InvalidArguments,
+    LocalProtocolError,
     PayloadTooLarge,
     ProcedureNotFound,
     RemoteError,
@@ -33,7 +34,7 @@ TABLE = {
     DOCTOR_FAILED: "a doctor check failed",
     PERMISSION: "permission denied",
     INVALID_DATA: "invalid JSON, or payload too large",
-    USAGE: "usage error: bad arguments or address, unsupported channel, unknown procedure",
+    USAGE: "usage error: bad arguments or address, unsupported channel, unknown procedure, RPC with a plain peer",
     TIMEOUT: "timeout",
     INTERNAL: "internal failure",
 }
@@ -45,7 +46,7 @@ class UsageError(Exception):
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code that reports ``exc``."""
-    if isinstance(exc, UsageError | ProcedureNotFound | InvalidArguments):
+    if isinstance(exc, UsageError | ProcedureNotFound | InvalidArguments | LocalProtocolError):
         return USAGE
     if isinstance(exc, PermissionError):
         return PERMISSION
@@ -62,6 +63,14 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         return TRANSPORT
     return INTERNAL
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for stderr: the error's type and what it says (a bare TimeoutError says it timed out)."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    message = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "")
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def describe_table() -> str:

@@ -24,6 +24,9 @@ from .output import Output
 
 log = logging.getLogger("ipfi.cli")
 
+#: ipcprims' ERROR channel, where its servers answer what they refuse.
+ERROR_CHANNEL = 4
+
 echo_interface = Interface()
 
 
@@ -31,21 +34,6 @@ echo_interface = Interface()
 def echo(value: Any) -> Any:
     """Returns its argument."""
     return value
-
-
-def parse_channels(spec: str) -> list[int]:
-    """``"1-4,256"`` to a list of channels (1..65535)."""
-    channels: list[int] = []
-    for part in spec.split(","):
-        low, _, high = part.strip().partition("-")
-        try:
-            first, last = int(low), int(high or low)
-        except ValueError:
-            raise UsageError(f"bad channel list {spec!r}: expected e.g. 1-4,256") from None
-        if not 1 <= first <= last <= 0xFFFF:
-            raise UsageError(f"bad channel range {part!r}: channels are 1..65535 (0 is control)")
-        channels.extend(range(first, last + 1))
-    return channels
 
 
 def announce(text: str) -> None:
@@ -59,22 +47,36 @@ def stop_on_signals(server: Server) -> None:
         loop.add_signal_handler(signum, server.close)
 
 
+#: How long a client command waits, connecting and for replies, when --timeout is not given.
+CLIENT_TIMEOUT = 10.0
+
+
 async def serve_frames(args: argparse.Namespace, on_frame: Callable[[Peer, int, bytes | bytearray], bool]) -> int:
-    """Serve plain frames on ``args.address`` until a signal, or until ``on_frame`` returns False."""
-    limits = Limits(idle_timeout=args.idle_timeout or None)
-    server = await serve(args.address, echo_interface, channels=parse_channels(args.channels), limits=limits)
+    """Serve plain frames on ``args.address`` until a signal, until ``on_frame`` returns False, or
+    (raising ``TimeoutError``) until ``--timeout`` has passed."""
+    limits = Limits(idle_timeout=args.idle_timeout)
+    server = await serve(args.address, echo_interface, channels=args.channels, limits=limits)
     stop_on_signals(server)
     announce(f"listening on {server.bound_address}")
+    timed_out = False
+
+    def time_is_up() -> None:
+        nonlocal timed_out
+        timed_out = True
+        server.close()
+
+    if args.timeout:
+        asyncio.get_running_loop().call_later(args.timeout, time_is_up)
     async with server:
         async for event in server.events():
             match event:
                 case Received(peer=peer, channel=channel, payload=payload):
                     if not on_frame(peer, channel, payload):
                         server.close()
-                case Connected(peer=peer):
-                    log.info("%s connected (%s)", peer.peer_id, peer.credentials or peer.get_extra_info("peername"))
-                case Disconnected(peer=peer, reason=reason):
-                    log.info("%s disconnected: %s", peer.peer_id, reason)
+                case Connected() | Disconnected():
+                    pass  # (logged at INFO by the connection itself)
+    if timed_out:
+        raise TimeoutError(f"--timeout of {args.timeout:g}s passed")
     return OK
 
 
@@ -88,14 +90,19 @@ def run_echo(args: argparse.Namespace, out: Output) -> int:
 
 
 def run_listen(args: argparse.Namespace, out: Output) -> int:
-    remaining: list[int] = [args.count]
+    printed = 0
 
     def show(peer: Peer, channel: int, payload: bytes | bytearray) -> bool:
-        out.frame(channel, payload, peer=peer.peer_id)
-        remaining[0] -= 1
-        return remaining[0] != 0
+        nonlocal printed
+        out.frame(channel, payload, peer.peer_id)
+        printed += 1
+        return bool(printed != args.count)
 
-    return run(serve_frames(args, show))
+    try:
+        return run(serve_frames(args, show))
+    except TimeoutError as exc:
+        wanted = f" of {args.count}" if args.count else ""
+        raise TimeoutError(f"{exc} with {printed}{wanted} frames received") from None
 
 
 def read_payload(args: argparse.Namespace) -> bytes:
@@ -111,19 +118,27 @@ def read_payload(args: argparse.Namespace) -> bytes:
 
 async def send_frame(args: argparse.Namespace, out: Output, payload: bytes) -> int:
     channel = args.channel
-    # Ask for the common channels too, so a server without this one still answers and we can say so.
+    # Ask for the common channels too, so that a server without this one still answers and we can
+    # say so; and for ERROR, where an ipcprims server answers what it refuses.
     requested = [channel, *(c for c in DEFAULT_SERVER_CHANNELS if c != channel)]
-    limits = Limits(handshake_timeout=args.timeout) if args.timeout else Limits()
-    async with connect(args.address, rpc=False, channels=requested, limits=limits) as peer:
+    timeout = args.timeout or CLIENT_TIMEOUT
+    async with connect(args.address, rpc=False, channels=requested, limits=Limits(handshake_timeout=timeout)) as peer:
         if channel not in peer.channels:
             raise UsageError(f"unsupported channel {channel}: the peer offers {list(peer.channels)}")
         peer.send(channel, payload)
         if not args.wait:
-            if out.format != "raw":
-                out.record({"sent": len(payload), "channel": channel})
-            return OK
-        reply = await asyncio.wait_for(peer.receive(channel), args.timeout or None)
-        out.frame(reply.channel, reply.payload)
+            return OK  # (as ipcprims: nothing to print)
+        watched = {channel, ERROR_CHANNEL} & set(peer.channels)
+        try:
+            async with asyncio.timeout(args.wait_timeout):
+                reply = await peer.receive(None)
+                while reply.channel not in watched:  # (what else the peer sends is not the reply)
+                    reply = await peer.receive(None)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no reply on channel {channel} or ERROR ({ERROR_CHANNEL}) within --wait-timeout {args.wait_timeout:g}s"
+            ) from None
+        out.frame(reply.channel, reply.payload, peer.peer_id)
     return OK
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 from typing import Any, BinaryIO, TextIO
 
-FORMATS = ("json", "table", "raw")
+FORMATS = ("json", "table", "pretty", "raw")
+#: The ``schema_id`` of a received frame's JSON line: ipcprims' (ipfi's lines are a superset).
+FRAME_SCHEMA = "https://schemas.3leaps.dev/ipcprims/cli/v1/frame-received.schema.json"
+CHANNEL_NAMES = {0: "CONTROL", 1: "COMMAND", 2: "DATA", 3: "TELEMETRY", 4: "ERROR"}
 
 # What a peer sends must not drive the terminal: control characters (ANSI escapes, carriage
 # returns, C1 controls) are written escaped, in table rows as \xNN and in JSON as \u00NN (JSON's own
@@ -28,14 +32,6 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
-
-
-def payload_fields(payload: bytes | bytearray) -> dict[str, Any]:
-    """A frame's payload as ``text`` when it is UTF-8, else as ``base64``."""
-    try:
-        return {"size": len(payload), "text": payload.decode()}
-    except UnicodeDecodeError:
-        return {"size": len(payload), "base64": base64.b64encode(payload).decode()}
 
 
 class Output:
@@ -76,28 +72,47 @@ class Output:
         for line in cells:
             self._line("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
-    def frame(self, channel: int, payload: bytes | bytearray, **extra: Any) -> None:
-        """A received frame: its payload alone in raw format."""
+    def frame(self, channel: int, payload: bytes | bytearray, peer_id: str) -> None:
+        """A received frame, as ipcprims prints one: a JSON line with its fields (binary payloads,
+        which ipcprims shows as ``<binary N bytes>``, also in ``payload_base64``), a table row,
+        one ``key=value`` line (pretty), or the payload alone (raw)."""
         if self.format == "raw":
             self._binary.write(payload)
             self._binary.flush()
             return
+        name = CHANNEL_NAMES.get(channel, "USER")
+        try:
+            text = payload.decode()
+            binary = None
+        except UnicodeDecodeError:
+            text, binary = f"<binary {len(payload)} bytes>", base64.b64encode(payload).decode()
         if self.format == "json":
-            self.record({**extra, "channel": channel, **payload_fields(payload)})
-            return
-        if not self._header_shown:
-            self._header_shown = True
-            self._line(f"{'CHANNEL':>7}  {'SIZE':>8}  PAYLOAD")
-        fields = payload_fields(payload)
-        shown = fields.get("text", "base64:" + fields.get("base64", ""))
-        self._line(f"{channel:>7}  {len(payload):>8}  {shown}")
+            record = {
+                "schema_id": FRAME_SCHEMA,
+                "channel": channel,
+                "channel_name": name,
+                "payload_size": len(payload),
+                "payload": text,
+                "peer_id": peer_id,
+                "timestamp": str(int(time.time())),
+            }
+            if binary is not None:
+                record["payload_base64"] = binary
+            self.record(record)
+        elif self.format == "pretty":
+            self._line(f"channel={channel} ({name}) size={len(payload)} peer={peer_id} payload={text}")
+        else:
+            if not self._header_shown:
+                self._header_shown = True
+                self._line(f"{'CHANNEL':<12}  {'SIZE':>8}  {'PEER':<20}  PAYLOAD")
+            self._line(f"{f'{name} ({channel})':<12}  {len(payload):>8}  {peer_id:<20}  {text}")
 
     def value(self, value: Any) -> None:
         """A procedure's result or stream item: bytes and strings alone in raw format."""
         if self.format == "raw" and isinstance(value, bytes | str):
             self._binary.write(value if isinstance(value, bytes) else value.encode())
             self._binary.flush()
-        elif self.format == "table" and isinstance(value, str):
+        elif self.format in ("table", "pretty") and isinstance(value, str):
             self._line(value)
         else:
             self._line(json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False))

@@ -94,9 +94,29 @@ def run_envinfo(args: argparse.Namespace, out: Output) -> int:
     return OK
 
 
+def _features() -> str:
+    return ", ".join(f"{extra}={package_version(module) is not None}" for extra, (module, _) in EXTRAS.items())
+
+
 def run_version(args: argparse.Namespace, out: Output) -> int:
-    if out.format == "json":
-        out.record({"ipfi": __version__, "protocol": f"{PROTOCOL} {VERSION}"})
+    """As ipcprims: ``ipfi VERSION``, or with ``--extended`` one ``key: value`` line each; a JSON
+    record only when ``--format json`` is asked for."""
+    details: dict[str, Any] = {"name": "ipfi", "version": __version__}
+    if args.extended:
+        details |= {
+            "protocol": f"{PROTOCOL} {VERSION}",
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "target_os": sys.platform,
+            "target_arch": platform.machine(),
+            "features": ", ".join(
+                f"{extra}={package_version(module) is not None}" for extra, (module, _) in EXTRAS.items()
+            ),
+        }
+    if args.format == "json":
+        out.record(details)
+    elif not args.extended:
+        print(f"ipfi {__version__}")
     else:
-        print(f"ipfi {__version__} ({PROTOCOL} {VERSION})")
+        for key, value in details.items():
+            print(f"{key}: {value}")
     return OK
