@@ -486,3 +486,15 @@ def test_input_items_that_do_not_decode_end_their_call_with_invalid_arguments() 
     [error] = deliver(server, client)
     assert isinstance(error, ErrorReceived) and isinstance(error.error, InvalidArguments)
     assert "input item was not decoded" in str(error.error)
+
+
+def test_a_bad_extension_value_is_answered_as_undecodable_arguments() -> None:
+    client, server = wired()
+    call_id = client.send_call("f", [])  # (the client awaits this id's reply)
+    client.data_to_send()  # (the well-made call is not sent: this one is)
+    bad_uuid = b"\x91\xc7\x03\x01abc"  # [ext 1 (a UUID) of 3 bytes, not 16]
+    call = wire.CALL_HEADER.pack(wire.CALL, call_id, 0, 0, 1) + b"f" + bad_uuid
+    assert server.receive_data(encode_frame(1, call)) == []
+    [error] = deliver(server, client)
+    assert isinstance(error, ErrorReceived) and isinstance(error.error, InvalidArguments), error
+    assert "not decoded" in str(error.error)

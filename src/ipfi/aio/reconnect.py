@@ -169,12 +169,12 @@ class ReconnectingPeer:
         """Stop reconnecting and close the connection (gracefully, up to ``timeout``)."""
         self._closed = True
         self._settled.set()
-        peer = self._peer
-        if peer is not None:
-            await peer.aclose(timeout)
-        self._task.cancel()
+        self._task.cancel()  # first: no new connection may start while this one closes
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            await peer.aclose(timeout)
 
     async def __aenter__(self) -> ReconnectingPeer:
         return self
