@@ -4,6 +4,7 @@ process or, for the ``exec:`` wire, in the child that serves them."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,10 @@ class Record:
         self.stopped = threading.Event()
         self.started = threading.Event()
         self.seen: list[Any] = []
+
+
+#: Set by one call of context_probe: a later call must not see it (each call has a context of its own).
+probe_var: contextvars.ContextVar[Any] = contextvars.ContextVar("probe_var", default=None)
 
 
 class QuotaExceeded(Exception):
@@ -93,6 +98,16 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
     async def slow_add(a: int, b: int) -> int:
         await asyncio.sleep(0.001)
         return a + b
+
+    @iface.procedure
+    async def context_probe(value: Any, suspend: bool) -> dict[str, Any]:
+        seen = probe_var.get()
+        probe_var.set(value)
+        async with asyncio.timeout(5):  # (needs a current task)
+            if suspend:
+                await asyncio.sleep(0)
+        task = asyncio.current_task()
+        return {"seen": seen, "in_a_task": task is not None, "deadline": ipfi.current_call().time_left() is not None}
 
     @iface.procedure
     def where() -> dict[str, Any]:

@@ -344,6 +344,14 @@ def test_a_blocking_client_notices_a_dead_server_without_writing(world: World, r
     assert not client.is_open
 
 
+@pytest.mark.parametrize("suspend", [False, True])
+def test_an_async_procedure_runs_in_a_task_and_a_context_of_its_own(client: Any, suspend: bool) -> None:
+    """Whether or not it suspends (one that does not may finish as it starts, eagerly)."""
+    expected = {"seen": None, "in_a_task": True, "deadline": True}
+    for value in ("first", "second"):  # the second call does not see the first one's context variable
+        assert client.with_options(timeout=5).call("context_probe", value, suspend) == expected
+
+
 def test_the_server_calls_the_client_back(world: World, record: Record) -> None:
     world.serve(interface(world.driver, record))
     mine = ipfi.Interface()

@@ -146,6 +146,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._switch_for_large_frames = False
         self._shutdown_acked: asyncio.Future[None] | None = None
         self._handshake_failure: Exception | None = None  # the core's HandshakeTimeout, for the opener
+        #: Received bytes are being handled: replies queued now are written when that ends.
+        self._inside_read = False
 
     # -- connection state -------------------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         of the large frame being filled): the core turns them into events, which are acted on here.
         A protocol violation closes the connection."""
         core = self._core
+        self._inside_read = True  # (what procedures that finish now reply goes out with this read's write)
         try:
             if self._filling is None:
                 events = core.receive_from(data, len(data) if count is None else count)
@@ -206,10 +209,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             if events:
                 self._dispatch(events)
         except RemoteProtocolError as exc:
+            self._inside_read = False
             self._violation(exc)
             return
         except ConnectionLost:
+            self._inside_read = False
             return
+        self._inside_read = False
         if core.calls_held:
             self._release_held_calls()
         if core.timer_moved:
@@ -587,7 +593,16 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             if not call_id:
                 self._core.finish_notification()  # frees its slot among the concurrent calls
             return
-        task = self._loop.create_task(self._serve(call_id, procedure, args, kwargs))
+        if _EAGER_TASKS:
+            # Started eagerly: it runs at once, up to its first suspension, as a real Task
+            # (current_task(), asyncio.timeout() and a context of its own all hold); one that never
+            # suspends is done here, its reply queued for this read's write: no loop turn.
+            serving = self._serve(call_id, procedure, args, kwargs)
+            task = asyncio.Task(serving, loop=self._loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            if task.done():
+                return
+        else:  # (3.11 has no eager start that keeps those promises: the task starts next turn)
+            task = self._loop.create_task(self._serve(call_id, procedure, args, kwargs))
         if not call_id:
             self._notifications.add(task)
             task.add_done_callback(self._notifications.discard)
@@ -676,7 +691,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         self._serving.pop(call_id, None)
         self._credit_waiters.pop(call_id, None)
-        self._schedule_flush()
+        if not self._inside_read:  # (inside one, an eager task's reply goes out at the read's end)
+            self._schedule_flush()
 
     def _reply(self, call_id: int, result: Any) -> None:
         if call_id and self._core.is_open:
@@ -1000,6 +1016,10 @@ def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buff
 
 
 _FORGETS_TO_PAUSE: Final = (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2)
+
+
+#: Python 3.12+ starts a Task eagerly when asked (``eager_start``).
+_EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 
 def new_peer(role: Role, interface: Interface | None, options: Options, *, peer_id: str | None = None) -> Peer:
