@@ -7,6 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Protocol
 
+#: Items streamed to a procedure (``with_options(input=...)``): any iterable, or with the asyncio
+#: driver an async one; ``None`` for none.
+InputItems = Iterable[Any] | AsyncIterable[Any] | None
+
 
 class _Caller(Protocol):
     def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any: ...
@@ -61,7 +65,7 @@ class Caller:
         self,
         peer: _OptionedPeer,
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive seconds, not {timeout!r}")

@@ -46,7 +46,7 @@ from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
-from ..proxy import Caller, Proxy
+from ..proxy import Caller, InputItems, Proxy
 from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
@@ -736,7 +736,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> Any:
         core = self._core
         call_id = core.send_call(name, args, kwargs, timeout=timeout, has_input=input_items is not None)
@@ -778,13 +778,11 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> CallStream:
         return CallStream(self, name, args, kwargs, timeout=timeout, input_items=input_items)
 
-    def with_options(
-        self, *, timeout: float | None = None, input: Iterable[Any] | AsyncIterable[Any] | None = None
-    ) -> Caller:
+    def with_options(self, *, timeout: float | None = None, input: InputItems = None) -> Caller:
         """This peer's ``call``, ``stream`` and ``proxy`` with call options:
         ``await peer.with_options(timeout=5).call("wait_for_job", "j1", timeout=60)`` gives the call
         a 5 s deadline and the procedure its own ``timeout=60``. ``input`` streams items (an iterable
@@ -1044,7 +1042,7 @@ class CallStream:
         kwargs: dict[str, Any],
         *,
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> None:
         self._peer = peer
         self._request = (name, args, kwargs, timeout, input_items)

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Unpack
 
 from ..core.errors import InvalidState
 from ..core.interface import Interface
 from ..net.addresses import parse_address
 from ..options import OptionArgs, Options, make_options
-from ..proxy import Caller, Proxy
+from ..proxy import Caller, InputItems, Proxy
 from ..reconnect_policy import Reconnect, not_connected
 from .connect import _connect
 from .peer import Peer
@@ -126,7 +126,7 @@ class ReconnectingPeer:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> Any:
         peer = self.peer or await self._current()
         return await peer._call_with(name, args, kwargs, timeout, input_items)
@@ -141,7 +141,7 @@ class ReconnectingPeer:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
-        input_items: Iterable[Any] | AsyncIterable[Any] | None,
+        input_items: InputItems,
     ) -> AsyncIterator[Any]:
         peer = self.peer or await self._current()
         async with peer._stream_with(name, args, kwargs, timeout, input_items) as items:
@@ -155,9 +155,7 @@ class ReconnectingPeer:
             raise not_connected(self.address, self._error, self._gave_up)
         peer.notify(name, *args, **kwargs)
 
-    def with_options(
-        self, *, timeout: float | None = None, input: Iterable[Any] | AsyncIterable[Any] | None = None
-    ) -> Caller:
+    def with_options(self, *, timeout: float | None = None, input: InputItems = None) -> Caller:
         """As :meth:`Peer.with_options`."""
         return Caller(self, timeout, input)
 

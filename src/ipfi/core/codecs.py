@@ -155,7 +155,7 @@ class MsgpackCodec(_StructuredCodec):
             return [_bin_header(len(value)), value]
         try:
             return self._packb(value)  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError):
+        except _PACK_ERRORS:
             raise self._unencodable(value) from None
 
     def encode_args(self, args: Sequence[Any]) -> Body:
@@ -165,7 +165,7 @@ class MsgpackCodec(_StructuredCodec):
                 return self._scatter(args)
         try:
             return self._packb(args)  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError):
+        except _PACK_ERRORS:
             raise self._unencodable(args) from None
 
     def decode_args(self, data: Buffer) -> list[Any]:
@@ -184,23 +184,17 @@ class MsgpackCodec(_StructuredCodec):
         """The encoding as one bytes object."""
         try:
             return self._packb(value)  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError):
+        except _PACK_ERRORS:
             raise self._unencodable(value) from None
 
     def _unencodable(self, value: Any) -> Unencodable:
-        def encodes(part: Any) -> bool:
-            try:
-                self._packb(part)
-            except (TypeError, ValueError, OverflowError):
-                return False
-            return True
-
-        path, part = locate(value, encodes, _fits_a_msgpack_map)
+        # (every key Python can hash arrives, tuples as tuples: see _map_with_tuple_keys)
+        path, part = locate(value, _succeeds(self._packb, _PACK_ERRORS), lambda key: True)
         try:
             self._packb(part)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except _PACK_ERRORS as exc:
             return Unencodable("msgpack", path, f"{type(part).__name__}: {exc}")
-        return Unencodable("msgpack", path, f"the map key {part!r} is not a str, bytes, number, bool, None or tuple")
+        return Unencodable("msgpack", path, f"{type(part).__name__} cannot be encoded")
 
     encode_item = encode_record = _encode  # (aliases, not calls: an item is encoded per item streamed)
 
@@ -237,10 +231,6 @@ class MsgpackCodec(_StructuredCodec):
             return _unpackb(data, **unpacking, **_budget(data, tuple_keys=True))
         except Exception as exc:
             raise _undecodable(data, exc) from None
-
-
-def _fits_a_msgpack_map(key: Any) -> bool:
-    return True  # (any key Python can hash arrives: tuples as tuples, see _map_with_tuple_keys)
 
 
 def _map_with_tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -420,6 +410,20 @@ def locate(value: Any, encodes: Callable[[Any], bool], key_fits: Callable[[Any],
 
 
 _NOTHING: Final = object()
+_PACK_ERRORS: Final = (TypeError, ValueError, OverflowError)
+
+
+def _succeeds(encode: Callable[[Any], Any], errors: tuple[type[Exception], ...]) -> Callable[[Any], bool]:
+    """Whether ``encode`` takes a value without raising one of ``errors`` (for :func:`locate`)."""
+
+    def encodes(part: Any) -> bool:
+        try:
+            encode(part)
+        except errors:
+            return False
+        return True
+
+    return encodes
 
 
 class JsonCodec(_StructuredCodec):
@@ -443,12 +447,10 @@ class JsonCodec(_StructuredCodec):
     encode_item = encode_record = encode_value
 
     def _unencodable(self, value: Any) -> Unencodable:
+        dumps = _succeeds(self._dumps, (TypeError, ValueError, RecursionError))
+
         def encodes(part: Any) -> bool:
-            try:
-                self._dumps(part)
-            except (TypeError, ValueError, RecursionError):
-                return False
-            return _string_keys_only(part)
+            return dumps(part) and _string_keys_only(part)
 
         path, part = locate(value, encodes, _is_str)
         if isinstance(part, dict | list | tuple) or encodes(part):
