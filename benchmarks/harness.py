@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 PAYLOAD = b"0123456789abcdef"  # 16 bytes
-BIG = 16 * 1024 * 1024
+MIB = 1024 * 1024
+BIG = 16 * MIB
 IN_FLIGHT = 64
 STREAM_ITEMS = 100_000
 
@@ -81,11 +82,14 @@ async def measure(client: Any, is_async: bool, server_pid: int, duration: float,
         received = await _maybe(client.stream(items))
     if not 0 < received <= items:
         raise AssertionError(f"stream delivered {received} of {items} items")
-    big = bytes(BIG)
-    if len(await _maybe(client.echo(big))) != BIG:
-        raise AssertionError("the 16 MiB echo came back short")
-    with Run(server_pid) as large:
-        echoed = await _maybe(timed(lambda: client.echo(big), duration))
+    throughput = {}
+    for size in (MIB, BIG):
+        big = bytes(size)
+        if len(await _maybe(client.echo(big))) != size:
+            raise AssertionError(f"the echo of {size} bytes came back short")
+        with Run(server_pid) as large:
+            echoed = await _maybe(timed(lambda: client.echo(big), duration))  # noqa: B023 (awaited here)
+        throughput[size] = len(echoed) * size / MIB / large.elapsed
     return {
         "seq_per_s": len(latencies) / sequential.elapsed,
         "p50_us": statistics.median(latencies) * 1e6,
@@ -93,7 +97,8 @@ async def measure(client: Any, is_async: bool, server_pid: int, duration: float,
         "cpu_us_per_call": sequential.cpu / len(latencies) * 1e6,
         "in_flight_per_s": rounds * IN_FLIGHT / concurrent.elapsed,
         "stream_items_per_s": received / streaming.elapsed,
-        "big_mib_per_s": len(echoed) * BIG / (1024 * 1024) / large.elapsed,
+        "mib_echo_mib_per_s": throughput[MIB],
+        "big_mib_per_s": throughput[BIG],
     }
 
 
@@ -103,6 +108,15 @@ async def _client_main(module: Any, endpoint: tuple[str, Any], server_pid: int, 
         return await measure(client, module.IS_ASYNC, server_pid, duration, items)
     finally:
         await _maybe(client.close())
+
+
+def load_system(spec: str) -> Any:
+    """The system module ``MODULE`` or ``MODULE:VARIANT`` (configured with its ``configure``)."""
+    module_name, _, variant = spec.partition(":")
+    module = importlib.import_module(f"benchmarks.systems.{module_name}")
+    if variant:
+        module.configure(variant)
+    return module
 
 
 def run_loop(main: Any, loop: str | None) -> Any:
@@ -116,9 +130,9 @@ def run_loop(main: Any, loop: str | None) -> Any:
 def main() -> None:
     """``python -m benchmarks.harness server MODULE LOOP KIND WHERE``, or
     ``... client MODULE LOOP KIND WHERE SERVER_PID DURATION ITEMS`` (the runner calls both)."""
-    role, module_name, loop, kind, where = sys.argv[1:6]
+    role, spec, loop, kind, where = sys.argv[1:6]
     endpoint = (kind, int(where) if kind == "tcp" else where)
-    module = importlib.import_module(f"benchmarks.systems.{module_name}")
+    module = load_system(spec)
     loop_name = None if loop == "-" else loop
     if role == "server":
 

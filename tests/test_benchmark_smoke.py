@@ -12,7 +12,7 @@ from .conftest import PYTHON, ROOT
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) pins the benchmark's processes")
 def test_benchmark_runner_smoke() -> None:
-    systems = "ipfi asyncio+uvloop,ipfi blocking,multiprocessing,raw asyncio floor,raw blocking floor"
+    systems = "ipfi uvloop async-def,ipfi blocking,multiprocessing,raw asyncio floor,raw blocking floor"
     result = subprocess.run(
         [PYTHON, "-m", "benchmarks", "--quick", "--systems", systems],
         cwd=ROOT,
@@ -23,5 +23,6 @@ def test_benchmark_runner_smoke() -> None:
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
-    assert len(rows) == 4  # two systems in the table, two in the ratios under it
+    assert len(rows) == 5  # two systems in the table, two in the ratios under it, one in the memory table
     assert "of floor" in result.stdout and "Targets" in result.stdout
+    assert "Server memory per connection" in result.stdout and "kept after 16 MiB" in result.stdout

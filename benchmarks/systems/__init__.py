@@ -32,19 +32,42 @@ class System:
 RAW_ASYNC = "raw asyncio floor"
 RAW_BLOCKING = "raw blocking floor"
 GRPC_AIO = "grpc.aio"
+#: The path users write: ``async def`` procedures and async generators, default options, uvloop.
+USERS_PATH = "ipfi uvloop async-def"
+PLAIN_PATH = "ipfi uvloop def"
+#: The fastest path: plain functions, ``binary_views=True`` (the rows before issue 16 were these).
+FASTEST_PATH = "ipfi uvloop def views"
+BLOCKING = "ipfi blocking"
+BLOCKING_TO_ASYNC = "ipfi blocking->uvloop async-def"
 
-SYSTEMS = [
-    System("ipfi asyncio+uvloop", "ipfi_aio", "uvloop", floor=RAW_ASYNC),
-    System("ipfi asyncio", "ipfi_aio", "asyncio", floor=RAW_ASYNC),
-    System("ipfi blocking", "ipfi_blocking", None, floor=RAW_BLOCKING),
-    System(
-        "ipfi blocking->uvloop",
-        "ipfi_blocking",
+
+def _ipfi_aio(name: str, variant: str, loop: str = "uvloop") -> System:
+    return System(name, f"ipfi_aio:{variant}", loop, floor=RAW_ASYNC)
+
+
+def _ipfi_blocking(name: str, server_variant: str | None) -> System:
+    """The blocking client (default options) against the blocking server, or the asyncio one on uvloop."""
+    if server_variant is None:
+        return System(name, "ipfi_blocking:def", None, floor=RAW_BLOCKING)
+    return System(
+        name,
+        "ipfi_blocking:def",
         None,
         floor=RAW_BLOCKING,
-        server_module="ipfi_aio",
+        server_module=f"ipfi_aio:{server_variant}",
         server_loop="uvloop",
-    ),
+    )
+
+
+SYSTEMS = [
+    _ipfi_aio(USERS_PATH, "async"),
+    _ipfi_aio(USERS_PATH + " views", "async+views"),
+    _ipfi_aio(PLAIN_PATH, "def"),
+    _ipfi_aio(FASTEST_PATH, "def+views"),
+    _ipfi_aio("ipfi asyncio async-def", "async", loop="asyncio"),
+    _ipfi_blocking(BLOCKING, None),
+    _ipfi_blocking(BLOCKING_TO_ASYNC, "async"),
+    _ipfi_blocking("ipfi blocking->uvloop def", "def"),
     System(GRPC_AIO, "grpc_aio", "asyncio", needs=("grpc", "grpc_tools")),
     System("grpc sync", "grpc_sync", None, needs=("grpc", "grpc_tools")),
     System("pyzmq", "zmq_dealer", None, needs=("zmq",)),

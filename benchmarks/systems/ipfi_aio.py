@@ -1,19 +1,48 @@
-"""ipfi's asyncio driver (on uvloop or the standard loop, as the runner says)."""
+"""ipfi's asyncio driver (on uvloop or the standard loop, as the runner says).
+
+Variants (``ipfi_aio:VARIANT``, see :func:`configure`): ``def`` or ``async`` procedures, each with
+the default options or with ``binary_views=True`` (``+views``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import ipfi
 
 IS_ASYNC = True
 ITEM = b"x" * 16
+#: Set by :func:`configure`: plain functions or ``async def`` procedures, and the connection options.
+ASYNC_PROCEDURES = False
+OPTIONS: dict[str, Any] = {}
+
+
+def configure(variant: str) -> None:
+    """``def``, ``async``, ``def+views`` or ``async+views``."""
+    global ASYNC_PROCEDURES, OPTIONS  # (one process runs one variant)
+    kind, _, views = variant.partition("+")
+    if kind not in {"def", "async"} or views not in {"", "views"}:
+        raise ValueError(f"unknown variant {variant!r}")
+    ASYNC_PROCEDURES = kind == "async"
+    OPTIONS = {"binary_views": True} if views else {}
 
 
 def make_interface() -> ipfi.Interface:
     iface = ipfi.Interface()
+    if ASYNC_PROCEDURES:
+
+        @iface.procedure(name="echo")
+        async def echo_async(value: bytes) -> bytes:
+            return value
+
+        @iface.procedure(name="items")
+        async def items_async(count: int) -> AsyncIterator[bytes]:
+            for _ in range(count):
+                yield ITEM
+
+        return iface
 
     @iface.procedure
     def echo(value: bytes) -> bytes:
@@ -33,7 +62,7 @@ def address(endpoint: tuple[str, Any]) -> str:
 
 
 async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    server = await ipfi.serve(address(endpoint), make_interface(), binary_views=True)
+    server = await ipfi.serve(address(endpoint), make_interface(), **OPTIONS)
     ready()
     await server.serve_forever()
 
@@ -61,4 +90,4 @@ class Client:
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
-    return Client(await ipfi.connect(address(endpoint), binary_views=True))
+    return Client(await ipfi.connect(address(endpoint), **OPTIONS))

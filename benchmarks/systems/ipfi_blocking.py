@@ -1,4 +1,7 @@
-"""ipfi's blocking driver: a sync client (no thread of its own) and a sync server (worker threads)."""
+"""ipfi's blocking driver: a sync client (no thread of its own) and a sync server (worker threads).
+
+Variants as :mod:`.ipfi_aio`'s (its ``configure``), but the blocking server serves plain functions only.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,15 @@ from typing import Any
 
 import ipfi
 
-from .ipfi_aio import address, make_interface
+from . import ipfi_aio
+from .ipfi_aio import address, configure, make_interface
 
 IS_ASYNC = False
+__all__ = ["Client", "configure", "connect", "serve"]
 
 
 def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    with ipfi.sync.serve(address(endpoint), make_interface(), binary_views=True) as server:
+    with ipfi.sync.serve(address(endpoint), make_interface(), **ipfi_aio.OPTIONS) as server:
         ready()
         server.serve_forever()
 
@@ -41,4 +46,4 @@ class Client:
 
 
 def connect(endpoint: tuple[str, Any]) -> Client:
-    return Client(ipfi.sync.connect(address(endpoint), binary_views=True))
+    return Client(ipfi.sync.connect(address(endpoint), **ipfi_aio.OPTIONS))

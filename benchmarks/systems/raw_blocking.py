@@ -11,6 +11,7 @@ from .raw_framing import ITEM_FRAME, LENGTH, STREAM_FLAG, stream_request
 
 IS_ASYNC = False
 SMALL = 64 * 1024  # below this, header and payload go out in one write
+ITEMS_PER_WRITE = 64  # a stream goes out in batches, as ipfi's drivers write theirs (ITEMS_PER_TURN)
 
 
 def _send(sock: socket.socket, payload: bytes) -> None:
@@ -26,8 +27,11 @@ def _serve_one(sock: socket.socket) -> None:
         while header := reader.read(4):
             (length,) = LENGTH.unpack(header)
             if length & STREAM_FLAG:
-                for _ in range(length & ~STREAM_FLAG):
-                    sock.sendall(ITEM_FRAME)
+                left = length & ~STREAM_FLAG
+                while left:
+                    batch = min(left, ITEMS_PER_WRITE)
+                    sock.sendall(ITEM_FRAME * batch)
+                    left -= batch
             else:
                 _send(sock, reader.read(length))
 

@@ -689,10 +689,15 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             if self._core.calls_held:
                 self._schedule_flush()
             return
-        self._serving.pop(call_id, None)
+        serving = self._serving
+        serving.pop(call_id, None)
         self._credit_waiters.pop(call_id, None)
-        if not self._inside_read:  # (inside one, an eager task's reply goes out at the read's end)
+        if self._inside_read:  # an eager task's reply goes out with the read's write
+            return
+        if serving:  # others may finish in this loop turn too: one write for them all
             self._schedule_flush()
+        else:  # the last one written now, not a loop turn later
+            self._flush()
 
     def _reply(self, call_id: int, result: Any) -> None:
         if call_id and self._core.is_open:

@@ -25,6 +25,10 @@ Buffer = bytes | bytearray | memoryview
 Body = bytes | list[Buffer]
 #: Binary values at least this large are sent from where they are instead of copied into the encoding.
 LARGE_BINARY: Final = 64 * 1024
+#: The msgpack packer's buffer starts small (msgpack's default is 256 KiB) and grows to the largest
+#: message packed: past this size the connection gives it back a while later (release_buffers).
+PACKER_BUFFER: Final = 4 * 1024
+_PACKER_FIRST_BUFFER: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ class Codec(Protocol):
     def decode_items(self, data: Buffer) -> list[Any]: ...
     def encode_record(self, record: dict[str, Any]) -> bytes: ...
     def decode_record(self, data: Buffer) -> dict[str, Any]: ...
+    def release_buffers(self) -> None:
+        """Give back memory grown by a large message (a packer's buffer)."""
 
 
 class _StructuredCodec:
@@ -110,6 +116,9 @@ class _StructuredCodec:
             raise RemoteProtocolError(f"{self.name}: expected a map, got {type(record).__name__}")
         return record
 
+    def release_buffers(self) -> None:
+        pass  # (JSON keeps no buffer between messages)
+
     def _decode_list(self, data: Buffer) -> list[Any]:
         value = self.decode_value(data)
         if not isinstance(value, list):
@@ -139,9 +148,20 @@ class MsgpackCodec(_StructuredCodec):
             decode = by_code.get(code)
             return msgpack.ExtType(code, data) if decode is None else decode(data)
 
-        self._packb = msgpack.Packer(use_bin_type=True, autoreset=True, datetime=True, default=extension).pack
+        self._extension = extension
+        self._packb = self._new_packer()
         self._from_extension = from_extension
         self._unpacking = {"strict_map_key": False, "timestamp": 3, "ext_hook": from_extension}
+
+    def _new_packer(self) -> Callable[[Any], bytes]:
+        packer = msgpack.Packer(
+            use_bin_type=True, autoreset=True, datetime=True, default=self._extension, buf_size=_PACKER_FIRST_BUFFER
+        )
+        return packer.pack  # type: ignore[no-any-return]
+
+    def release_buffers(self) -> None:
+        # The packer never shrinks its buffer, which grows to the largest message it packed.
+        self._packb = self._new_packer()
 
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
@@ -154,7 +174,7 @@ class MsgpackCodec(_StructuredCodec):
         elif kind is memoryview and _in_place(value):
             return [_bin_header(len(value)), value]
         try:
-            return self._packb(value)  # type: ignore[no-any-return]
+            return self._packb(value)
         except _PACK_ERRORS:
             raise self._unencodable(value) from None
 
@@ -164,7 +184,7 @@ class MsgpackCodec(_StructuredCodec):
             if (kind is bytes and len(item) >= LARGE_BINARY) or (kind is memoryview and _in_place(item)):
                 return self._scatter(args)
         try:
-            return self._packb(args)  # type: ignore[no-any-return]
+            return self._packb(args)
         except _PACK_ERRORS:
             raise self._unencodable(args) from None
 
@@ -183,7 +203,7 @@ class MsgpackCodec(_StructuredCodec):
     def _encode(self, value: Any) -> bytes:
         """The encoding as one bytes object."""
         try:
-            return self._packb(value)  # type: ignore[no-any-return]
+            return self._packb(value)
         except _PACK_ERRORS:
             raise self._unencodable(value) from None
 
@@ -561,6 +581,9 @@ class RawCodec:
 
     def decode_record(self, data: Buffer) -> dict[str, Any]:
         return self._records.decode_record(data)
+
+    def release_buffers(self) -> None:
+        pass  # (it keeps no buffer between messages)
 
 
 def _raw_bytes(value: Any) -> bytes:

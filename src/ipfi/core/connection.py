@@ -198,6 +198,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._next_tick: float | None = None
         self._last_heard = 0.0
         self._heard = False
+        self._release_buffers_at: float | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -554,7 +555,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._serving = 0
         self._batched.clear()
         self._deadlines.clear()
-        self._handshake_deadline = self._next_tick = None
+        self._handshake_deadline = self._next_tick = self._release_buffers_at = None
         self._parts = []
         self._parts_size = 0
         self._pings.clear()

@@ -166,24 +166,24 @@ class FrameDecoder:
 
     def _start_large(self, channel: int, length: int, received: memoryview) -> None:
         filled = len(received)
-        large = self._large = self._large_buffer(min(length, max(LARGE_FRAME, 2 * filled)))
+        large = self._large = self._large_buffer(min(length, max(LARGE_FRAME, 2 * filled)), length)
         large[:filled] = received
         received.release()  # the shared buffer is about to be cleared, which an open view forbids
         self._large_channel = channel
         self._large_filled = filled
         self._large_length = length
 
-    def _large_buffer(self, size: int) -> bytearray:
-        """Memory for the start of a large frame: the one given back by :meth:`recycle` if nothing
-        views it any more (a connection keeps it: its pages are mapped already, where a fresh 16 MiB
-        costs ~3 ms of page faults), else a new one."""
+    def _large_buffer(self, size: int, length: int) -> bytearray:
+        """Memory for the start of a large frame of ``length`` bytes, ``size`` of them at first: the
+        one given back by :meth:`recycle` if nothing views it any more (its pages are mapped already,
+        where a fresh 16 MiB costs ~3 ms of page faults), up to ``length`` of it, else a new one."""
         spare, self._spare = self._spare, None
         if spare is not None and len(spare) >= size:
             try:
                 spare.append(0)  # a resize fails while any memoryview of it lives (every Python says so)
             except BufferError:
                 return bytearray(size)
-            del spare[size:]  # shrinking keeps the allocation (unless by half or more)
+            del spare[length:]  # (shrinking keeps the allocation unless by half or more)
             return spare
         return bytearray(size)
 
@@ -205,6 +205,10 @@ class FrameDecoder:
         consumer, other than through memoryviews (which keep it from being reused): its memory may
         hold the next large frame."""
         self._spare = frame
+
+    def release_spare(self) -> None:
+        """Give back the memory :meth:`recycle` kept (no large frame has come for a while)."""
+        self._spare = None
 
     def _fill_large(
         self, data: bytes | bytearray | memoryview, frames: list[tuple[int, bytes | bytearray]]

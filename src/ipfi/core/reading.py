@@ -123,6 +123,7 @@ class Reading:
     _queue_error: Callable[[int, str, str], None]
     _refuse_unknown: Callable[[int, str], None]
     _refuse_undecodable: Callable[[int, str, RemoteProtocolError], None]
+    _large_buffers_used: Callable[[], None]
     send_cancel: Callable[[int], None]
     send_error: Callable[[int, str, str], None]
     _start_deadline: Callable[[Call, float], None]
@@ -237,8 +238,11 @@ class Reading:
                     event = self._handle_rpc(payload)
                 if self.calls_held:  # at the concurrency limit: the rest waits for release_held()
                     self._held_frames = list(remaining)
-                elif type(payload) is bytearray and not self._in_parts:
-                    self.decoder.recycle(payload)  # decoded: only views of it (binary_views) may live on
+                elif type(payload) is bytearray and payload is not self._parts:
+                    # Decoded, or copied into the first fragment's buffer: only views of it
+                    # (binary_views) may live on.
+                    self.decoder.recycle(payload)
+                    self._large_buffers_used()
             elif channel == CONTROL:
                 event = self._handle_control(payload)
             elif channel in self.channels:
@@ -330,9 +334,18 @@ class Reading:
             return None
         self._in_parts = False
         self._plain_rpc = self.state is OPEN and not self.calls_held
-        message: Buffer = memoryview(parts)[1:] if isinstance(parts, bytearray) else b"".join(parts)
         self._parts = []
         self._parts_size = 0
+        if not isinstance(parts, bytearray):
+            return self._checked_whole(b"".join(parts))
+        with memoryview(parts) as whole:
+            event = self._checked_whole(whole[1:])
+        self.decoder.recycle(parts)  # decoded: only views of it (binary_views) may live on
+        self._large_buffers_used()
+        return event
+
+    def _checked_whole(self, message: Buffer) -> Event | None:
+        """A message joined from its fragments."""
         if message and message[0] in (wire.PART, wire.LAST_PART):
             raise RemoteProtocolError("a fragment cannot contain another fragment")
         return self._handle_message(message)

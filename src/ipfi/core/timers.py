@@ -1,4 +1,5 @@
-"""The core's clock: call deadlines, the handshake deadline, keepalive pings and the idle timeout.
+"""The core's clock: call deadlines, the handshake deadline, keepalive pings, the idle timeout, and
+giving back the memory one large message grew.
 
 A part of :class:`~ipfi.core.connection.Connection`, after aioquic: the core says when it next needs
 the clock (:meth:`Timers.next_timer`) and what happens then (:meth:`Timers.handle_timer`); a driver
@@ -16,15 +17,18 @@ from typing import Final
 
 from . import wire
 from .calls import Call, Entry
-from .codecs import Body
+from .codecs import Body, Codec
 from .errors import DeadlineExceeded, HandshakeTimeout, IdleTimeout, KeepaliveTimeout
 from .events import DeadlinePassed, ErrorReceived, Event
-from .frames import CONTROL
+from .frames import CONTROL, FrameDecoder
 from .handshake import PING, encode_control
 from .limits import Limits
 from .state import HANDSHAKE, OPEN, State
 
 _EMPTY: Final = b""
+#: How long a connection keeps the memory a large message grew (a large frame's buffer, the packer's)
+#: for the next one, once none follows: then it is given back.
+LARGE_BUFFERS_KEPT_FOR: Final = 0.5
 
 
 class Timers:
@@ -48,6 +52,9 @@ class Timers:
     _last_heard: float
     _heard: bool
     _pings: deque[float | None]
+    _release_buffers_at: float | None
+    decoder: FrameDecoder
+    codec: Codec | None
     # Of the other parts of the connection:
     _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
     _queue_id_message: Callable[[int, int, Body], None]
@@ -67,6 +74,11 @@ class Timers:
         heapq.heappush(self._deadlines, (deadline, call.call_id))
         self.timer_moved = True
 
+    def _large_buffers_used(self) -> None:
+        """A large message was received or sent: its buffers are kept a while for the next one."""
+        self._release_buffers_at = self._clock() + LARGE_BUFFERS_KEPT_FOR
+        self.timer_moved = True
+
     def deadline_of(self, call_id: int) -> float | None:
         """When call ``call_id`` (made or served here) must be answered, on the core's clock."""
         entry = self._calls.get(call_id)
@@ -81,7 +93,7 @@ class Timers:
             if type(entry) is Call and entry.deadline == when:
                 break
             heapq.heappop(deadlines)
-        times = [when for when in (self._handshake_deadline, self._next_tick) if when is not None]
+        times = [when for when in (self._handshake_deadline, self._next_tick, self._release_buffers_at) if when]
         if deadlines:
             times.append(deadlines[0][0])
         return min(times) if times else None
@@ -117,6 +129,11 @@ class Timers:
                 events.append(DeadlinePassed(call_id))
         if self._next_tick is not None and now >= self._next_tick and self.state is OPEN:
             self._watch(now)
+        if self._release_buffers_at is not None and now >= self._release_buffers_at:
+            self._release_buffers_at = None
+            self.decoder.release_spare()
+            if self.codec is not None:
+                self.codec.release_buffers()
         return events
 
     def _watch(self, now: float) -> None:

@@ -15,7 +15,7 @@ from typing import Final
 
 from . import wire
 from .calls import Call
-from .codecs import Body, Buffer, Codec
+from .codecs import PACKER_BUFFER, Body, Buffer, Codec
 from .errors import PayloadTooLarge
 from .frames import MAGIC, frame_header
 
@@ -46,6 +46,7 @@ class Writing:
     _small_body: int
     # Of the other parts of the connection:
     _flush_items_of: Callable[[Call], None]
+    _large_buffers_used: Callable[[], None]
 
     def data_to_send(self) -> list[Buffer]:
         """Frames queued since the last call, in order; the caller writes them as they are."""
@@ -84,6 +85,8 @@ class Writing:
                 self.has_output = True
                 return
             pieces: list[Buffer] = [body]
+            if size > PACKER_BUFFER:  # the packer grew to make it
+                self._large_buffers_used()
         else:
             pieces = body  # type: ignore[assignment]
             size = len(header) + sum(len(piece) for piece in pieces)

@@ -1,0 +1,59 @@
+"""Starting the benchmark's processes: a system's server, and its clients (``benchmarks.harness`` roles)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .systems import System
+
+ROOT = Path(__file__).resolve().parents[1]
+Endpoint = tuple[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def command(role: str, module: str, loop: str | None, endpoint: Endpoint, pinned: bool) -> list[str]:
+    kind, where = endpoint
+    line = [sys.executable, "-m", "benchmarks.harness", role, module, loop or "-", kind, str(where)]
+    return ["taskset", "-c", "0", *line] if pinned else line
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+@contextlib.contextmanager
+def running_server(
+    system: System, transport: str, pinned: bool, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Endpoint]]:
+    """``system``'s server, ready, on a Unix socket in a temporary directory or a free TCP port;
+    killed on the way out."""
+    with tempfile.TemporaryDirectory(prefix="ipfi-bench-") as directory:
+        endpoint: Endpoint = ("unix", os.path.join(directory, "s")) if transport == "unix" else ("tcp", free_port())
+        module, loop = system.server_module or system.module, system.server_loop or system.loop
+        server = subprocess.Popen(
+            command("server", module, loop, endpoint, pinned),
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=env or environment(),
+        )
+        try:
+            assert server.stdout is not None
+            if server.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"{system.name}: the server did not start")
+            yield server, endpoint
+        finally:
+            server.kill()
+            server.wait()

@@ -1,0 +1,158 @@
+"""Two tables about many connections: aggregate calls/s from many client processes, and the server's
+memory per idle connection (and what a connection keeps after a 16 MiB message).
+
+The runner (``python -m benchmarks --tables many-clients,memory``) calls :func:`many_clients` and
+:func:`memory`; they start their client processes as ``python -m benchmarks.scaling ROLE ...``.
+Server memory is its resident set (``VmRSS``), read with glibc's mmap threshold fixed
+(``MALLOC_MMAP_THRESHOLD_``): glibc otherwise raises it after a large free and keeps the next large
+buffers in its heap after they are freed, which would charge the allocator's caching to the system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .harness import PAYLOAD, _maybe, load_system, run_loop, timed_awaits, timed_calls
+from .processes import ROOT, Endpoint, command, environment, running_server
+from .systems import System
+
+CLIENT_COUNTS = (1, 4, 16, 64)
+IDLE_CONNECTIONS = 200
+#: Connections that each echo one 16 MiB message, then go idle.
+LARGE_CONNECTIONS = 4
+LARGE = 16 * 1024 * 1024
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _spawn(role: str, system: System, endpoint: Endpoint, *extra: str) -> subprocess.Popen[str]:
+    line = command(role, system.module, system.loop, endpoint, pinned=False)
+    line[2] = "benchmarks.scaling"  # (the harness's command line, another module's roles)
+    return subprocess.Popen(
+        [*line, *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+    )
+
+
+def _expect(process: subprocess.Popen[str], word: str) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith(word):
+        raise RuntimeError(f"a client said {line!r}, not {word!r} (exit status {process.poll()})")
+    return line
+
+
+def _tell(process: subprocess.Popen[str], word: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(word + "\n")
+    process.stdin.flush()
+
+
+def many_clients(system: System, transport: str, duration: float) -> dict[str, float]:
+    """Aggregate sequential calls/s of 1, 4, 16 and 64 client processes against one server (unpinned)."""
+    figures = {}
+    for count in CLIENT_COUNTS:
+        with running_server(system, transport, pinned=False) as (_, endpoint):
+            clients = [_spawn("many", system, endpoint, str(duration)) for _ in range(count)]
+            try:
+                for client in clients:
+                    _expect(client, "ready")
+                for client in clients:
+                    _tell(client, "go")
+                rates = [json.loads(_expect(client, "{"))["per_s"] for client in clients]
+            finally:
+                for client in clients:
+                    client.kill()
+                    client.wait()
+        figures[f"clients_{count}"] = sum(rates)
+    return figures
+
+
+def memory(system: System, transport: str) -> dict[str, float]:
+    """KiB of server memory per idle connection, and per connection after a 16 MiB echo and 1 s idle."""
+    env = environment(**FIXED_MMAP_THRESHOLD)
+    with running_server(system, transport, pinned=False, env=env) as (server, endpoint):
+        time.sleep(0.3)
+        before = _rss_kib(server.pid)
+        client = _spawn("idle", system, endpoint, str(IDLE_CONNECTIONS))
+        try:
+            _expect(client, "open")
+            time.sleep(0.5)
+            idle = _rss_kib(server.pid)
+            _tell(client, "large")
+            _expect(client, "done")
+            time.sleep(1.0)
+            after_large = _rss_kib(server.pid)
+        finally:
+            client.kill()
+            client.wait()
+    return {
+        "idle_kib": (idle - before) / IDLE_CONNECTIONS,
+        "after_large_kib": (after_large - idle) / LARGE_CONNECTIONS,
+    }
+
+
+# -- the client processes ------------------------------------------------------------------------
+
+
+async def _many(module: Any, endpoint: Endpoint, duration: float) -> None:
+    client = await _maybe(module.connect(endpoint))
+    timed = timed_awaits if module.IS_ASYNC else timed_calls
+    await _maybe(timed(lambda: client.echo(PAYLOAD), 0.05))  # warm-up
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    started = time.perf_counter()
+    calls = len(await _maybe(timed(lambda: client.echo(PAYLOAD), duration)))
+    print(json.dumps({"per_s": calls / (time.perf_counter() - started)}), flush=True)
+    await _maybe(client.close())
+
+
+async def _idle(module: Any, endpoint: Endpoint, connections: int) -> None:
+    clients = [await _maybe(module.connect(endpoint)) for _ in range(connections)]
+    for client in clients:
+        await _maybe(client.echo(PAYLOAD))
+    print("open", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    large = bytes(LARGE)
+    for client in clients[:LARGE_CONNECTIONS]:
+        if len(await _maybe(client.echo(large))) != LARGE:
+            raise AssertionError("the 16 MiB echo came back short")
+    print("done", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # (killed by the runner)
+
+
+def main() -> None:
+    """``python -m benchmarks.scaling many|idle MODULE LOOP KIND WHERE ARGUMENT``."""
+    role, spec, loop, kind, where, argument = sys.argv[1:7]
+    endpoint = (kind, int(where) if kind == "tcp" else where)
+    module = load_system(spec)
+    loop_name = None if loop == "-" else loop
+    if role == "many":
+        run_loop(_many(module, endpoint, float(argument)), loop_name)
+    else:
+        run_loop(_idle(module, endpoint, int(argument)), loop_name)
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+if __name__ == "__main__":
+    main()
