@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -118,6 +119,27 @@ def test_values_beyond_the_codecs_own_types_round_trip(client: Any) -> None:
     }
     assert client.call("echo", value) == value
     assert client.call("echo", value=[value]) == [value]
+
+
+def test_the_memory_a_large_message_grew_is_given_back_once_idle(world: World, record: Record) -> None:
+    """Both ends keep a large frame's buffer for the next one, and give it back about half a second
+    after the last: the client and, in this process, the server. (A blocking client that serves no
+    interface has no reader thread: it gives them back when it next calls.)"""
+    world.serve(interface(world.driver, record))
+    client = world.connect(ipfi.Interface())
+    large_binary, large_text = bytes(8 * 1024 * 1024), "x" * 4 * 1024 * 1024  # (text grows the packer)
+    assert client.call("echo", b"warm") == b"warm"
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        assert len(client.call("echo", large_binary)) == len(large_binary)
+        assert len(client.call("echo", large_text)) == len(large_text)
+        deadline = time.monotonic() + 3
+        while (held := tracemalloc.get_traced_memory()[0] - before) > 1024 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert held <= 1024 * 1024
+    finally:
+        tracemalloc.stop()
 
 
 @dataclasses.dataclass

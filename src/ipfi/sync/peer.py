@@ -58,6 +58,7 @@ from .loop_thread import LoopThread
 log = logging.getLogger("ipfi.sync")
 _READ_SIZE = 64 * 1024  # bytes read at most per system call, but for the rest of a large frame
 _JOIN_UP_TO = 64 * 1024  # frames written together are joined into one write up to this size
+_NO_EVENT = ShutdownAcknowledged()  # what the reader's loop variable holds between reads: no value
 
 _live_peers: weakref.WeakSet[Peer] = weakref.WeakSet()
 
@@ -391,6 +392,9 @@ class Peer(PeerBase):
                             events = core.received_into(count) if filled else core.receive_from(buffer, count)
                             for event in events:
                                 handlers[type(event)](self, event)
+                            # Nor may this loop keep the values while it waits for the next read:
+                            events.clear()
+                            event = _NO_EVENT
                         except RemoteProtocolError as exc:
                             self._violation(exc)
                         except ConnectionLost as exc:
@@ -734,6 +738,7 @@ class Peer(PeerBase):
         finally:
             if token is not None:  # a server's reader thread serves this peer alone: it keeps the value
                 current_peer_var.reset(token)
+            calls.clear()  # (the reader's loop holds the list while it waits for the next read)
         self._settle(results, others)
 
     def _serve(self, work: _Work) -> None:
