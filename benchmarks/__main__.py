@@ -199,7 +199,7 @@ def main() -> None:
     default_tables = "unix-pinned,unix,tcp-pinned,many-clients,memory"
     parser.add_argument("--tables", default=default_tables, help=f"some of {every_table}")
     parser.add_argument("--systems", help="comma-separated names (default: all installed)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one short repeat of the pinned Unix and memory tables")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of two tables")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.duration, args.items, args.tables = 1, 0.05, 2_000, "unix-pinned,memory"

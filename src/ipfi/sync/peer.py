@@ -799,9 +799,12 @@ class Peer(PeerBase):
             current_call_var.set(context)
             return await awaitable
 
+        running = in_call()
         try:
-            future = loop_thread.submit(in_call())
+            future = loop_thread.submit(running)
         except RuntimeError:  # closed: the connection is ending
+            running.close()
+            _never_run(awaitable)
             raise ConnectionLost("the connection closed before the procedure could run") from None
         with self._lock:
             if call_id and not self._core.is_serving(call_id):
@@ -811,6 +814,7 @@ class Peer(PeerBase):
         try:
             return future.result()
         except concurrent.futures.CancelledError:
+            _never_run(awaitable)  # (cancelled before it started: nothing awaited it)
             raise Cancelled(f"call {call_id} was cancelled") from None
         finally:
             with self._lock:
@@ -1194,3 +1198,11 @@ class Peer(PeerBase):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _never_run(awaitable: Any) -> None:
+    """Close a coroutine, or an async generator's ``__anext__()`` or ``aclose()``, that will not be
+    awaited, so that Python does not warn it never was (closing one that ran and ended does nothing)."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
