@@ -7,7 +7,6 @@ import itertools
 import logging
 import os
 import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -111,7 +110,7 @@ class PeerBase:
         #: ``returncode`` and ``wait()`` (asyncio's ``Process`` shape in the asyncio driver,
         #: ``subprocess.Popen`` in the blocking one).
         self.process: Any = None
-        self._messages: deque[MessageReceived] = deque()
+        self._messages: list[MessageReceived] = []  # (at most Limits.max_queued_messages; a deque costs 760 bytes)
         self._message_sink: Callable[[Any, MessageReceived], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -218,7 +217,7 @@ class PeerBase:
         which calls :meth:`_message_taken` for each it consumes."""
         self._message_sink = sink
         while self._messages:
-            sink(self, self._messages.popleft())
+            sink(self, self._messages.pop(0))
 
     def _take_message(self, channel: int | None) -> MessageReceived | None:
         """The first queued message on ``channel`` (any channel if ``None``), taken off the queue."""

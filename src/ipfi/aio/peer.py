@@ -14,7 +14,6 @@ import logging
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, Final, cast
 
@@ -55,6 +54,7 @@ Message = MessageReceived
 _READ_SIZE = 256 * 1024  # as much as one read of a Unix socket usually brings
 _PUSHED_AGAIN_AFTER = 64  # reads ending between frames before uvloop pushes bytes again
 _per_thread = threading.local()
+_NO_MEMBERS: Final[frozenset[Any]] = frozenset()  # (one for all: each empty one costs 216 bytes)
 
 
 def _read_buffer() -> memoryview:
@@ -102,6 +102,46 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
     Obtained from :func:`ipfi.connect` (client side) or a server (one per accepted connection).
     """
 
+    # Slots, not an instance dict: less memory per connection (other attributes still go in one).
+    __slots__ = (
+        "_calls",
+        "_close_error",
+        "_closed",
+        "_collected",
+        "_core",
+        "_credit_waiters",
+        "_filling",
+        "_flush_handle",
+        "_frames",
+        "_handshake_failure",
+        "_hangup_check",
+        "_inside_read",
+        "_loop",
+        "_message_sink",
+        "_message_waiters",
+        "_messages",
+        "_notifications",
+        "_opened",
+        "_peer_left",
+        "_pings",
+        "_read_buffer",
+        "_read_pauses",
+        "_serving",
+        "_shutdown_acked",
+        "_streams",
+        "_switch_for_large_frames",
+        "_timer",
+        "_transport",
+        "_writelines",
+        "_writes_backed_up",
+        "credentials",
+        "interface",
+        "on_close",
+        "on_open",
+        "options",
+        "process",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -125,16 +165,17 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         self._collected: dict[int, list[Any]] = {}
         self._streams: dict[int, _StreamCall] = {}
         self._serving: dict[int, _Serving] = {}
-        self._notifications: set[asyncio.Task[None]] = set()
+        # Immutable, replaced on each change (rare): an empty set would cost 216 bytes per connection.
+        self._notifications: frozenset[asyncio.Task[None]] = _NO_MEMBERS
         self._credit_waiters: dict[int, asyncio.Future[None]] = {}
         self._message_waiters: list[asyncio.Future[None]] = []
-        self._pings: deque[asyncio.Future[float]] = deque()
+        self._pings: list[asyncio.Future[float]] = []
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._close_error: ConnectionLost | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._read_pauses: set[str] = set()
+        self._read_pauses: frozenset[str] = _NO_MEMBERS
         self._hangup_check: asyncio.TimerHandle | None = None  # while reading is paused
         self._peer_left = False  # seen while paused: read on to the EOF, whatever would pause
         self._writes_backed_up = False  # between pause_writing and resume_writing
@@ -320,12 +361,12 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if not self._read_pauses and self._transport is not None:
             self._transport.pause_reading()
             self._hangup_check = self._loop.call_later(HANGUP_CHECK_INTERVAL, self._check_hangup)
-        self._read_pauses.add(reason)
+        self._read_pauses |= {reason}
 
     def _resume_reading(self, reason: str) -> None:
         if reason not in self._read_pauses:
             return
-        self._read_pauses.discard(reason)
+        self._read_pauses -= {reason}
         if not self._read_pauses and self._transport is not None:
             self._transport.resume_reading()
             if self._hangup_check is not None:
@@ -341,7 +382,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         if fd is not None and peer_hung_up(fd):
             log.info("peer %s left while reading was paused (%s)", self.peer_id, ", ".join(self._read_pauses))
             self._peer_left = True
-            self._read_pauses.clear()
+            self._read_pauses = _NO_MEMBERS
             self._transport.resume_reading()
         else:
             self._hangup_check = self._loop.call_later(HANGUP_CHECK_INTERVAL, self._check_hangup)
@@ -547,7 +588,7 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     def _on_pong(self, event: PongReceived) -> None:
-        waiter = self._pings.popleft() if self._pings else None
+        waiter = self._pings.pop(0) if self._pings else None
         if waiter is not None and not waiter.done():
             waiter.set_result(event.round_trip)
 
@@ -604,10 +645,13 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         else:  # (3.11 has no eager start that keeps those promises: the task starts next turn)
             task = self._loop.create_task(self._serve(call_id, procedure, args, kwargs))
         if not call_id:
-            self._notifications.add(task)
-            task.add_done_callback(self._notifications.discard)
+            self._notifications |= {task}
+            task.add_done_callback(self._notification_done)
             return
         self._serving[call_id] = _Serving(task, input_queue)
+
+    def _notification_done(self, task: asyncio.Task[None]) -> None:
+        self._notifications -= {task}
 
     async def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
         current_call_var.set(CallContext(self, call_id, self._core))  # (in this task's own context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import json
 import struct
 import uuid
@@ -126,6 +127,30 @@ class _StructuredCodec:
         return value
 
 
+@functools.lru_cache(maxsize=32)
+def _extension_hooks(
+    custom_types: tuple[CustomType, ...],
+) -> tuple[Callable[[Any], msgpack.ExtType], Callable[[int, bytes], Any]]:
+    """The packer's ``default`` and the unpacker's ``ext_hook`` for these types (and the built-in
+    ones): made once and shared by every connection that uses them."""
+    by_class = {custom.cls: custom for custom in (*BUILT_IN_TYPES, *custom_types)}
+    by_code = {custom.code: custom.decode for custom in by_class.values()}
+
+    def extension(value: Any) -> msgpack.ExtType:  # (called only for a type msgpack lacks)
+        custom = by_class.get(type(value))
+        if custom is None:
+            if isinstance(value, datetime.datetime):  # (msgpack sends only aware ones)
+                raise TypeError("a datetime without a timezone is ambiguous: give it one (e.g. UTC)")
+            raise TypeError(f"no extension type for {type(value).__name__} (see ipfi.CustomType)")
+        return msgpack.ExtType(custom.code, custom.encode(value))
+
+    def from_extension(code: int, data: bytes) -> Any:
+        decode = by_code.get(code)
+        return msgpack.ExtType(code, data) if decode is None else decode(data)
+
+    return extension, from_extension
+
+
 class MsgpackCodec(_StructuredCodec):
     """MessagePack via the ``msgpack`` C extension; bytes stay bytes, tuples become lists."""
 
@@ -133,22 +158,7 @@ class MsgpackCodec(_StructuredCodec):
 
     def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         super().__init__(binary_views=binary_views)
-        by_class = {custom.cls: custom for custom in (*BUILT_IN_TYPES, *custom_types)}
-        by_code = {custom.code: custom.decode for custom in by_class.values()}
-
-        def extension(value: Any) -> msgpack.ExtType:  # (called only for a type msgpack lacks)
-            custom = by_class.get(type(value))
-            if custom is None:
-                if isinstance(value, datetime.datetime):  # (msgpack sends only aware ones)
-                    raise TypeError("a datetime without a timezone is ambiguous: give it one (e.g. UTC)")
-                raise TypeError(f"no extension type for {type(value).__name__} (see ipfi.CustomType)")
-            return msgpack.ExtType(custom.code, custom.encode(value))
-
-        def from_extension(code: int, data: bytes) -> Any:
-            decode = by_code.get(code)
-            return msgpack.ExtType(code, data) if decode is None else decode(data)
-
-        self._extension = extension
+        self._extension, from_extension = _extension_hooks(tuple(custom_types))
         self._packb = self._new_packer()
         self._from_extension = from_extension
         self._unpacking = {"strict_map_key": False, "timestamp": 3, "ext_hook": from_extension}

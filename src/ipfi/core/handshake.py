@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -125,9 +126,21 @@ def parse_hello(payload: bytes, *, is_reply: bool) -> Hello:
     peer_id = _bounded_string(document, "peer_id", 1, 128, required=is_reply) or ""
     auth_token = None if is_reply else _bounded_string(document, "auth_token", 1, 4096, required=False)
     extension = document.get(EXTENSION_FIELD)
-    if extension is not None and not isinstance(extension, dict):
-        raise HandshakeError(f"handshake: field {EXTENSION_FIELD!r} must be an object")
-    return Hello(channels, protocol, version, peer_id, auth_token, extension)
+    if extension is not None:
+        if not isinstance(extension, dict):
+            raise HandshakeError(f"handshake: field {EXTENSION_FIELD!r} must be an object")
+        extension = {sys.intern(key): _interned(value) for key, value in extension.items()}
+    return Hello(channels, PROTOCOL, sys.intern(version), peer_id, auth_token, extension)
+
+
+def _interned(value: Any) -> Any:
+    """A string, or the strings of a list, shared with every other connection's hello (a server
+    keeps each peer's hello: its repeated words would cost ~0.5 KiB per connection)."""
+    if type(value) is str:
+        return sys.intern(value)
+    if type(value) is list:
+        return [sys.intern(item) if type(item) is str else item for item in value]
+    return value
 
 
 def negotiate_channels(requested: Sequence[int], offered: Container[int]) -> tuple[int, ...]:

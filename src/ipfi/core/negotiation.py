@@ -45,7 +45,6 @@ class Negotiation:
     peer_id: str
     _codec_names: tuple[str, ...]
     _channels: tuple[int, ...]
-    _offered: frozenset[int]
     _auth_token: str | None
     _own_peer_id: str
     _want_rpc: bool
@@ -104,7 +103,7 @@ class Negotiation:
     def _answer_hello(self, hello: Hello) -> HandshakeComplete:
         if not versions_compatible(VERSION, hello.version):
             raise HandshakeError(f"handshake: client version {hello.version} is not compatible with {VERSION}")
-        channels = negotiate_channels(hello.channels, self._offered)
+        channels = negotiate_channels(hello.channels, frozenset(self._channels))
         extension = None
         if hello.extension is not None and self._want_rpc:
             offered = hello.extension.get("codecs")

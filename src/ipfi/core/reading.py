@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -112,7 +111,7 @@ class Reading:
     _parts: bytearray | list[memoryview]
     _parts_size: int
     _in_parts: bool
-    _pings: deque[float | None]
+    _pings: list[float | None]
     _control_window_start: float
     _control_count: int
     _clock: Callable[[], float]
@@ -298,7 +297,7 @@ class Reading:
             self._queue_frame(CONTROL, encode_control(PONG))
             return None
         if kind == PONG:  # answers the oldest ping; keepalive's (None) and unasked-for ones make no event
-            sent = self._pings.popleft() if self._pings else None
+            sent = self._pings.pop(0) if self._pings else None
             return None if sent is None else PongReceived(now - sent)
         if kind == SHUTDOWN_REQUEST:
             self._queue_frame(CONTROL, encode_control(SHUTDOWN_ACK))

@@ -11,7 +11,6 @@ flag, which the next tick turns into "heard at".
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -51,7 +50,7 @@ class Timers:
     _next_tick: float | None
     _last_heard: float
     _heard: bool
-    _pings: deque[float | None]
+    _pings: list[float | None]
     _release_buffers_at: float | None
     decoder: FrameDecoder
     codec: Codec | None

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -42,6 +42,13 @@ class LoopThread:
                 self._thread = threading.Thread(target=_run, args=(self._loop,), name=self._name, daemon=True)
                 self._thread.start()
             return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop, after what is scheduled there already (not at all
+        once the loop is closed)."""
+        with self._lock:
+            if not self._closed and self._loop is not None:
+                self._loop.call_soon_threadsafe(callback, *args)
 
     def close(self) -> None:
         """Stop the loop (what still runs is cancelled and awaited there) and wait for its thread."""

@@ -219,7 +219,7 @@ class Peer(PeerBase):
         self._room.set()
         self._pauses: set[str] = set()
         self._peer_left = False
-        self._pings: deque[list[float]] = deque()
+        self._pings: list[list[float]] = []
         self._shutdown_acked = False
         self._closing_after_flush = False
         self._error: ConnectionLost | None = None
@@ -610,7 +610,7 @@ class Peer(PeerBase):
 
     def _on_pong(self, event: PongReceived) -> None:
         if self._pings:
-            self._pings.popleft().append(event.round_trip)
+            self._pings.pop(0).append(event.round_trip)
 
     def _on_handshake(self, _: HandshakeComplete) -> None:
         self._check_authenticated()
@@ -794,17 +794,18 @@ class Peer(PeerBase):
             self._owns_loop_thread = True
         context = CallContext(self, call_id, self._core)
 
+        started: list[bool] = []
+
         async def in_call() -> Any:
+            started.append(True)
             current_peer_var.set(self)  # (in the task's own context)
             current_call_var.set(context)
             return await awaitable
 
-        running = in_call()
         try:
-            future = loop_thread.submit(running)
+            future = loop_thread.submit(in_call())
         except RuntimeError:  # closed: the connection is ending
-            running.close()
-            _never_run(awaitable)
+            _close_unless_started(started, awaitable)
             raise ConnectionLost("the connection closed before the procedure could run") from None
         with self._lock:
             if call_id and not self._core.is_serving(call_id):
@@ -814,7 +815,9 @@ class Peer(PeerBase):
         try:
             return future.result()
         except concurrent.futures.CancelledError:
-            _never_run(awaitable)  # (cancelled before it started: nothing awaited it)
+            # If the task was cancelled before it started, nothing awaits ``awaitable``: close it
+            # there (after the task's first step, which is scheduled already).
+            loop_thread.call_soon(_close_unless_started, started, awaitable)
             raise Cancelled(f"call {call_id} was cancelled") from None
         finally:
             with self._lock:
@@ -1200,9 +1203,9 @@ class Peer(PeerBase):
         self.close()
 
 
-def _never_run(awaitable: Any) -> None:
-    """Close a coroutine, or an async generator's ``__anext__()`` or ``aclose()``, that will not be
-    awaited, so that Python does not warn it never was (closing one that ran and ended does nothing)."""
+def _close_unless_started(started: list[bool], awaitable: Any) -> None:
+    """Close a coroutine, or an async generator's ``__anext__()`` or ``aclose()``, that the task
+    which was to await it never did, so that Python does not warn it was never awaited."""
     close = getattr(awaitable, "close", None)
-    if close is not None:
+    if not started and close is not None:
         close()
