@@ -29,7 +29,7 @@ LARGE_BINARY: Final = 64 * 1024
 #: The msgpack packer's buffer starts small (msgpack's default is 256 KiB) and grows to the largest
 #: message packed: past this size the connection gives it back a while later (release_buffers).
 PACKER_BUFFER: Final = 4 * 1024
-_PACKER_FIRST_BUFFER: Final = 512
+_PACKER_FIRST_BUFFER: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
