@@ -657,8 +657,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         current_call_var.set(CallContext(self, call_id, self._core))  # (in this task's own context)
         try:
             kind = procedure.kind
-            if kind is Kind.COROUTINE:
-                result = await procedure.function(*args, **kwargs)
+            if kind is Kind.COROUTINE:  # (an empty ** costs a dict copy: most calls have no keywords)
+                result = await (procedure.function(*args, **kwargs) if kwargs else procedure.function(*args))
             elif kind is Kind.FUNCTION:
                 result = await asyncio.to_thread(procedure.function, *args, **kwargs)
             else:
@@ -735,7 +735,8 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         serving = self._serving
         serving.pop(call_id, None)
-        self._credit_waiters.pop(call_id, None)
+        if self._credit_waiters:  # (a stream's)
+            self._credit_waiters.pop(call_id, None)
         if self._inside_read:  # an eager task's reply goes out with the read's write
             return
         if serving:  # others may finish in this loop turn too: one write for them all
