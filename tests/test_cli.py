@@ -144,6 +144,57 @@ def _frame(channel: int, payload: bytes) -> bytes:
     return b"IP" + len(payload).to_bytes(4, "little") + channel.to_bytes(2, "little") + payload
 
 
+SCHEMAS = ROOT / "tests" / "fixtures" / "schemas"  # ipcprims' layout: channel 1 and channel 300
+
+
+def test_echo_validate_answers_a_refused_frame_on_error_and_goes_on(env: dict[str, str], running: Any) -> None:
+    """ipcprims' ``echo --validate DIR``: a plain ipcprims client's invalid payload is consumed and
+    answered on ERROR (4) as ipcprims words it; the connection stays; valid payloads, and channels
+    without a schema, are echoed."""
+    running("echo", "service:checked", "--validate", str(SCHEMAS))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(5)
+    sock.connect(str(Path(env["IPFI_RUNDIR"]) / "checked.sock"))
+    sock.sendall(_frame(0, b'{"protocol":"ipcprims","version":"1.0","channels":[1,2,4,300]}'))
+    assert json.loads(recv_frame(sock)[1])["channels"] == [1, 2, 4, 300]
+    refusals = [
+        (1, b'{"args": {}}', "validation failed on channel 1: 'action' is a required property"),
+        (1, b'{"action": "go", "extra": 1}', "Additional properties are not allowed ('extra' was unexpected)"),
+        (1, b"not json", "payload is not valid JSON: "),
+        (300, b'["seven"]', "validation failed on channel 300: /0: 'seven' is not of type 'integer'"),
+    ]
+    for channel, payload, reason in refusals:
+        sock.sendall(_frame(channel, payload))
+        reply_channel, reply = recv_frame(sock)
+        assert reply_channel == 4
+        assert json.loads(reply)["error"].startswith("schema validation error: ") and reason in reply.decode()
+        for accepted in (_frame(1, b'{"action": "go"}'), _frame(2, b"no schema on channel 2"), _frame(300, b"[1]")):
+            sock.sendall(accepted)
+            assert recv_exactly(sock, len(accepted)) == accepted  # echoed as it came: the connection goes on
+    sock.close()
+
+
+def test_send_and_listen_validate_and_a_schema_directory_that_does_not_load(
+    env: dict[str, str], running: Any, tmp_path: Path
+) -> None:
+    invalid = ipfi(env, "send", "service:nowhere", "--json", '{"args": 1}', "--validate", str(SCHEMAS))
+    assert invalid.returncode == 60  # refused before connecting (nothing listens there)
+    assert b"schema validation error: validation failed on channel 1" in invalid.stderr
+    listener = running("listen", "service:listen", "--validate", str(SCHEMAS))
+    sent = ipfi(env, "send", "service:listen", "--json", '{"action": "go"}', "--validate", str(SCHEMAS))
+    assert sent.returncode == 0, sent.stderr.decode()
+    assert ipfi(env, "send", "service:listen", "-c", "300", "--json", '["x"]').returncode == 0  # (unchecked here)
+    assert listener.process.wait(timeout=10) == 60
+    assert listener.process.stdout is not None and listener.process.stderr is not None
+    [printed] = [json.loads(line) for line in listener.process.stdout.read().decode().splitlines()]
+    assert printed["payload"] == '{"action": "go"}'
+    assert "/0: 'x' is not of type 'integer'" in listener.process.stderr.read().decode()
+    (tmp_path / "unknown.schema.json").write_text("{}")
+    broken = ipfi(env, "echo", "service:broken", "--validate", str(tmp_path))
+    assert broken.returncode == 60
+    assert b"schema load failed: failed to load schema: unrecognized schema filename" in broken.stderr
+
+
 def test_echo_survives_every_bad_client(env: dict[str, str], running: Any) -> None:
     server = running("echo", "service:echo", "--idle-timeout", "0.5")
     path = str(Path(env["IPFI_RUNDIR"]) / "echo.sock")

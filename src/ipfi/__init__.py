@@ -55,6 +55,7 @@ from .core.errors import (
     RemoteError,
     RemoteProtocolError,
     RemoteTraceback,
+    SchemaError,
 )
 from .core.interface import CallContext, Interface, current_call, current_peer
 from .core.limits import Limits
@@ -63,6 +64,7 @@ from .net.credentials import Credentials
 from .options import OptionArgs, Options
 from .proxy import Caller
 from .reconnect_policy import Reconnect
+from .schemas import Schemas
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
 __version__ = "0.1.0"
@@ -114,6 +116,8 @@ __all__ = [
     "RemoteError",
     "RemoteProtocolError",
     "RemoteTraceback",
+    "SchemaError",
+    "Schemas",
     "Server",
     "ServerEvent",
     "TimerFired",

@@ -12,6 +12,7 @@ from .core.codecs import CODECS, DEFAULT_CODECS, CustomType
 from .core.errors import HandshakeError
 from .core.handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
 from .core.limits import Limits
+from .core.reading import PayloadCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class Options:
       of it, as ``subprocess`` takes it; default: this process's), working directory, and where its
       standard error goes (a file, an fd or ``subprocess.DEVNULL``; default: this process's).
       ``ValueError`` with any other address: the other wires start no process.
+    - ``schemas``: JSON Schemas for plain frames, per channel (see :class:`~ipfi.Schemas`): a frame
+      received on a channel with one is checked; one refused is answered on the ERROR channel and
+      never delivered.
     - ``send_tracebacks``: when a procedure served here raises, send its formatted traceback (with
       its causes) to the caller, who finds it in ``RemoteError.remote_traceback`` and printed as the
       error's cause. Off by default: a traceback shows code and paths to whoever calls.
@@ -66,6 +70,7 @@ class Options:
     unix_buffer_size: int | None = 1 << 20
     send_tracebacks: bool = False
     custom_types: tuple[CustomType, ...] = ()
+    schemas: PayloadCheck | None = None
     env: Mapping[str, str] | None = None
     cwd: str | os.PathLike[str] | None = None
     stderr: int | IO[Any] | None = None
@@ -118,6 +123,7 @@ class OptionArgs(TypedDict, total=False):
     unix_buffer_size: int | None
     send_tracebacks: bool
     custom_types: Sequence[CustomType]
+    schemas: PayloadCheck | None
     env: Mapping[str, str] | None
     cwd: str | os.PathLike[str] | None
     stderr: int | IO[Any] | None

@@ -98,6 +98,7 @@ class PeerBase:
             rpc=options.rpc,
             binary_views=options.binary_views,
             custom_types=options.custom_types,
+            schemas=options.schemas,
             keepalive=options.keepalive,
             keepalive_timeout=options.keepalive_timeout,
         )

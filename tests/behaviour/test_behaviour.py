@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime
 import decimal
+import json
 import logging
 import os
 import re
@@ -556,6 +557,25 @@ def test_plain_messages_both_ways_beside_rpc(client: Any) -> None:
     assert (message.channel, bytes(message.payload)) == (3, b"to the client")
     with pytest.raises(ipfi.LocalProtocolError):
         client.send(1, b"channel 1 carries RPC for an ipfi peer")
+
+
+def test_a_frame_its_channel_schema_refuses_is_answered_on_error_and_never_delivered(
+    world: World, record: Record
+) -> None:
+    if world.wire == "exec":
+        pytest.skip("a Schemas object cannot be handed to the exec child")
+    schemas = ipfi.Schemas({2: {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}})
+    world.serve(interface(world.driver, record), schemas=schemas)
+    client = world.connect()
+    client.send(2, b'{"n": "one"}')
+    refusal = client.receive(4, timeout=5)
+    assert json.loads(bytes(refusal.payload)) == {
+        "error": "schema validation error: validation failed on channel 2: /n: 'one' is not of type 'integer'"
+    }
+    client.send(2, b'{"n": 1}')
+    client.send(3, b"channel 3 has no schema")
+    assert client.call("drain", 2) == b'{"n": 1}'  # (the refused frame never arrived)
+    assert client.call("drain", 3) == b"channel 3 has no schema"
 
 
 def test_ping(client: Any) -> None:

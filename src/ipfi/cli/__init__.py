@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from .. import __version__
 from . import arguments
-from .arguments import ADDRESS_HELP
+from .arguments import ADDRESS_HELP, VALIDATE_HELP
 from .exit_codes import INTERNAL, USAGE, describe_failure, describe_table, exit_code_for
 from .messaging import run_echo, run_listen, run_send
 from .output import FORMATS, Output
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "listen":
             sub.add_argument("--count", type=arguments.positive_int, default=0, help="stop after N frames")
+        sub.add_argument("--validate", metavar="DIR", help=VALIDATE_HELP[name])
 
     send = command("send", "send one frame (and with --wait, print the reply)", run_send)
     address_argument(send)
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="wait for one frame back, on the channel or ERROR (4), and print it"
     )
     send.add_argument("--wait-timeout", type=arguments.duration, default=5.0, help="how long --wait waits (default 5s)")
+    send.add_argument("--validate", metavar="DIR", help=VALIDATE_HELP["send"])
 
     call = command("call", "call a procedure; print its result, or each item it streams", run_call)
     address_argument(call)

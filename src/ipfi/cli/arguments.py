@@ -64,3 +64,11 @@ def channel_list(spec: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"bad channel range {part!r}: channels are 1..65535 (0 is control)")
         channels.extend(range(first, last + 1))
     return channels
+
+
+#: ``--validate DIR``: ipcprims' schema directory (channel_N.schema.json, command.schema.json...).
+VALIDATE_HELP = {
+    "echo": "check frames against the JSON Schemas in DIR (ipcprims' layout, strict); answer what fails on ERROR",
+    "listen": "check frames against the JSON Schemas in DIR (ipcprims' layout, strict); exit 60 on one that fails",
+    "send": "check the payload against the JSON Schemas in DIR (ipcprims' layout, strict); exit 60 if it fails",
+}

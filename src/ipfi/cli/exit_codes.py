@@ -15,6 +15,7 @@ from ..core.errors import (
     PayloadTooLarge,
     ProcedureNotFound,
     RemoteError,
+    SchemaError,
 )
 
 OK = 0
@@ -33,7 +34,7 @@ TABLE = {
     TRANSPORT: "other transport error (e.g. socket path too long, address in use)",
     DOCTOR_FAILED: "a doctor check failed",
     PERMISSION: "permission denied",
-    INVALID_DATA: "invalid JSON, or payload too large",
+    INVALID_DATA: "invalid JSON, payload too large, or a schema (--validate) refused it or did not load",
     USAGE: "usage error: bad arguments or address, unsupported channel, unknown procedure, RPC with a plain peer",
     TIMEOUT: "timeout",
     INTERNAL: "internal failure",
@@ -52,7 +53,7 @@ def exit_code_for(exc: BaseException) -> int:
         return PERMISSION
     if isinstance(exc, TimeoutError):
         return TIMEOUT
-    if isinstance(exc, PayloadTooLarge | json.JSONDecodeError):
+    if isinstance(exc, PayloadTooLarge | SchemaError | json.JSONDecodeError):
         return INVALID_DATA
     if isinstance(exc, AddressInUse | AddressTooLong):
         return TRANSPORT

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import Peer, Server, connect, run, serve
-from ..core.errors import ConnectionLost
+from ..core.errors import ConnectionLost, SchemaError
 from ..core.handshake import DEFAULT_SERVER_CHANNELS
 from ..core.interface import Interface
 from ..core.limits import Limits
+from ..schemas import Schemas
 from ..server_events import Connected, Disconnected, Received
 from .exit_codes import OK, UsageError
 from .output import Output
@@ -51,11 +52,33 @@ def stop_on_signals(server: Server) -> None:
 CLIENT_TIMEOUT = 10.0
 
 
-async def serve_frames(args: argparse.Namespace, on_frame: Callable[[Peer, int, bytes | bytearray], bool]) -> int:
+def load_schemas(args: argparse.Namespace) -> Schemas | None:
+    """``--validate DIR``'s schemas, strict as ipcprims' command line makes them. Raises
+    :class:`SchemaError` (exit 60) when they do not load."""
+    if args.validate is None:
+        return None
+    try:
+        return Schemas.from_directory(args.validate, strict=True)
+    except SchemaError as exc:
+        raise SchemaError(f"schema load failed: {exc}") from None
+
+
+def refused(schemas: Schemas | None, channel: int, payload: bytes | bytearray) -> SchemaError | None:
+    """What ``--validate`` says of a payload, as ipcprims' error frame words it."""
+    reason = None if schemas is None else schemas.check(channel, payload)
+    return None if reason is None else SchemaError(f"schema validation error: {reason}")
+
+
+async def serve_frames(
+    args: argparse.Namespace,
+    on_frame: Callable[[Peer, int, bytes | bytearray], bool],
+    schemas: Schemas | None = None,
+) -> int:
     """Serve plain frames on ``args.address`` until a signal, until ``on_frame`` returns False, or
-    (raising ``TimeoutError``) until ``--timeout`` has passed."""
+    (raising ``TimeoutError``) until ``--timeout`` has passed. With ``schemas``, frames they refuse
+    are answered on ERROR and never reach ``on_frame``."""
     limits = Limits(idle_timeout=args.idle_timeout)
-    server = await serve(args.address, echo_interface, channels=args.channels, limits=limits)
+    server = await serve(args.address, echo_interface, channels=args.channels, limits=limits, schemas=schemas)
     stop_on_signals(server)
     announce(f"listening on {server.bound_address}")
     timed_out = False
@@ -86,23 +109,31 @@ def run_echo(args: argparse.Namespace, out: Output) -> int:
             peer.send(channel, payload)
         return True
 
-    return run(serve_frames(args, echo_back))
+    return run(serve_frames(args, echo_back, load_schemas(args)))
 
 
 def run_listen(args: argparse.Namespace, out: Output) -> int:
     printed = 0
+    schemas = load_schemas(args)
+    invalid: SchemaError | None = None
 
     def show(peer: Peer, channel: int, payload: bytes | bytearray) -> bool:
-        nonlocal printed
+        nonlocal printed, invalid
+        invalid = refused(schemas, channel, payload)
+        if invalid is not None:
+            return False  # exit 60, having printed the frames before it
         out.frame(channel, payload, peer.peer_id)
         printed += 1
         return bool(printed != args.count)
 
     try:
-        return run(serve_frames(args, show))
+        status = run(serve_frames(args, show))
     except TimeoutError as exc:
         wanted = f" of {args.count}" if args.count else ""
         raise TimeoutError(f"{exc} with {printed}{wanted} frames received") from None
+    if invalid is not None:
+        raise invalid
+    return status
 
 
 def read_payload(args: argparse.Namespace) -> bytes:
@@ -143,4 +174,8 @@ async def send_frame(args: argparse.Namespace, out: Output, payload: bytes) -> i
 
 
 def run_send(args: argparse.Namespace, out: Output) -> int:
-    return run(send_frame(args, out, read_payload(args)))
+    payload = read_payload(args)
+    invalid = refused(load_schemas(args), args.channel, payload)
+    if invalid is not None:
+        raise invalid  # (before connecting: the contract is broken here, not there)
+    return run(send_frame(args, out, payload))

@@ -44,7 +44,7 @@ from .handshake import (
 from .limits import Limits
 from .logs import RateLimitedLog, shown
 from .negotiation import MAX_WINDOW, Negotiation
-from .reading import CallSink, ProcedureTable, Reading, ResultSink
+from .reading import CallSink, PayloadCheck, ProcedureTable, Reading, ResultSink
 from .state import CLOSED, HANDSHAKE, OPEN, Role, State
 from .timers import Timers
 from .writing import ITEMS_OVERHEAD, SMALL, Writing, pack_framed_call, pack_framed_id
@@ -149,6 +149,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "role",
         "role_is_client",
         "rpc",
+        "schemas",
         "state",
         "timer_moved",
     )
@@ -165,6 +166,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         rpc: bool = True,
         binary_views: bool = False,
         custom_types: Sequence[CustomType] = (),
+        schemas: PayloadCheck | None = None,
         keepalive: float | None = None,
         keepalive_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -184,6 +186,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._want_rpc = rpc
         self._binary_views = binary_views
         self._custom_types = tuple(custom_types)
+        self.schemas = schemas
         self._clock = clock
         #: Drivers may read ``decoder.idle``: no frame is partly received (a cheap test per read).
         self.decoder = FrameDecoder(limits.handshake_max_payload)

@@ -121,6 +121,11 @@ class AddressInUse(AddressError):
     """Another server is serving this address (a live socket there, or a service's lock held)."""
 
 
+class SchemaError(IpfiError, ValueError):
+    """A JSON Schema that cannot be loaded or compiled (see :class:`ipfi.Schemas`), or a payload that
+    one refuses (the ``ipfi`` command's ``send --validate`` and ``listen --validate``)."""
+
+
 class RemoteError(IpfiError):
     """A remote procedure failed.
 

@@ -7,6 +7,7 @@ frame decoder); ``tests/test_core_paths.py`` feeds the same bytes through both a
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from collections.abc import Callable
@@ -39,10 +40,10 @@ from .events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .frames import CONTROL, HEADER_SIZE, MAGIC, FrameDecoder
+from .frames import CONTROL, ERROR, HEADER_SIZE, MAGIC, FrameDecoder
 from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
 from .limits import Limits
-from .logs import shown
+from .logs import RateLimitedLog, shown
 from .negotiation import MAX_WINDOW
 from .state import CLOSED, HANDSHAKE, OPEN, State
 
@@ -66,6 +67,17 @@ _CALL_KINDS: Final = frozenset({wire.CALL, wire.NOTIFY})
 _SMALL: Final = 4096  # a body below this is copied out of its message (cheaper than a view)
 _AWAITING: Final = AWAITING_REPLY
 _RUNNING: Final = RUNNING
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class PayloadCheck(Protocol):
+    """What checks plain frames as they arrive (:class:`ipfi.Schemas`): why a payload may not
+    travel on a channel, or ``None``."""
+
+    def __contains__(self, channel: object, /) -> bool: ...
+    def check(self, channel: int, payload: bytes | bytearray | memoryview, /) -> str | None: ...
 
 
 class ProcedureTable(Protocol):
@@ -97,6 +109,9 @@ class Reading:
     message_bytes_queued: int
     reading_paused: bool
     procedures: ProcedureTable
+    log: RateLimitedLog
+    #: Checks plain frames as they arrive (``None``: none are checked).
+    schemas: PayloadCheck | None
     calls_held: bool
     _held_call: tuple[int, Buffer] | None
     _held_frames: list[tuple[int, bytes | bytearray]]
@@ -245,6 +260,9 @@ class Reading:
             elif channel == CONTROL:
                 event = self._handle_control(payload)
             elif channel in self.channels:
+                checks = self.schemas
+                if checks is not None and channel in checks and not self._passes(checks, channel, payload):
+                    continue
                 event = self._queue_message_event(channel, payload)
             else:
                 raise RemoteProtocolError(f"frame on channel {channel}, which was not negotiated")
@@ -271,6 +289,17 @@ class Reading:
         events += self._handle_frames(frames)
         self._plain_rpc = self.rpc and self.state is OPEN and not self._in_parts and not self.calls_held
         return events
+
+    def _passes(self, checks: PayloadCheck, channel: int, payload: bytes | bytearray) -> bool:
+        """Whether a plain frame may be delivered; one that may not is answered on ERROR (not one
+        that came on ERROR: two checking peers would answer each other forever) and dropped."""
+        reason = checks.check(channel, payload)
+        if reason is None:
+            return True
+        self.log.warning("peer %s: a frame on channel %d refused: %s", self.peer_id, channel, reason)
+        if channel != ERROR and ERROR in self.channels:
+            self._queue_frame(ERROR, _dumps({"error": f"schema validation error: {reason}"}).encode())
+        return False
 
     def _queue_message_event(self, channel: int, payload: bytes | bytearray) -> MessageReceived:
         """A plain frame for the application; past the queue's limits, reading pauses until
