@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ipfi
 
@@ -30,6 +32,12 @@ def test_a_refusal_says_why_in_ipcprims_words() -> None:
     )
     assert schemas.check(1, b"{oops").startswith("payload is not valid JSON: ")  # type: ignore[union-attr]
     assert schemas.check(1, b"\xff").startswith("payload is not valid JSON: ")  # type: ignore[union-attr]
+    utf16 = '{"action": "go"}'.encode("utf-16")  # (json.loads of bytes would guess its encoding)
+    assert schemas.check(1, utf16).startswith("payload is not valid JSON: ")  # type: ignore[union-attr]
+    deep = b"[" * 100_000 + b"]" * 100_000  # a hostile peer's: answered, not a crash
+    assert schemas.check(1, deep) == "payload is not valid JSON: nested too deeply"
+    unresolvable = ipfi.Schemas({7: {"$ref": "https://example.invalid/nothing.json"}})  # (never fetched)
+    assert "the schema could not be applied" in (unresolvable.check(7, b"{}") or "")
     # 2020-12's own keywords hold (a drafts-4-to-7 validator would let this through):
     assert schemas.check(300, b'["seven", 7]') == (
         "validation failed on channel 300: /0: 'seven' is not of type 'integer'; /1: 7 is not of type 'string'"
@@ -84,3 +92,19 @@ def test_schema_count_and_size_limits_hold_at_and_past_their_values(tmp_path: Pa
         ipfi.Schemas.from_directory(tmp_path, max_file_size=size - 1)
     with pytest.raises(ipfi.SchemaError, match=r"failed to load schema: .*missing"):
         ipfi.Schemas.from_directory(tmp_path / "missing")
+
+
+STRICT_FIXTURES = ipfi.Schemas.from_directory(FIXTURES, strict=True)  # (read only: nothing shared changes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=st.binary(max_size=512)
+    | st.recursive(st.none() | st.integers() | st.text(), st.lists).map(lambda value: json.dumps(value).encode())
+)
+def test_any_payload_gets_an_answer_never_an_exception(payload: bytes) -> None:
+    for channel in (1, 300):
+        reason = STRICT_FIXTURES.check(channel, payload)
+        assert reason is None or reason.startswith(
+            ("payload is not valid JSON: ", f"validation failed on channel {channel}: ")
+        )

@@ -151,10 +151,18 @@ class Schemas:
         if validator is None:
             return None
         try:
-            document = json.loads(bytes(payload))
+            document = json.loads(str(payload, "utf-8"))  # (UTF-8 only, as ipcprims: no guessing)
         except ValueError as exc:  # (UnicodeDecodeError is one)
             return f"payload is not valid JSON: {exc}"
-        messages = [_described(error) for error in itertools.islice(validator.iter_errors(document), 1 + _MORE_ERRORS)]
+        except RecursionError:
+            return "payload is not valid JSON: nested too deeply"
+        try:
+            errors = itertools.islice(validator.iter_errors(document), 1 + _MORE_ERRORS)
+            messages = [_described(error) for error in errors]
+        except RecursionError:
+            return f"validation failed on channel {channel}: nested too deeply to check"
+        except Exception as exc:  # (e.g. a $ref nothing resolves: the frame is refused, the peer lives)
+            return f"validation failed on channel {channel}: the schema could not be applied: {exc}"
         return f"validation failed on channel {channel}: {'; '.join(messages)}" if messages else None
 
 
@@ -175,7 +183,8 @@ def _read_bounded(entry: Path, limit: int) -> str:
     try:
         with open(entry, "rb") as file:
             opened = os.fstat(file.fileno())
-            if not stat.S_ISREG(opened.st_mode) or opened.st_ino != entry.lstat().st_ino:
+            linked = entry.lstat()
+            if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (linked.st_dev, linked.st_ino):
                 raise SchemaError(f"failed to load schema: schema file changed during load: {entry.name}")
             if opened.st_size > limit:
                 raise SchemaError(
