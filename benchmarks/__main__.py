@@ -24,6 +24,7 @@ from .processes import ROOT, command, environment, running_server
 from .systems import (
     BLOCKING,
     BLOCKING_TO_ASYNC,
+    BLOCKING_TO_PLAIN,
     FASTEST_PATH,
     GRPC_AIO,
     PLAIN_PATH,
@@ -62,7 +63,7 @@ TARGETS = [
     (USERS_PATH, "in_flight_per_s", RAW_ASYNC, 0.95),
     (USERS_PATH, "stream_items_per_s", RAW_ASYNC, 0.60),
     (BLOCKING_TO_ASYNC, "seq_per_s", RAW_BLOCKING, 0.55),
-    (BLOCKING, "stream_items_per_s", "ipfi blocking->uvloop def", 0.50),
+    (BLOCKING, "stream_items_per_s", BLOCKING_TO_PLAIN, 0.50),
     (USERS_PATH, "mib_echo_mib_per_s", RAW_BLOCKING, 0.85),
     (BLOCKING, "mib_echo_mib_per_s", RAW_BLOCKING, 0.85),
     (FASTEST_PATH, "seq_per_s", RAW_ASYNC, 0.70),

@@ -24,9 +24,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def command(role: str, module: str, loop: str | None, endpoint: Endpoint, pinned: bool) -> list[str]:
+def command(
+    role: str, module: str, loop: str | None, endpoint: Endpoint, pinned: bool, runner: str = "benchmarks.harness"
+) -> list[str]:
+    """``python -m RUNNER ROLE MODULE LOOP KIND WHERE``, pinned to CPU 0 if asked."""
     kind, where = endpoint
-    line = [sys.executable, "-m", "benchmarks.harness", role, module, loop or "-", kind, str(where)]
+    line = [sys.executable, "-m", runner, role, module, loop or "-", kind, str(where)]
     return ["taskset", "-c", "0", *line] if pinned else line
 
 

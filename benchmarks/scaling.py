@@ -39,8 +39,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def _spawn(role: str, system: System, endpoint: Endpoint, *extra: str) -> subprocess.Popen[str]:
-    line = command(role, system.module, system.loop, endpoint, pinned=False)
-    line[2] = "benchmarks.scaling"  # (the harness's command line, another module's roles)
+    line = command(role, system.module, system.loop, endpoint, pinned=False, runner="benchmarks.scaling")
     return subprocess.Popen(
         [*line, *extra],
         stdin=subprocess.PIPE,

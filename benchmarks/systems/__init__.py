@@ -39,6 +39,7 @@ PLAIN_PATH = "ipfi uvloop def"
 FASTEST_PATH = "ipfi uvloop def views"
 BLOCKING = "ipfi blocking"
 BLOCKING_TO_ASYNC = "ipfi blocking->uvloop async-def"
+BLOCKING_TO_PLAIN = "ipfi blocking->uvloop def"
 
 
 def _ipfi_aio(name: str, variant: str, loop: str = "uvloop") -> System:
@@ -67,7 +68,7 @@ SYSTEMS = [
     _ipfi_aio("ipfi asyncio async-def", "async", loop="asyncio"),
     _ipfi_blocking(BLOCKING, None),
     _ipfi_blocking(BLOCKING_TO_ASYNC, "async"),
-    _ipfi_blocking("ipfi blocking->uvloop def", "def"),
+    _ipfi_blocking(BLOCKING_TO_PLAIN, "def"),
     System(GRPC_AIO, "grpc_aio", "asyncio", needs=("grpc", "grpc_tools")),
     System("grpc sync", "grpc_sync", None, needs=("grpc", "grpc_tools")),
     System("pyzmq", "zmq_dealer", None, needs=("zmq",)),

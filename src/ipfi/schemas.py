@@ -102,7 +102,7 @@ class Schemas:
         for entry in entries:
             if not entry.name.lower().endswith(_SUFFIX):
                 continue
-            channel = channel_of_file(entry.name)
+            channel = _channel_of_file(entry.name)
             if entry.is_symlink():
                 raise SchemaError(f"failed to load schema: refusing to load schema symlink: {entry.name}")
             if not entry.is_file():
@@ -166,7 +166,7 @@ class Schemas:
         return f"validation failed on channel {channel}: {'; '.join(messages)}" if messages else None
 
 
-def channel_of_file(name: str) -> int | None:
+def _channel_of_file(name: str) -> int | None:
     """The channel a schema file's name stands for in ipcprims' layout, if any."""
     lower = name.lower()
     if not lower.endswith(_SUFFIX):

@@ -741,7 +741,9 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
             return
         if serving:  # others may finish in this loop turn too: one write for them all
             self._schedule_flush()
-        else:  # the last one written now, not a loop turn later
+        else:  # the last one written now, not a loop turn later (with what others scheduled)
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
             self._flush()
 
     def _reply(self, call_id: int, result: Any) -> None:

@@ -26,6 +26,8 @@ Buffer = bytes | bytearray | memoryview
 Body = bytes | list[Buffer]
 #: Binary values at least this large are sent from where they are instead of copied into the encoding.
 LARGE_BINARY: Final = 64 * 1024
+#: JSON text without spaces, non-ASCII kept: what ipfi writes (values, hellos, control and error frames).
+compact_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: The msgpack packer's buffer starts small (msgpack's default is 256 KiB) and grows to the largest
 #: message packed: past this size the connection gives it back a while later (release_buffers).
 PACKER_BUFFER: Final = 4 * 1024
@@ -463,7 +465,7 @@ class JsonCodec(_StructuredCodec):
 
     def __init__(self, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> None:
         super().__init__(binary_views=binary_views)  # JSON has no binaries: nothing to view
-        self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self._dumps = compact_json
 
     def encode_value(self, value: Any) -> bytes:
         try:

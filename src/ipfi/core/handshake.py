@@ -7,14 +7,13 @@ plain ipcprims peer ignores and does not send; without it the peer is a plain fr
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .codecs import decode_json
+from .codecs import compact_json, decode_json
 from .errors import HandshakeError, RemoteProtocolError
 from .frames import CONTROL, MAX_CHANNEL
 from .logs import shown
@@ -26,7 +25,6 @@ MAX_CHANNELS: Final = 256
 EXTENSION_FIELD: Final = "ipfi"
 
 _VERSION_FORM = re.compile(r"^([0-9]+)\.([0-9]+)$")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +50,7 @@ class Hello:
             document["auth_token"] = self.auth_token
         if self.extension is not None:
             document[EXTENSION_FIELD] = self.extension
-        return _dumps(document).encode()
+        return compact_json(document).encode()
 
 
 def _bounded_string(document: dict[str, Any], name: str, low: int, high: int, *, required: bool) -> str | None:
@@ -165,7 +163,7 @@ def encode_control(kind: str, payload: Any = None) -> bytes:
     document: dict[str, Any] = {"type": kind}
     if payload is not None:
         document["payload"] = payload
-    return _dumps(document).encode()
+    return compact_json(document).encode()
 
 
 def parse_control(payload: bytes | bytearray) -> tuple[str, Any]:

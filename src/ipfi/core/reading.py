@@ -7,7 +7,6 @@ frame decoder); ``tests/test_core_paths.py`` feeds the same bytes through both a
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any, Final, Protocol
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
-from .codecs import Buffer, Codec
+from .codecs import Buffer, Codec, compact_json
 from .errors import (
     ConnectionLost,
     FrameTooLarge,
@@ -67,9 +66,6 @@ _CALL_KINDS: Final = frozenset({wire.CALL, wire.NOTIFY})
 _SMALL: Final = 4096  # a body below this is copied out of its message (cheaper than a view)
 _AWAITING: Final = AWAITING_REPLY
 _RUNNING: Final = RUNNING
-
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class PayloadCheck(Protocol):
@@ -298,7 +294,7 @@ class Reading:
             return True
         self.log.warning("peer %s: a frame on channel %d refused: %s", self.peer_id, channel, reason)
         if channel != ERROR and ERROR in self.channels:
-            self._queue_frame(ERROR, _dumps({"error": f"schema validation error: {reason}"}).encode())
+            self._queue_frame(ERROR, compact_json({"error": f"schema validation error: {reason}"}).encode())
         return False
 
     def _queue_message_event(self, channel: int, payload: bytes | bytearray) -> MessageReceived:

@@ -92,7 +92,8 @@ class Timers:
             if type(entry) is Call and entry.deadline == when:
                 break
             heapq.heappop(deadlines)
-        times = [when for when in (self._handshake_deadline, self._next_tick, self._release_buffers_at) if when]
+        moments = (self._handshake_deadline, self._next_tick, self._release_buffers_at)
+        times = [when for when in moments if when is not None]
         if deadlines:
             times.append(deadlines[0][0])
         return min(times) if times else None
