@@ -285,7 +285,6 @@ def test_logs_go_to_stderr_only(env: dict[str, str], running: Any) -> None:
         (["serve", "no_such_module:iface", "service:x"], 64),
         (["serve", "tests.helpers.calc:add", "service:x"], 64),  # not an Interface
         (["send", "service:x", "--json", "{not json"], 60),
-        (["call", "service:x", "add", "{not json"], 60),
     ],
 )
 def test_exit_codes_without_a_server(env: dict[str, str], args: list[str], code: int) -> None:
@@ -304,6 +303,11 @@ def test_exit_codes_against_servers(env: dict[str, str], running: Any, tmp_path:
     assert ipfi(env, "call", "service:calc", "no_such_procedure").returncode == 64
     assert ipfi(env, "call", "service:calc", "add", "1").returncode == 64  # invalid arguments
     assert ipfi(env, "call", "service:calc", "fail", '"boom"').returncode == 1  # the procedure raised
+    not_json = ipfi(env, "call", "service:calc", "add", "1", "{not json")
+    assert not_json.returncode == 60 and b"argument b is not JSON" in not_json.stderr
+    assert ipfi(env, "call", "service:calc", "add", "1", "x").returncode == 60  # (b takes an int, not text)
+    text = ipfi(env, "call", "service:calc", "fail", "boom")  # (message takes only text: no JSON quotes)
+    assert text.returncode == 1 and b"ValueError: boom" in text.stderr, text.stderr
     big = tmp_path / "big"
     big.write_bytes(b"\0" * (16 * 1024 * 1024 + 1))
     too_large = ipfi(env, "send", "service:sink", "--file", str(big))

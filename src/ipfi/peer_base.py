@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .core.connection import CallSink, Connection, ResultSink, Role
-from .core.errors import AuthenticationFailed, InvalidArguments, PayloadTooLarge, RemoteError
+from .core.errors import AuthenticationFailed, InvalidArguments, InvalidResult, PayloadTooLarge, RemoteError
 from .core.events import (
     CallReceived,
     CancelReceived,
@@ -160,10 +160,13 @@ class PeerBase:
         self, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
     ) -> tuple[str, str, Any, str | None]:
         """A procedure raised ``exc``: log it (a WARNING with the traceback, rate-limited across
-        all peers; not arguments that did not fit, nor a RemoteError raised on purpose) and return
+        all peers; not arguments that did not fit, nor a RemoteError raised on purpose, but a
+        result that broke its procedure's hint, which is the procedure's fault) and return
         the error reply's type, message, data and (with ``send_tracebacks``) traceback."""
         remote_type, message, data = error_record(procedure, exc, args, kwargs)
-        if not isinstance(exc, RemoteError) and remote_type != InvalidArguments.wire_type:
+        if isinstance(exc, InvalidResult) or (
+            not isinstance(exc, RemoteError) and remote_type != InvalidArguments.wire_type
+        ):
             _failures.warning(
                 "peer %s: procedure %s raised %s", self.peer_id, procedure.name, remote_type, exc_info=exc
             )

@@ -45,7 +45,7 @@ from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
-from ..proxy import Caller, InputItems, Proxy
+from ..proxy import Caller, InputItems, MakesProxies
 from .streams import EMPTY, ItemQueue
 
 log = logging.getLogger("ipfi.aio")
@@ -96,13 +96,16 @@ class _Serving:
         self.input = input_queue
 
 
-class Peer(PeerBase, asyncio.BufferedProtocol):
+class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     """One connection: call the peer, stream from it, serve it an :class:`~ipfi.Interface`.
 
     Obtained from :func:`ipfi.connect` (client side) or a server (one per accepted connection).
     """
 
     # Slots, not an instance dict: less memory per connection (other attributes still go in one).
+    #: Calls are awaited (``True``, the asyncio driver) or block (``False``).
+    asynchronous = True
+
     __slots__ = (
         "_calls",
         "_close_error",
@@ -847,10 +850,6 @@ class Peer(PeerBase, asyncio.BufferedProtocol):
         sending (an unencodable value, the size, the connection's state)."""
         self._core.send_notify(name, args, kwargs)
         self._schedule_flush()
-
-    def proxy(self) -> Proxy:
-        """An object whose attributes call the peer: ``await peer.proxy().add(1, 2)``."""
-        return Proxy(self)
 
     def _abandon(self, call_id: int, error: BaseException) -> None:
         """Fail a call made here with ``error``, and cancel it on the peer."""

@@ -13,7 +13,7 @@ from ..core.errors import InvalidState
 from ..core.interface import Interface
 from ..net.addresses import parse_address
 from ..options import OptionArgs, Options, make_options
-from ..proxy import Caller, InputItems, Proxy
+from ..proxy import Caller, InputItems, MakesProxies
 from ..reconnect_policy import Reconnect, not_connected
 from .connect import _connect
 from .peer import Peer
@@ -23,7 +23,7 @@ log = logging.getLogger("ipfi.reconnect")
 OnConnect = Callable[[Peer], Awaitable[None] | None]
 
 
-class ReconnectingPeer:
+class ReconnectingPeer(MakesProxies):
     """A client of ``address`` that connects again, with backoff, whenever its connection ends.
 
     Made by :func:`reconnecting`. Its ``call``, ``stream``, ``notify``, ``with_options`` and
@@ -34,6 +34,8 @@ class ReconnectingPeer:
     ``on_connect(peer)`` (a function or a coroutine function) runs after each connection and
     before any call is made on it: the place to subscribe again.
     """
+
+    asynchronous = True
 
     def __init__(
         self, address: str, iface: Interface | None, policy: Reconnect, on_connect: OnConnect | None, options: Options
@@ -158,10 +160,6 @@ class ReconnectingPeer:
     def with_options(self, *, timeout: float | None = None, input: InputItems = None) -> Caller:
         """As :meth:`Peer.with_options`."""
         return Caller(self, timeout, input)
-
-    def proxy(self) -> Proxy:
-        """An object whose attributes call the peer: ``await client.proxy().add(1, 2)``."""
-        return Proxy(self)
 
     async def aclose(self, timeout: float = 1.0) -> None:
         """Stop reconnecting and close the connection (gracefully, up to ``timeout``)."""

@@ -19,7 +19,7 @@ from .arguments import ADDRESS_HELP, VALIDATE_HELP
 from .exit_codes import INTERNAL, USAGE, describe_failure, describe_table, exit_code_for
 from .messaging import run_echo, run_listen, run_send
 from .output import FORMATS, Output
-from .rpc import run_call, run_info, run_serve
+from .rpc import run_call, run_info, run_serve, run_stubs
 from .system import run_doctor, run_envinfo, run_version
 
 log = logging.getLogger("ipfi.cli")
@@ -119,12 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     call = command("call", "call a procedure; print its result, or each item it streams", run_call)
     address_argument(call)
     call.add_argument("procedure")
-    call.add_argument("args", nargs="*", help="positional arguments, each as JSON (e.g. 1 '\"text\"' '[1,2]')")
+    call.add_argument(
+        "args",
+        nargs="*",
+        help="positional arguments, each as JSON (1, '[1,2]', '\"text\"'), or as text where the procedure's"
+        " parameter takes only text",
+    )
     call.add_argument("--kwargs", help="keyword arguments as a JSON object")
 
     serve = command("serve", "serve an interface from a Python module", run_serve)
     serve.add_argument("interface", help="MODULE:INTERFACE, e.g. myapp.api:iface")
     address_argument(serve)
+
+    stubs = command("stubs", "print a typing.Protocol module of a peer's procedures, for peer.proxy()", run_stubs)
+    address_argument(stubs)
+    stubs.add_argument("--sync", action="store_true", help="for a blocking peer (ipfi.sync): plain methods")
+    stubs.add_argument("--class-name", default="Procedures", help="the Protocol class's name (default Procedures)")
 
     info = command("info", "a peer's protocol, channels, procedures, ping and credentials", run_info)
     address_argument(info)

@@ -13,24 +13,51 @@ from typing import Any
 from ..aio import Peer, connect, run, serve
 from ..core.errors import ProcedureNotFound
 from ..core.interface import DESCRIBE, Interface
+from . import stubs
 from .exit_codes import OK, UsageError
 from .messaging import CLIENT_TIMEOUT, announce, stop_on_signals
 from .output import CHANNEL_NAMES, Output
 
 
-def parse_arguments(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
-    positional = [json.loads(text) for text in args.args]
-    keywords = json.loads(args.kwargs) if args.kwargs else {}
+async def described(peer: Peer) -> list[dict[str, Any]]:
+    """The peer's procedures (see :meth:`Interface.describe`); none from a peer without the call."""
+    try:
+        procedures = await peer.call(DESCRIBE)
+    except ProcedureNotFound:
+        return []
+    return [entry for entry in procedures if isinstance(entry, dict)] if isinstance(procedures, list) else []
+
+
+async def parse_arguments(args: argparse.Namespace, peer: Peer) -> tuple[list[Any], dict[str, Any]]:
+    """The positional arguments as the procedure's parameter schemas read them (see
+    :func:`stubs.parse_argument`), and ``--kwargs``."""
+    try:
+        keywords = json.loads(args.kwargs) if args.kwargs else {}
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--kwargs is not JSON: {exc}") from None
     if not isinstance(keywords, dict):
         raise UsageError("--kwargs must be a JSON object")
-    return positional, keywords
+    parameters: list[dict[str, Any]] = []
+    defs: dict[str, Any] = {}
+    if args.args:
+        for entry in await described(peer):
+            if entry.get("name") == args.procedure:
+                parameters, defs = entry.get("parameters") or [], entry.get("$defs") or {}
+    positional = [p for p in parameters if p.get("kind") in ("positional_only", "positional_or_keyword")]
+    rest = next((p for p in parameters if p.get("kind") == "var_positional"), None)
+    values = []
+    for index, text in enumerate(args.args):
+        parameter = positional[index] if index < len(positional) else rest
+        name = str(parameter.get("name")) if parameter else f"#{index + 1}"
+        values.append(stubs.parse_argument(text, parameter.get("schema") if parameter else None, defs, name))
+    return values, keywords
 
 
 async def call_procedure(args: argparse.Namespace, out: Output) -> int:
-    positional, keywords = parse_arguments(args)
     timeout = args.timeout or CLIENT_TIMEOUT
     try:
         async with asyncio.timeout(timeout), connect(args.address) as peer:
+            positional, keywords = await parse_arguments(args, peer)
             # stream() also serves a unary procedure: its one result is the one item.
             async for item in peer.stream(args.procedure, *positional, **keywords):
                 out.value(item)
@@ -101,12 +128,7 @@ async def gather_info(args: argparse.Namespace) -> dict[str, Any]:
         assert hello is not None
         extension = hello.extension or {}
         round_trip = await peer.ping()
-        procedures = None
-        if peer.codec is not None:
-            try:
-                procedures = await peer.call(DESCRIBE)
-            except ProcedureNotFound:
-                procedures = []  # a peer that offers no interface
+        procedures = await described(peer) if peer.codec is not None else None
         credentials = peer.credentials
         return {
             "schema_id": INFO_SCHEMA,
@@ -144,4 +166,19 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
     out.record(info)
     if procedures:
         out.rows([{key: entry[key] for key in ("name", "signature", "kind", "doc")} for entry in procedures])
+    return OK
+
+
+async def write_stubs(args: argparse.Namespace) -> str:
+    timeout = args.timeout or CLIENT_TIMEOUT
+    try:
+        async with asyncio.timeout(timeout), connect(args.address) as peer:
+            procedures = await described(peer)
+    except TimeoutError:
+        raise TimeoutError(f"no description from {args.address} within {timeout:g}s") from None
+    return stubs.stub_module(procedures, source=args.address, asynchronous=not args.sync, name=args.class_name)
+
+
+def run_stubs(args: argparse.Namespace, out: Output) -> int:
+    sys.stdout.write(run(write_stubs(args)))
     return OK

@@ -27,7 +27,8 @@ own connection::
     │   └── AddressInUse
     └── RemoteError                       a remote procedure failed
         ├── ProcedureNotFound
-        ├── InvalidArguments
+        ├── InvalidArguments              the arguments did not fit the signature or its type hints
+        ├── InvalidResult                 (also TypeError) a result did not fit its declared type
         ├── Busy
         ├── DeadlineExceeded              (also TimeoutError)
         └── Cancelled
@@ -165,9 +166,18 @@ class ProcedureNotFound(RemoteError):
 
 
 class InvalidArguments(RemoteError):
-    """The arguments did not fit the procedure's signature."""
+    """The arguments did not fit the procedure's signature, or its type hints (the message names
+    the parameter and where in it: ``add: b: expected int, got str``)."""
 
     wire_type = "InvalidArguments"
+
+
+class InvalidResult(RemoteError, TypeError):
+    """A result (or a streamed item) did not fit the type its procedure declared: sent by a
+    procedure whose return hint its result broke, and raised by a typed proxy (see
+    ``peer.proxy(Protocol)``) for a result that does not fit the protocol's hint."""
+
+    wire_type = "InvalidResult"
 
 
 class Busy(RemoteError):
@@ -193,7 +203,8 @@ class Cancelled(RemoteError):
 
 
 _BY_WIRE_TYPE: dict[str, type[RemoteError]] = {
-    cls.wire_type: cls for cls in (ProcedureNotFound, InvalidArguments, Busy, DeadlineExceeded, Cancelled)
+    cls.wire_type: cls
+    for cls in (ProcedureNotFound, InvalidArguments, InvalidResult, Busy, DeadlineExceeded, Cancelled)
 }
 
 

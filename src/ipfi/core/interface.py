@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
+from . import contracts
 from .errors import InvalidArguments, RemoteError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,6 +40,8 @@ class Procedure:
     #: Run in a worker thread instead of on the event loop (for plain functions that block).
     blocking: bool
     signature: inspect.Signature | None
+    #: The resolved type hints (empty when the procedure has none, or they are not checked).
+    hints: Mapping[str, Any] = field(default_factory=dict)
     #: A plain function that does not block: drivers run it at once where its call was read.
     inline: bool = field(init=False)
 
@@ -48,13 +51,16 @@ class Procedure:
     def describe(self) -> dict[str, Any]:
         """Name, signature, kind and first docstring line, for introspection."""
         doc = inspect.getdoc(self.function) or ""
-        return {
+        description = {
             "name": self.name,
             "signature": str(self.signature) if self.signature else "(...)",
             "kind": self.kind.value,
             "streams": self.kind.streams,
             "doc": doc.splitlines()[0] if doc else "",
         }
+        if self.signature is not None:
+            description.update(contracts.described(self.signature, self.hints, self.kind.streams))
+        return description
 
     def arguments_fit(self, args: list[Any], kwargs: dict[str, Any]) -> bool:
         """Whether ``args``/``kwargs`` bind to the signature (checked only after a TypeError)."""
@@ -109,21 +115,38 @@ class Interface:
     <Kind.FUNCTION: 'function'>
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_types: bool = True) -> None:
+        """``check_types``: enforce each procedure's type hints (see :meth:`procedure`) unless it
+        says otherwise."""
+        self._check_types = check_types
         self._procedures: dict[str, Procedure] = {}
         # What get() finds: the procedures, and the built-in DESCRIBE unless one is registered so.
         describe = Procedure(DESCRIBE, self.describe, Kind.FUNCTION, False, inspect.signature(self.describe))
         self._callable = {DESCRIBE: describe}
 
     @overload
-    def procedure(self, function: F, /, *, name: str | None = None, blocking: bool = False) -> F: ...
+    def procedure(
+        self, function: F, /, *, name: str | None = None, blocking: bool = False, check_types: bool | None = None
+    ) -> F: ...
     @overload
     def procedure(
-        self, function: None = None, /, *, name: str | None = None, blocking: bool = False
+        self,
+        function: None = None,
+        /,
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+        check_types: bool | None = None,
     ) -> Callable[[F], F]: ...
 
     def procedure(
-        self, function: F | None = None, /, *, name: str | None = None, blocking: bool = False
+        self,
+        function: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+        check_types: bool | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (decorator, with or without arguments); returns it unchanged.
 
@@ -137,15 +160,37 @@ class Interface:
         a value for the wire with a method ``__ipfi_data__(self)``: the caller reads it in
         ``RemoteError.data``. A :class:`RemoteError` raised on purpose (e.g. :class:`Busy`) travels
         as it is, and is not logged.
+
+        Type hints are contracts (unless ``check_types=False``, here or on the interface): the
+        arguments a call brings are checked against them and rebuilt (a map into the dataclass,
+        msgspec Struct or TypedDict its parameter names, a list into a tuple, text into a
+        ``datetime`` or ``UUID`` under JSON, a value into its ``Enum``), and the caller gets
+        :class:`InvalidArguments` naming the parameter (``add: b: expected int, got str``); the
+        result, or each streamed item, is checked against the return hint (a generator's
+        ``Iterator[T]``) and sent as plain data, or the caller gets :class:`InvalidResult` and the
+        server logs it. What is checked is what msgspec knows: builtins, ``list``/``dict``/``tuple``/
+        ``set``, unions and ``Optional``, ``Literal``, ``Enum``, ``datetime`` and ``date``, ``UUID``,
+        ``Decimal``, dataclasses, ``TypedDict``, named tuples and msgspec Structs; a parameter
+        hinted with anything else (an iterator of input items, a class of your own) is not checked.
+        Hints that cannot be resolved are logged at WARNING and not checked.
         """
 
         def register(fn: F) -> F:
-            self.add(fn, name=name, blocking=blocking)
+            self.add(fn, name=name, blocking=blocking, check_types=check_types)
             return fn
 
         return register(function) if function is not None else register
 
-    def add(self, function: Callable[..., Any], *, name: str | None = None, blocking: bool = False) -> None:
+    def add(
+        self,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+        check_types: bool | None = None,
+    ) -> None:
+        """Register ``function`` (as :meth:`procedure` does). Raises ``ValueError`` for a name
+        already registered, or a function without a name."""
         procedure_name = name or getattr(function, "__name__", None)
         if not procedure_name:
             raise ValueError("a procedure needs a name")
@@ -155,7 +200,15 @@ class Interface:
             signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             signature = None
-        procedure = Procedure(procedure_name, function, _kind_of(function), blocking, signature)
+        kind = _kind_of(function)
+        hints = contracts.hints_of(function, procedure_name) if signature is not None else {}
+        if hints and (self._check_types if check_types is None else check_types):
+            contract = contracts.Contract(procedure_name, signature, hints, kind.streams)  # type: ignore[arg-type]
+            if contract.checks_arguments or contract.result is not None:
+                function = contracts.enforcing(
+                    function, contract, awaits=kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR), yields=kind.streams
+                )
+        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints)
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     @property

@@ -51,7 +51,7 @@ from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
 from ..options import Options
 from ..peer_base import PeerBase
-from ..proxy import Caller, Proxy
+from ..proxy import Caller, MakesProxies
 from .links import Link
 from .loop_thread import LoopThread
 
@@ -172,10 +172,13 @@ def _earliest(first: float | None, second: float | None) -> float | None:
     return first if second is None else min(first, second)
 
 
-class Peer(PeerBase):
+class Peer(MakesProxies, PeerBase):
     """One blocking connection; every method may be called from any thread."""
 
     # Slots, not an instance dict: less memory per connection (other attributes still go in one).
+    #: Calls are awaited (``True``, the asyncio driver) or block (``False``).
+    asynchronous = False
+
     __slots__ = (
         "_announce_open",
         "_async_runs",
@@ -798,8 +801,12 @@ class Peer(PeerBase):
         try:
             kind = work.procedure.kind
             if kind is Kind.GENERATOR:
-                work.items = work.procedure.function(*work.args, **work.kwargs)
-                finished = self._produce(work)
+                try:  # (arguments that do not fit raise here, before a generator exists)
+                    work.items = work.procedure.function(*work.args, **work.kwargs)
+                except Exception as exc:
+                    work.error = exc
+                else:
+                    finished = self._produce(work)
             elif kind is Kind.ASYNC_GENERATOR:
                 work.items = self._async_items(work)
                 finished = self._produce(work)
@@ -1234,10 +1241,6 @@ class Peer(PeerBase):
             self.loop_thread.close()
         if self._owns_executor and self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-
-    def proxy(self) -> Proxy:
-        """An object whose attributes call the peer: ``peer.proxy().add(1, 2)``."""
-        return Proxy(self)
 
     def __enter__(self) -> Peer:
         return self

@@ -11,7 +11,7 @@ from typing import Any, Unpack
 from ..core.errors import InvalidState
 from ..core.interface import Interface
 from ..options import OptionArgs, Options, make_options
-from ..proxy import Caller, Proxy
+from ..proxy import Caller, MakesProxies
 from ..reconnect_policy import Reconnect, not_connected
 from .client import open_client
 from .peer import Peer
@@ -19,10 +19,12 @@ from .peer import Peer
 log = logging.getLogger("ipfi.reconnect")
 
 
-class ReconnectingPeer:
+class ReconnectingPeer(MakesProxies):
     """A client of ``address`` that connects again, with backoff, whenever its connection ends:
     the blocking twin of :class:`ipfi.ReconnectingPeer` (same policy, same methods, blocking).
     A thread of its own connects and reads, so a dead server is noticed at once."""
+
+    asynchronous = False
 
     def __init__(
         self,
@@ -145,10 +147,6 @@ class ReconnectingPeer:
     def with_options(self, *, timeout: float | None = None, input: Iterable[Any] | None = None) -> Caller:
         """As :meth:`ipfi.sync.Peer.with_options`."""
         return Caller(self, timeout, input)
-
-    def proxy(self) -> Proxy:
-        """An object whose attributes call the peer: ``client.proxy().add(1, 2)``."""
-        return Proxy(self)
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop reconnecting and close the connection (gracefully, up to ``timeout``)."""
