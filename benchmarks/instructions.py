@@ -1,11 +1,12 @@
 """Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
 
-    python -m benchmarks.instructions [--driver aio|aio-async|sync] [--calls 12000] [--warmup 2000]
+    python -m benchmarks.instructions [--driver aio|aio-async|sync] [--untyped] [--calls 12000] [--warmup 2000]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
 ``warmup`` calls, and prints the difference divided by the calls between: start-up cancels out.
-``aio-async`` serves an ``async def`` procedure instead of a plain ``def``.
+``aio-async`` serves an ``async def`` procedure instead of a plain ``def``; ``--untyped`` serves them
+without checking their type hints.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import ipfi
 PAYLOAD = b"0123456789abcdef"
 
 
+#: Whether the procedures' type hints are checked (ipfi's default); ``--untyped`` turns it off.
+CHECK_TYPES = True
+
+
 def _interface() -> ipfi.Interface:
-    iface = ipfi.Interface()
+    iface = ipfi.Interface(check_types=CHECK_TYPES)
 
     @iface.procedure
     def echo(value: bytes) -> bytes:
@@ -59,7 +64,7 @@ def run(driver: str, calls: int) -> None:
         uvloop.run(_run_aio(address, calls, "aecho" if driver == "aio-async" else "echo"))
 
 
-def count(driver: str, calls: int) -> int:
+def count(driver: str, calls: int, untyped: bool) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -71,6 +76,7 @@ def count(driver: str, calls: int) -> int:
         driver,
         "--run",
         str(calls),
+        *(["--untyped"] if untyped else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     match = re.search(r"Collected : (\d+)", done.stderr)
@@ -84,13 +90,17 @@ def main() -> None:
     parser.add_argument("--driver", choices=["aio", "aio-async", "sync"], default="aio")
     parser.add_argument("--calls", type=int, default=12_000)
     parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.run is not None:
+        global CHECK_TYPES
+        CHECK_TYPES = not args.untyped
         run(args.driver, args.run)
         return
-    many, few = count(args.driver, args.calls), count(args.driver, args.warmup)
-    print(f"{args.driver}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per round trip")
+    many, few = count(args.driver, args.calls, args.untyped), count(args.driver, args.warmup, args.untyped)
+    shown = f"{args.driver}{' untyped' if args.untyped else ''}"
+    print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per round trip")
 
 
 if __name__ == "__main__":

@@ -258,6 +258,11 @@ def test_async_procedures_and_generators_rebuild_their_arguments(connect: Any) -
             yield Point(start.x + step, start.y)
 
     @iface.procedure
+    async def unhinted_result(point: Point):  # type: ignore[no-untyped-def]  # (only the argument is checked)
+        await asyncio.sleep(0)
+        return [point.x, point.y]
+
+    @iface.procedure
     def marks(when: datetime.datetime, n: int) -> Iterator[datetime.datetime]:
         for day in range(n):
             yield when + datetime.timedelta(days=day)
@@ -266,6 +271,9 @@ def test_async_procedures_and_generators_rebuild_their_arguments(connect: Any) -
     assert ends.call("moved", {"x": 1, "y": 1}, {"x": 2}) == {"x": 3, "y": 1}
     assert ends.items("walk", {"x": 5}, 2) == [{"x": 5, "y": 0}, {"x": 6, "y": 0}]
     assert ends.items("marks", WHEN, 2) == [WHEN, WHEN + datetime.timedelta(days=1)]
+    assert ends.call("unhinted_result", {"x": 7}) == [7, 0]
+    with pytest.raises(ipfi.InvalidArguments, match=r"^unhinted_result: point: expected object, got int$"):
+        ends.call("unhinted_result", 7)
     with pytest.raises(ipfi.InvalidArguments, match=r"^walk: start.x: expected int, got str$"):
         ends.items("walk", {"x": "5"}, 2)
     with pytest.raises(ipfi.InvalidArguments, match=r"^marks: n: expected int, got float$"):

@@ -27,7 +27,9 @@ LIMITS = Limits(max_frame_payload=4096, max_message=16384, max_concurrent_calls=
 
 
 def fresh(role: Role, codec: str = "msgpack") -> Connection:
-    connection = Connection(role, limits=LIMITS, codecs=[codec] if role is Role.CLIENT else ("msgpack", "json", "raw"))
+    connection = Connection(
+        role, limits=LIMITS, codecs=[codec] if role is Role.CLIENT else ("msgpack", "json", "raw", "cbor")
+    )
     connection.start()
     return connection
 
@@ -71,7 +73,7 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 roles = st.sampled_from([Role.CLIENT, Role.SERVER])
-codecs = st.sampled_from(["msgpack", "json", "raw"])
+codecs = st.sampled_from(["msgpack", "json", "raw", "cbor"])
 cuts = st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=8)
 channels = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 256]), st.integers(min_value=0, max_value=0xFFFF))
 json_values = st.recursive(
@@ -196,10 +198,12 @@ def test_arbitrary_rpc_messages(role: Role, codec: str, messages: list[bytes], c
 
 
 @SETTINGS
-@given(role=roles, codec=st.sampled_from(["msgpack", "json"]), depth=st.integers(min_value=100, max_value=100_000))
+@given(
+    role=roles, codec=st.sampled_from(["msgpack", "json", "cbor"]), depth=st.integers(min_value=100, max_value=100_000)
+)
 def test_deeply_nested_arguments(role: Role, codec: str, depth: int) -> None:
     connection = opened(role, codec)
-    body = b"\x91" * depth + b"\xc0" if codec == "msgpack" else b"[" * depth
+    body = {"msgpack": b"\x91" * depth + b"\xc0", "json": b"[" * depth, "cbor": b"\x81" * depth + b"\xf6"}[codec]
     message = wire.CALL_HEADER.pack(wire.CALL, 1 if role is Role.SERVER else 2, 0, 0, 1) + b"f" + body
     feed_obeying_contract(connection, [frame(wire.RPC_CHANNEL, message)])
 

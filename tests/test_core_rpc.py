@@ -235,7 +235,7 @@ def test_input_stream() -> None:
     assert deliver(client, server) == [ItemsReceived(call_id, [0, 1, 2]), StreamEnded(call_id)]
 
 
-@pytest.mark.parametrize("codec", ["msgpack", "json", "raw"])
+@pytest.mark.parametrize("codec", ["msgpack", "json", "raw", "cbor"])
 def test_codecs(codec: str) -> None:
     client, server = wired(codec)
     value: Any = b"\x00bytes" if codec == "raw" else {"k": [1, "two", None]}

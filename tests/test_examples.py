@@ -55,3 +55,11 @@ def test_plugin_host_example_runs(loop: str, module: str) -> None:
         "gamma exited with status 0",
     ]:
         assert line in output, line
+
+
+def test_typed_example_runs() -> None:
+    assert _run("typed.py").splitlines() == [
+        "midpoint: Point(x=1.0, y=2.0)",
+        "path: [Point(x=0.0, y=1.0), Point(x=1.0, y=1.0), Point(x=2.0, y=1.0)]",
+        "refused: midpoint: b.x: expected float, got str",
+    ]

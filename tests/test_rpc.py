@@ -149,7 +149,7 @@ async def test_sixteen_mib_echo_with_default_limits_both_drivers(sock_path: str)
         assert await asyncio.to_thread(blocking_echo) == blob
 
 
-@pytest.mark.parametrize("codec", ["json", "raw"])
+@pytest.mark.parametrize("codec", ["json", "raw", "cbor"])
 async def test_negotiated_codecs(sock_path: str, codec: str) -> None:
     async with await ipfi.serve(f"unix:{sock_path}", calc.iface):
         async with ipfi.connect(f"unix:{sock_path}", codecs=[codec]) as peer:

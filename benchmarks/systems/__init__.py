@@ -63,6 +63,7 @@ def _ipfi_blocking(name: str, server_variant: str | None) -> System:
 SYSTEMS = [
     _ipfi_aio(USERS_PATH, "async"),
     _ipfi_aio(USERS_PATH + " views", "async+views"),
+    _ipfi_aio(USERS_PATH + " untyped", "async+untyped"),
     _ipfi_aio(PLAIN_PATH, "def"),
     _ipfi_aio(FASTEST_PATH, "def+views"),
     _ipfi_aio("ipfi asyncio async-def", "async", loop="asyncio"),

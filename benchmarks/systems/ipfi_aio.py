@@ -1,7 +1,8 @@
 """ipfi's asyncio driver (on uvloop or the standard loop, as the runner says).
 
 Variants (``ipfi_aio:VARIANT``, see :func:`configure`): ``def`` or ``async`` procedures, each with
-the default options or with ``binary_views=True`` (``+views``).
+the default options or with ``binary_views=True`` (``+views``), their type hints checked (ipfi's
+default) or not (``+untyped``).
 """
 
 from __future__ import annotations
@@ -14,23 +15,26 @@ import ipfi
 
 IS_ASYNC = True
 ITEM = b"x" * 16
-#: Set by :func:`configure`: plain functions or ``async def`` procedures, and the connection options.
+#: Set by :func:`configure`: plain functions or ``async def`` procedures, the connection options,
+#: and whether the procedures' type hints are checked.
 ASYNC_PROCEDURES = False
 OPTIONS: dict[str, Any] = {}
+CHECK_TYPES = True
 
 
 def configure(variant: str) -> None:
-    """``def``, ``async``, ``def+views`` or ``async+views``."""
-    global ASYNC_PROCEDURES, OPTIONS  # (one process runs one variant)
-    kind, _, views = variant.partition("+")
-    if kind not in {"def", "async"} or views not in {"", "views"}:
+    """``def`` or ``async``, then any of ``+views`` and ``+untyped``."""
+    global ASYNC_PROCEDURES, OPTIONS, CHECK_TYPES  # (one process runs one variant)
+    kind, *flags = variant.split("+")
+    if kind not in {"def", "async"} or not set(flags) <= {"views", "untyped"}:
         raise ValueError(f"unknown variant {variant!r}")
     ASYNC_PROCEDURES = kind == "async"
-    OPTIONS = {"binary_views": True} if views else {}
+    OPTIONS = {"binary_views": True} if "views" in flags else {}
+    CHECK_TYPES = "untyped" not in flags
 
 
 def make_interface() -> ipfi.Interface:
-    iface = ipfi.Interface()
+    iface = ipfi.Interface(check_types=CHECK_TYPES)
     if ASYNC_PROCEDURES:
 
         @iface.procedure(name="echo")

@@ -85,6 +85,8 @@ class Options:
         unknown = [name for name in self.codecs if name not in CODECS]
         if unknown or not self.codecs:
             raise ValueError(f"codecs must name some of {list(CODECS)}, got {list(self.codecs)}")
+        if "cbor" in self.codecs and "cbor" not in DEFAULT_CODECS:
+            raise ValueError("the cbor codec needs cbor2: pip install 'ipfi[cbor]'")
         if self.keepalive is not None and self.keepalive <= 0:
             raise ValueError("keepalive must be positive")
         if self.keepalive_timeout is not None and (self.keepalive is None or self.keepalive_timeout <= self.keepalive):

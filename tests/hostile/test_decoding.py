@@ -1,13 +1,19 @@
-"""Decoding cannot be used to amplify memory: a message's decoded form is bounded relative to its size."""
+"""Decoding cannot be used to amplify memory: a message's decoded form is bounded relative to its size;
+and the CBOR codec builds nothing but plain values from what a peer sends."""
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 from typing import Any
 
+import cbor2
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ipfi.core.cbor_codec import CborCodec
 from ipfi.core.codecs import BUDGETED, BYTES_PER_CONTAINER, MsgpackCodec
 from ipfi.core.errors import RemoteProtocolError
 
@@ -58,3 +64,44 @@ def test_the_budget_is_inclusive() -> None:
     past = header + b"\x93\x01\x02\x03" * (count - 1) + b"\x92\x90\xa1x"  # [[], "x"]: 4 bytes, 2 lists
     with pytest.raises(RemoteProtocolError, match="list or map per"):
         MsgpackCodec().decode_args(past)
+
+
+@pytest.mark.parametrize("container", [b"\x80", b"\xa0", b"\x81\x80"])
+def test_cbor_containers_are_budgeted_as_msgpack_ones(container: bytes) -> None:
+    codec = CborCodec()
+    count = SIZE // len(container)
+    data = b"\x9a" + count.to_bytes(4, "big") + container * count
+    peak, outcome = peak_while(codec.decode_args, data)
+    assert isinstance(outcome, RemoteProtocolError) and "array or map per" in str(outcome)
+    assert peak < 20 * len(data), f"{peak / len(data):.1f}x the message"
+    # At the budget (one per 4 bytes: [1, 2, 3] is 4 bytes) it decodes; one container more does not.
+    count = BUDGETED // BYTES_PER_CONTAINER
+    at = b"\x9a" + count.to_bytes(4, "big") + b"\x83\x01\x02\x03" * count  # (the outer array: the 5-byte header's)
+    assert codec.decode_args(at) == [[1, 2, 3]] * count
+    with pytest.raises(RemoteProtocolError, match="array or map per"):
+        codec.decode_args(at[:-4] + b"\x82\x80\x61x")
+    # A large binary's bytes that look like array headers are not counted as arrays.
+    blob = bytes([0x80]) * SIZE
+    assert codec.decode_args(cbor2.dumps([blob, [1]])) == [blob, [1]]
+
+
+@pytest.mark.parametrize(
+    ("tag", "content"),
+    [(35, "(a+)+$"), (36, "Content-Type: text/plain\n\nhi"), (258, [1, 2]), (30, [1, 3]), (260, b"\x7f\0\0\1")],
+)
+def test_cbor_tags_that_would_build_objects_are_refused(tag: int, content: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match=f"CBOR tag {tag} is not carried"):
+        CborCodec().decode_args(cbor2.dumps([cbor2.CBORTag(tag, content)]))
+    shared_cycle = bytes([0x81, 0xD8, 28, 0x81, 0xD8, 29, 0x00])  # [shareable([sharedref(0)])]
+    with pytest.raises(RemoteProtocolError, match="not carried"):
+        CborCodec().decode_args(shared_cycle)
+    assert CborCodec().decode_args(cbor2.dumps([cbor2.CBORTag(9999, "x")])) == [cbor2.CBORTag(9999, "x")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=256))
+def test_any_bytes_decode_as_cbor_or_are_refused_cleanly(data: bytes) -> None:
+    codec = CborCodec()
+    for decode in (codec.decode_value, codec.decode_args, codec.decode_items):
+        with contextlib.suppress(RemoteProtocolError):
+            decode(data)

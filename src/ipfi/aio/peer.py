@@ -679,7 +679,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             self._finish_serving(call_id)
 
     async def _produce(self, call_id: int, procedure: Procedure, iterator: Any) -> None:
-        self._core.open_output_stream(call_id)
+        self._core.open_output_stream(call_id, procedure.item_check)
         core = self._core
         credit = core.credit(call_id)  # then as send_item returns it: no call per item to ask
         turn = ITEMS_PER_TURN  # items until this producer lets the others run (see _next_turn)

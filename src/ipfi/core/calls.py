@@ -15,7 +15,8 @@ the moment it needs one (its first stream item).
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 
 class Plain(enum.Enum):
@@ -34,10 +35,11 @@ class Call:
 
     ``receive_credit`` counts the stream items the other side may still send on it (``None``: no
     stream comes this way any more), ``send_credit`` those this side may still send (``None``: no
-    stream goes out), ``pending`` the items encoded but not yet framed.
+    stream goes out), ``pending`` the items encoded but not yet framed, ``item_check`` what each
+    item sent must pass first (a procedure's return hint), if anything.
     """
 
-    __slots__ = ("call_id", "deadline", "outgoing", "pending", "receive_credit", "send_credit")
+    __slots__ = ("call_id", "deadline", "item_check", "outgoing", "pending", "receive_credit", "send_credit")
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class Call:
         self.send_credit = send_credit
         self.pending: list[bytes] = []
         self.deadline = deadline
+        self.item_check: Callable[[Any], Any] | None = None
 
     @property
     def state(self) -> str:

@@ -1,8 +1,8 @@
 """Codecs turn call arguments, results and stream items into bytes and back.
 
-Three are built in and negotiated in the handshake: ``msgpack`` (default), ``json`` and ``raw``
-(bytes only: one positional argument, results and items are bytes). Error records always need
-structure, so ``raw`` encodes them as JSON.
+Four are built in and negotiated in the handshake: ``msgpack`` (default), ``json``, ``raw``
+(bytes only: one positional argument, results and items are bytes) and, with cbor2 installed,
+``cbor`` (see cbor_codec.py). Error records always need structure, so ``raw`` encodes them as JSON.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import functools
+import importlib.util
 import json
 import struct
 import uuid
@@ -277,8 +278,8 @@ def _hashable(key: Any) -> Any:
     return key
 
 
-def _undecodable(data: Buffer, exc: Exception) -> RemoteProtocolError:
-    return RemoteProtocolError(f"msgpack: cannot decode {len(data)} bytes: {exc}")
+def _undecodable(data: Buffer, exc: BaseException, codec: str = "msgpack") -> RemoteProtocolError:
+    return RemoteProtocolError(f"{codec}: cannot decode {len(data)} bytes: {exc}")
 
 
 _unpackb = msgpack.unpackb  # msgpack ≥ 1.0 decodes str as str (raw=False) by default
@@ -606,12 +607,20 @@ def _raw_bytes(value: Any) -> bytes:
     return bytes(value)
 
 
-CODECS: Final[dict[str, type[Codec]]] = {
+def _cbor(*, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> Codec:
+    from .cbor_codec import CborCodec  # (its module imports this one)
+
+    return CborCodec(binary_views=binary_views, custom_types=custom_types)
+
+
+CODECS: Final[dict[str, Callable[..., Codec]]] = {
     MsgpackCodec.name: MsgpackCodec,
     JsonCodec.name: JsonCodec,
     RawCodec.name: RawCodec,
+    "cbor": _cbor,
 }
-DEFAULT_CODECS: Final = ("msgpack", "json", "raw")
+#: What a peer offers and accepts unless told otherwise: every codec installed (cbor needs cbor2).
+DEFAULT_CODECS: Final = ("msgpack", "json", "raw") + (("cbor",) if importlib.util.find_spec("cbor2") else ())
 
 
 def get_codec(name: str, *, binary_views: bool = False, custom_types: Sequence[CustomType] = ()) -> Codec:

@@ -491,13 +491,17 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
     # -- streams -------------------------------------------------------------------------------
 
-    def open_output_stream(self, call_id: int) -> None:
-        """The procedure serving ``call_id`` streams its result: it may send ``window`` items now."""
+    def open_output_stream(self, call_id: int, item_check: Callable[[Any], Any] | None = None) -> None:
+        """The procedure serving ``call_id`` streams its result: it may send ``window`` items now,
+        each first passed through ``item_check`` (its procedure's, see ``Procedure.item_check``)."""
         entry = self._calls.get(call_id)
         if entry is _RUNNING:
-            self._calls[call_id] = Call(call_id, outgoing=False, send_credit=self._peer_window)
+            entry = self._calls[call_id] = Call(call_id, outgoing=False, send_credit=self._peer_window)
         elif type(entry) is Call and not entry.outgoing and entry.send_credit is None:
             entry.send_credit = self._peer_window
+        else:
+            return
+        entry.item_check = item_check
 
     def _stream_out(self, call_id: int) -> Call | None:
         entry = self._calls.get(call_id)
@@ -515,7 +519,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
     def send_item(self, call_id: int, item: Any) -> int:
         """Encode and queue one stream item; returns how many more may be sent now (the
         :meth:`credit` left). Items queued before the next :meth:`data_to_send` go out as one ITEMS
-        message. Raises ``TypeError`` if the codec cannot encode ``item``, :class:`PayloadTooLarge`
+        message. Raises ``TypeError`` if the codec cannot encode ``item`` (:class:`InvalidResult` if it
+        does not fit its procedure's hint), :class:`PayloadTooLarge`
         past the peer's message limit, :class:`ConnectionLost` if the stream has ended (cancelled,
         expired, closed), :class:`LocalProtocolError` past the credit (wait for CreditReceived)."""
         call = self._stream_out(call_id)
@@ -526,6 +531,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
         credit: int = call.send_credit  # type: ignore[assignment]
         if queued >= credit:
             raise LocalProtocolError(f"stream {call_id} has no credit left")
+        if call.item_check is not None:
+            item = call.item_check(item)
         encoded = self._encode_item(item)
         if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:
             raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")

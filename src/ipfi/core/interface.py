@@ -42,6 +42,8 @@ class Procedure:
     signature: inspect.Signature | None
     #: The resolved type hints (empty when the procedure has none, or they are not checked).
     hints: Mapping[str, Any] = field(default_factory=dict)
+    #: What each streamed item must pass before it is sent (see ``Connection.open_output_stream``).
+    item_check: Callable[[Any], Any] | None = None
     #: A plain function that does not block: drivers run it at once where its call was read.
     inline: bool = field(init=False)
 
@@ -202,13 +204,16 @@ class Interface:
             signature = None
         kind = _kind_of(function)
         hints = contracts.hints_of(function, procedure_name) if signature is not None else {}
+        item_check = None
         if hints and (self._check_types if check_types is None else check_types):
             contract = contracts.Contract(procedure_name, signature, hints, kind.streams)  # type: ignore[arg-type]
-            if contract.checks_arguments or contract.result is not None:
+            if contract.checks_arguments or (contract.result is not None and not kind.streams):
                 function = contracts.enforcing(
                     function, contract, awaits=kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR), yields=kind.streams
                 )
-        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints)
+            if kind.streams:
+                item_check = contract.item_check()
+        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints, item_check)
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     @property

@@ -944,7 +944,7 @@ class Peer(MakesProxies, PeerBase):
         items = work.items
         assert items is not None
         with self._lock:
-            core.open_output_stream(call_id)
+            core.open_output_stream(call_id, work.procedure.item_check)
             flusher = self._flusher
             if flusher is None:
                 flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
