@@ -36,7 +36,7 @@ from .errors import RemoteProtocolError
 try:
     import cbor2
 except ImportError:  # (the codec is offered only when it is installed: see CODECS)
-    cbor2 = None
+    cbor2 = None  # type: ignore[assignment]
 
 #: cbor2's semantic tags that build what ipfi does not carry (see the module's docstring).
 REFUSED_TAGS: Final = (5, 21, 22, 23, 24, 25, 28, 29, 30, 32, 33, 34, 35, 36, 52, 54, 100, 256, 258, 260, 261, 1004)
