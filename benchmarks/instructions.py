@@ -1,12 +1,13 @@
 """Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
 
-    python -m benchmarks.instructions [--driver aio|aio-async|sync] [--untyped] [--calls 12000] [--warmup 2000]
+    python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync] [--untyped] [--calls N] [--warmup N]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
 ``warmup`` calls, and prints the difference divided by the calls between: start-up cancels out.
-``aio-async`` serves an ``async def`` procedure instead of a plain ``def``; ``--untyped`` serves them
-without checking their type hints.
+``aio-async`` serves an ``async def`` procedure instead of a plain ``def``, ``aio-stream`` counts per
+item of an async generator's stream (``--calls`` items); ``--untyped`` serves them without checking
+their type hints.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import ipfi
@@ -38,11 +40,20 @@ def _interface() -> ipfi.Interface:
     async def aecho(value: bytes) -> bytes:
         return value
 
+    @iface.procedure
+    async def items(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield PAYLOAD
+
     return iface
 
 
 async def _run_aio(address: str, calls: int, name: str) -> None:
     async with await ipfi.serve(address, _interface()), ipfi.connect(address) as peer:
+        if name == "items":  # (one stream of that many items)
+            async for _ in peer.stream("items", calls):
+                pass
+            return
         for _ in range(calls):
             await peer.call(name, PAYLOAD)
 
@@ -61,7 +72,8 @@ def run(driver: str, calls: int) -> None:
             return
         import uvloop
 
-        uvloop.run(_run_aio(address, calls, "aecho" if driver == "aio-async" else "echo"))
+        name = {"aio-async": "aecho", "aio-stream": "items"}.get(driver, "echo")
+        uvloop.run(_run_aio(address, calls, name))
 
 
 def count(driver: str, calls: int, untyped: bool) -> int:
@@ -87,7 +99,7 @@ def count(driver: str, calls: int, untyped: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--driver", choices=["aio", "aio-async", "sync"], default="aio")
+    parser.add_argument("--driver", choices=["aio", "aio-async", "aio-stream", "sync"], default="aio")
     parser.add_argument("--calls", type=int, default=12_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
@@ -100,7 +112,8 @@ def main() -> None:
         return
     many, few = count(args.driver, args.calls, args.untyped), count(args.driver, args.warmup, args.untyped)
     shown = f"{args.driver}{' untyped' if args.untyped else ''}"
-    print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per round trip")
+    unit = "item streamed" if args.driver == "aio-stream" else "round trip"
+    print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per {unit}")
 
 
 if __name__ == "__main__":

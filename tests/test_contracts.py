@@ -12,7 +12,7 @@ import enum
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Literal, NamedTuple, Protocol, TypedDict
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypedDict
 
 import msgspec
 import pytest
@@ -77,6 +77,7 @@ CASES = {
     "tuple": Case(tuple[int, str], [1, "a"], (1, "a"), [1, "a"], [1, 2], "value[1]: expected str, got int"),
     "Optional": Case(int | None, None, None, None, "x", "value: expected int | null, got str"),
     "union": Case(int | str, "a", "a", "a", 1.5, "value: expected int | str, got float"),
+    "Annotated constraint": Case(Annotated[int, msgspec.Meta(ge=0)], 3, 3, 3, -1, "value: expected int >= 0"),
     "Literal": Case(Literal["a", "b"], "b", "b", "b", "c", "value: invalid enum value 'c'"),
     "Enum": Case(Color, "red", Color.RED, "red", "green", "value: invalid enum value 'green'"),
     "datetime": Case(datetime.datetime, WHEN, WHEN, WHEN, "yesterday", "value: invalid RFC3339 encoded datetime"),

@@ -4,11 +4,16 @@ it. Behaviours both drivers share (deadlines, cancel, leaving a stream, messages
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import decimal
 import gc
 import tracemalloc
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import cbor2
 import pytest
 
 import ipfi
@@ -211,3 +216,27 @@ async def test_an_idle_connection_holds_little_memory(sock_path: str) -> None:
             for peer in peers:
                 await peer.aclose()
     assert per_connection < 16 * 1024
+
+
+async def test_cbor_carries_msgpacks_types_and_custom_types_as_tags() -> None:
+    @dataclasses.dataclass
+    class Money:
+        cents: int
+
+    money = ipfi.CustomType(Money, 17, lambda m: str(m.cents).encode(), lambda b: Money(int(b)))
+    value = {
+        (1, 2): "a tuple key",
+        "when": datetime.datetime(2026, 11, 29, 12, 30, tzinfo=datetime.UTC),
+        "id": uuid.UUID(int=42),
+        "price": decimal.Decimal("1.10"),
+        "big": 2**100,
+        "bytes": b"\x00\xff",
+        "money": Money(250),
+    }
+    client, _ = await ipfi.pair(calc.iface, calc.iface, codecs=["cbor"], custom_types=[money])
+    assert client.codec == "cbor"
+    assert await client.call("echo", value) == value
+    assert cbor2.loads(client._core.codec.encode_value(Money(3))) == cbor2.CBORTag(65536 + 17, b"3")  # type: ignore[union-attr]
+    with pytest.raises(ipfi.Unencodable, match=r"argument 0\[1\]: frozenset: not a CBOR type ipfi carries"):
+        await client.call("echo", [1, frozenset()])
+    await client.aclose()

@@ -171,7 +171,7 @@ def test_a_custom_type_round_trips(world: World, record: Record) -> None:
         ("msgpack", [[1, object()]], {}, r"argument 0\[1\]: object"),
         ("json", [[0, {1: "x"}]], {}, r"argument 0\[1\]: the map key 1 is not a string"),
         ("json", [], {"value": {"a": b"x"}}, r"keyword argument 'value'\['a'\]: bytes is not a JSON type"),
-        ("cbor", [{"a": [{1, 2}]}], {}, r"argument 0\['a'\]\[0\]: set is not a CBOR type ipfi carries"),
+        ("cbor", [{"a": [{1, 2}]}], {}, r"argument 0\['a'\]\[0\]: set: not a CBOR type ipfi carries"),
     ],
 )
 def test_what_the_peer_could_not_decode_is_refused_at_the_call_site(

@@ -89,7 +89,7 @@ class CborCodec(_StructuredCodec):
         by_tag = {CUSTOM_TAGS + custom.code: custom for custom in custom_types}
         self._decoders: dict[int, Any] = {tag: _refuse(tag) for tag in REFUSED_TAGS}
         for tag, custom in by_tag.items():
-            self._decoders[tag] = lambda _decoder, value, custom=custom: custom.decode(value)
+            self._decoders[tag] = lambda value, _immutable, custom=custom: custom.decode(value)
         encoders: dict[type, Any] = dict.fromkeys(NOT_CARRIED, _unknown)
         for custom in custom_types:
             tag = CUSTOM_TAGS + custom.code
@@ -169,7 +169,7 @@ def _within_budget(data: bytes) -> bool:
 
 def _unknown(encoder: Any, value: Any) -> None:
     """cbor2's ``default``, and the encoder of what is not carried."""
-    raise TypeError(f"{type(value).__name__} is not a CBOR type ipfi carries")
+    raise TypeError("not a CBOR type ipfi carries")
 
 
 _ENCODE_ERRORS: Final = (TypeError, ValueError, RecursionError, OverflowError) + (

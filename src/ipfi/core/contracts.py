@@ -94,6 +94,8 @@ def _msgspec_check(hint: Any) -> Check:
     def check(value: Any) -> Any:
         try:
             return convert(value, hint, strict=True)
+        except RecursionError:
+            raise Mismatch("nested too deeply to check") from None
         except invalid as exc:
             text = str(exc).replace("`", "")
             where = _AT.search(str(exc))
@@ -183,9 +185,12 @@ def _outgoing(hint: Any) -> Check | None:
 
 
 def hints_of(function: Callable[..., Any], name: str) -> dict[str, Any]:
-    """``function``'s resolved type hints; none (with a warning) when they cannot be resolved."""
+    """``function``'s resolved type hints; none (with a warning) when they cannot be resolved, and
+    none, silently, for a callable that has no annotations of its own (a ``functools.partial``)."""
+    if not getattr(function, "__annotations__", None):
+        return {}
     try:
-        return typing.get_type_hints(function)
+        return typing.get_type_hints(function, include_extras=True)  # (Annotated constraints are checked)
     except Exception as exc:  # a forward reference to a name defined nowhere, a broken annotation
         log.warning("procedure %s: its type hints are not checked: %s: %s", name, type(exc).__name__, exc)
         return {}
