@@ -36,10 +36,20 @@ class Call:
     ``receive_credit`` counts the stream items the other side may still send on it (``None``: no
     stream comes this way any more), ``send_credit`` those this side may still send (``None``: no
     stream goes out), ``pending`` the items encoded but not yet framed, ``item_check`` what each
-    item sent must pass first (a procedure's return hint), if anything.
+    item sent must pass first (a procedure's return hint), if anything, unless it is exactly of
+    type ``item_type``.
     """
 
-    __slots__ = ("call_id", "deadline", "item_check", "outgoing", "pending", "receive_credit", "send_credit")
+    __slots__ = (
+        "call_id",
+        "deadline",
+        "item_check",
+        "item_type",
+        "outgoing",
+        "pending",
+        "receive_credit",
+        "send_credit",
+    )
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class Call:
         self.pending: list[bytes] = []
         self.deadline = deadline
         self.item_check: Callable[[Any], Any] | None = None
+        self.item_type: type | None = None
 
     @property
     def state(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
 from .codecs import CODECS, DEFAULT_CODECS, Buffer, Codec, CustomType, Unencodable
+from .contracts import ItemCheck
 from .errors import (
     ConnectionLost,
     InvalidArguments,
@@ -491,9 +492,9 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
     # -- streams -------------------------------------------------------------------------------
 
-    def open_output_stream(self, call_id: int, item_check: Callable[[Any], Any] | None = None) -> None:
+    def open_output_stream(self, call_id: int, item_check: ItemCheck | None = None) -> None:
         """The procedure serving ``call_id`` streams its result: it may send ``window`` items now,
-        each first passed through ``item_check`` (its procedure's, see ``Procedure.item_check``)."""
+        each first checked by ``item_check`` (its procedure's, see ``Procedure.item_check``)."""
         entry = self._calls.get(call_id)
         if entry is _RUNNING:
             entry = self._calls[call_id] = Call(call_id, outgoing=False, send_credit=self._peer_window)
@@ -501,7 +502,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
             entry.send_credit = self._peer_window
         else:
             return
-        entry.item_check = item_check
+        if item_check is not None:
+            entry.item_check, entry.item_type = item_check
 
     def _stream_out(self, call_id: int) -> Call | None:
         entry = self._calls.get(call_id)
@@ -531,7 +533,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         credit: int = call.send_credit  # type: ignore[assignment]
         if queued >= credit:
             raise LocalProtocolError(f"stream {call_id} has no credit left")
-        if call.item_check is not None:
+        if call.item_check is not None and type(item) is not call.item_type:
             item = call.item_check(item)
         encoded = self._encode_item(item)
         if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:

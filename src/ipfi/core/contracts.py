@@ -12,13 +12,14 @@ from __future__ import annotations
 import collections.abc
 import datetime
 import decimal
+import functools
 import inspect
 import logging
 import re
 import typing
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -213,6 +214,19 @@ def item_hint(hint: Any) -> Any:
     return inspect.Parameter.empty
 
 
+class ItemCheck(NamedTuple):
+    """How the core checks each item a generator procedure yields, as it is sent."""
+
+    #: Checks an item and makes it plain data; raises :class:`InvalidResult` for one that does not fit.
+    check: Callable[[Any], Any]
+    #: Items of exactly this type pass without the call (the commonest hints: see ``_EXACT_TYPES``).
+    exact: type
+
+
+class _Never:
+    """The type of no item: where every item is checked."""
+
+
 class Contract:
     """The checks of one procedure's hints, applied around each call of it."""
 
@@ -271,17 +285,12 @@ class Contract:
         except Mismatch as exc:
             raise InvalidArguments(f"{self.name}: {_where(str(exc), parameter)}") from None
 
-    def item_check(self) -> Callable[[Any], Any] | None:
+    def item_check(self) -> ItemCheck | None:
         """What each item a generator procedure yields must pass before it is sent (``None``:
-        nothing to check): raises :class:`InvalidResult` for one that does not fit."""
-        check = self.result
-        if check is None:
+        nothing to check)."""
+        if self.result is None:
             return None
-        exact = _EXACT_TYPES.get(_hint_of(check))
-        returned = self.returned
-        if exact is None:
-            return lambda item: returned(item, "item")
-        return lambda item: item if type(item) is exact else returned(item, "item")
+        return ItemCheck(functools.partial(self.returned, what="item"), _EXACT_TYPES.get(_hint_of(self.result), _Never))
 
     def returned(self, value: Any, what: str = "result") -> Any:
         """``value`` checked against the result's hint and made plain data; raises

@@ -40,10 +40,11 @@ class Procedure:
     #: Run in a worker thread instead of on the event loop (for plain functions that block).
     blocking: bool
     signature: inspect.Signature | None
-    #: The resolved type hints (empty when the procedure has none, or they are not checked).
+    #: The resolved type hints (empty without any): described by ``ipfi.describe``, and checked
+    #: unless ``check_types`` is off.
     hints: Mapping[str, Any] = field(default_factory=dict)
     #: What each streamed item must pass before it is sent (see ``Connection.open_output_stream``).
-    item_check: Callable[[Any], Any] | None = None
+    item_check: contracts.ItemCheck | None = None
     #: A plain function that does not block: drivers run it at once where its call was read.
     inline: bool = field(init=False)
 
@@ -205,8 +206,8 @@ class Interface:
         kind = _kind_of(function)
         hints = contracts.hints_of(function, procedure_name) if signature is not None else {}
         item_check = None
-        if hints and (self._check_types if check_types is None else check_types):
-            contract = contracts.Contract(procedure_name, signature, hints, kind.streams)  # type: ignore[arg-type]
+        if hints and signature is not None and (self._check_types if check_types is None else check_types):
+            contract = contracts.Contract(procedure_name, signature, hints, kind.streams)
             if contract.checks_arguments or (contract.result is not None and not kind.streams):
                 function = contracts.enforcing(
                     function, contract, awaits=kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR), yields=kind.streams
