@@ -8,43 +8,22 @@ import asyncio
 import dataclasses
 import datetime
 import decimal
-import enum
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 import msgspec
 import pytest
 
 import ipfi
 import ipfi.sync
-
-
-class Color(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int = 0
+from tests.helpers.typed import Color, Item, Pair, Point
 
 
 class Span(TypedDict):
     name: str
     size: int
-
-
-class Pair(NamedTuple):
-    left: int
-    right: str
-
-
-class Item(msgspec.Struct):
-    name: str
-    price: decimal.Decimal
 
 
 WHEN = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
@@ -88,7 +67,7 @@ CASES = {
                       {"name": "a"}, "value: object missing required field size"),
     "NamedTuple": Case(Pair, [1, "a"], Pair(1, "a"), [1, "a"], [1], "value: expected array of length 2, got 1"),
     "Struct": Case(Item, {"name": "a", "price": decimal.Decimal("1.5")}, Item("a", decimal.Decimal("1.5")),
-                   {"name": "a", "price": decimal.Decimal("1.5")}, {"name": "a"},
+                   {"name": "a", "price": decimal.Decimal("1.5"), "tags": []}, {"name": "a"},
                    "value: object missing required field price"),
 }  # fmt: skip
 

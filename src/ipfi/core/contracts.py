@@ -295,13 +295,17 @@ class Contract:
     def returned(self, value: Any, what: str = "result") -> Any:
         """``value`` checked against the result's hint and made plain data; raises
         :class:`InvalidResult` when it does not fit."""
-        result = self.result
-        if result is None:
-            return value
-        try:
-            return result(value)
-        except Mismatch as exc:
-            raise InvalidResult(f"{self.name}: {_where(str(exc), what)}") from None
+        return _fitted(self.result, value, self.name, what)
+
+
+def _fitted(check: Check | None, value: Any, name: str, what: str) -> Any:
+    """``value`` through ``check``; a misfit is :class:`InvalidResult` naming the procedure and where."""
+    if check is None:
+        return value
+    try:
+        return check(value)
+    except Mismatch as exc:
+        raise InvalidResult(f"{name}: {_where(str(exc), what)}") from None
 
 
 def _where(message: str, name: str) -> str:
@@ -344,13 +348,7 @@ class Outgoing:
     def received(self, value: Any, what: str = "result") -> Any:
         """``value`` checked against the declared type and rebuilt into it; raises
         :class:`InvalidResult` when it does not fit."""
-        check = self._result
-        if check is None:
-            return value
-        try:
-            return check(value)
-        except Mismatch as exc:
-            raise InvalidResult(f"{self.name}: {_where(str(exc), what)}") from None
+        return _fitted(self._result, value, self.name, what)
 
 
 async def _awaited(contract: Contract, awaitable: Any) -> Any:
