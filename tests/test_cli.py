@@ -252,6 +252,8 @@ def test_serve_call_and_info(env: dict[str, str], running: Any) -> None:
     by_name = {entry["name"]: entry for entry in info["procedures"]}
     assert by_name["add"]["signature"] == "(a: 'int', b: 'int') -> 'int'"
     assert by_name["count"]["streams"] is True
+    assert [parameter["schema"] for parameter in by_name["add"]["parameters"]] == [{"type": "integer"}] * 2
+    assert by_name["add"]["result"] == {"type": "integer"} and by_name["count"]["result"] == {"type": "integer"}
     text = ipfi(env, "info", "service:calc", "--format", "table").stdout.decode()
     assert "peer_credentials" in text and "COMMAND (1)" in text and "SIGNATURE" in text
     assert ipfi(env, "info", "service:calc", "--format", "raw").stdout.decode().startswith("peer-")
