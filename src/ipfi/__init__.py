@@ -50,6 +50,7 @@ from .core.errors import (
     IpfiError,
     KeepaliveTimeout,
     LocalProtocolError,
+    NotOnThisPlatform,
     PayloadTooLarge,
     ProcedureNotFound,
     ProtocolError,
@@ -68,7 +69,7 @@ from .reconnect_policy import Reconnect
 from .schemas import Schemas
 from .server_events import Connected, Disconnected, FdReady, Received, ServerEvent, TimerFired
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # (the one place the version is written: pyproject.toml reads it)
 
 __all__ = [
     "Address",
@@ -104,6 +105,7 @@ __all__ = [
     "Limits",
     "LocalProtocolError",
     "Message",
+    "NotOnThisPlatform",
     "Opening",
     "OptionArgs",
     "Options",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, TypedDict, Unpack
 
 from .core.codecs import CODECS, DEFAULT_CODECS, CustomType
-from .core.errors import HandshakeError
+from .core.errors import HandshakeError, NotOnThisPlatform
 from .core.handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
 from .core.limits import Limits
 from .core.reading import PayloadCheck
@@ -35,7 +37,8 @@ class Options:
       0660 lets the socket's group in too).
     - ``allow_uids``: server only; the user ids allowed to connect, checked with the kernel's
       record of the peer (``SO_PEERCRED``) before any byte is read. Peers whose credentials
-      cannot be known (TCP) are then refused too.
+      cannot be known (TCP) are then refused too. :class:`NotOnThisPlatform` where the kernel
+      keeps no such record (any platform but Linux, for now).
     - ``custom_types``: Python types the msgpack codec carries as extension types (see
       :class:`~ipfi.CustomType`), beyond those built in: ``uuid.UUID``, ``decimal.Decimal`` and
       timezone-aware ``datetime``. Both ends need the same ones. JSON carries JSON's types only.
@@ -85,6 +88,10 @@ class Options:
         unknown = [name for name in self.codecs if name not in CODECS]
         if unknown or not self.codecs:
             raise ValueError(f"codecs must name some of {list(CODECS)}, got {list(self.codecs)}")
+        if self.allow_uids is not None and not hasattr(socket, "SO_PEERCRED"):
+            raise NotOnThisPlatform(
+                f"allow_uids needs the kernel's record of a peer (SO_PEERCRED, Linux's), which {sys.platform} has not"
+            )
         if "cbor" in self.codecs and "cbor" not in DEFAULT_CODECS:
             raise ValueError("the cbor codec needs cbor2: pip install 'ipfi[cbor]'")
         if self.keepalive is not None and self.keepalive <= 0:

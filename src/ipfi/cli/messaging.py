@@ -45,7 +45,8 @@ def announce(text: str) -> None:
 def stop_on_signals(server: Server) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.close)
+        with contextlib.suppress(NotImplementedError):  # (Windows' loops have none: Ctrl-C still stops it)
+            loop.add_signal_handler(signum, server.close)
 
 
 #: How long a client command waits, connecting and for replies, when --timeout is not given.

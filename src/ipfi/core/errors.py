@@ -22,6 +22,7 @@ own connection::
     │   ├── KeepaliveTimeout              (also TimeoutError) the peer stayed silent too long
     │   └── IdleTimeout                   nothing happened on the connection for too long
     ├── InheritedConnection               a blocking connection used in a forked child
+    ├── NotOnThisPlatform                 (also NotImplementedError) e.g. Unix sockets on Windows
     ├── AddressError                      (also ValueError)
     │   ├── AddressTooLong
     │   └── AddressInUse
@@ -120,6 +121,12 @@ class AddressTooLong(AddressError):
 
 class AddressInUse(AddressError):
     """Another server is serving this address (a live socket there, or a service's lock held)."""
+
+
+class NotOnThisPlatform(IpfiError, NotImplementedError):
+    """What this platform cannot do yet: ``unix:`` and ``service:`` addresses where Python has no
+    Unix sockets (Windows: ipcprims uses named pipes there, ipfi does not yet); a named service's
+    lock where there is no ``fcntl``."""
 
 
 class SchemaError(IpfiError, ValueError):

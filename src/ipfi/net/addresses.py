@@ -8,9 +8,10 @@ import os
 import shlex
 import socket
 import stat
+import sys
 from dataclasses import dataclass
 
-from ..core.errors import AddressError, AddressInUse, AddressTooLong
+from ..core.errors import AddressError, AddressInUse, AddressTooLong, NotOnThisPlatform
 from .services import SUN_PATH_MAX, check_name_form, socket_path
 
 SCHEMES = ("unix", "tcp", "stdio", "exec", "service")
@@ -59,6 +60,11 @@ def parse_address(text: str) -> Address:
     if not sep or scheme not in SCHEMES:
         raise AddressError(
             f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME"
+        )
+    if scheme in ("unix", "service") and not hasattr(socket, "AF_UNIX"):
+        raise NotOnThisPlatform(
+            f"{text!r}: {scheme}: addresses need Unix sockets, which Python has not here ({sys.platform});"
+            " not on Windows yet (ipcprims uses named pipes there): use tcp://127.0.0.1:PORT"
         )
     if scheme == "service":
         return Address("service", name=check_name_form(rest))

@@ -7,9 +7,12 @@ import contextlib
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 _UCRED = struct.Struct("3i")
+
+#: (None where Python has no Unix sockets: Windows.)
+_AF_UNIX: Final = getattr(socket, "AF_UNIX", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +25,9 @@ class Credentials:
 
 
 def peer_credentials(sock: Any) -> Credentials | None:
-    """The credentials of a connected Unix socket's peer; ``None`` for other sockets or platforms."""
-    if sock is None or sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+    """The credentials of a connected Unix socket's peer; ``None`` for other sockets, and where the
+    kernel's record is not ``SO_PEERCRED`` (Linux's; macOS keeps another, not read yet)."""
+    if sock is None or sock.family != _AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
         return None
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
@@ -36,7 +40,7 @@ def size_unix_buffers(sock: Any, size: int | None) -> None:
     """Ask the kernel for ``size`` bytes of send and of receive buffer on a Unix socket (it caps them
     at ``net.core.wmem_max`` / ``rmem_max``). TCP keeps the kernel's autotuning, which a fixed size
     would turn off."""
-    if size is None or sock is None or sock.family != socket.AF_UNIX:
+    if size is None or sock is None or sock.family != _AF_UNIX:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)

@@ -1,6 +1,9 @@
 """Whether a peer has gone, without reading what it sent: a connection whose reading is paused
 (its messages unread, its replies not taken, its calls at the limit) must still end when the peer
-leaves, or its fd, memory and slot would be held for ever."""
+leaves, or its fd, memory and slot would be held for ever. And waiting until an fd can be read.
+
+Both use ``poll()``; where there is none (Windows), ``select()``, which cannot tell a hang-up from
+data without reading: there a paused connection ends when it is read again."""
 
 from __future__ import annotations
 
@@ -10,17 +13,30 @@ from typing import Final
 #: Seconds between two looks at a paused connection.
 HANGUP_CHECK_INTERVAL: Final = 1.0
 
+_HAS_POLL: Final = hasattr(select, "poll")
 # POLLRDHUP (Linux): the peer shut its writing side, even with unread bytes still queued.
-_HANGUP: Final = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+_HANGUP: Final = (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR) if _HAS_POLL else 0
 
 
 def peer_hung_up(fd: int) -> bool:
     """The peer of socket or pipe ``fd`` has closed (or the fd broke); never blocks."""
     if fd < 0:
         return True
+    if not _HAS_POLL:
+        return False
     poller = select.poll()
     poller.register(fd, _HANGUP)
     return any(events & _HANGUP for _, events in poller.poll(0))
+
+
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` can be read (data, its end, or an error) within ``timeout`` seconds."""
+    if not _HAS_POLL:
+        readable, _, broken = select.select([fd], [], [fd], timeout)
+        return bool(readable or broken)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 
 def transport_fd(transport: object) -> int | None:

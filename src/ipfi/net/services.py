@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
-from ..core.errors import AddressError, AddressInUse, AddressTooLong
+from ..core.errors import AddressError, AddressInUse, AddressTooLong, NotOnThisPlatform
 
 RUNDIR_ENV = "IPFI_RUNDIR"
 SOCKET_SUFFIX = ".sock"
@@ -125,7 +125,7 @@ class ServiceLock:
         while True:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(fd, exclusive=True)
             except BlockingIOError:
                 holder = _read_pid(fd)
                 os.close(fd)
@@ -157,6 +157,16 @@ class ServiceLock:
                 os.unlink(path)
         os.close(self._fd)
         self._fd = -1
+
+
+def _flock(fd: int, *, exclusive: bool) -> None:
+    """Take ``fd``'s lock without waiting (``BlockingIOError`` when another holds it); fcntl is
+    imported here, where it is needed: ``import ipfi`` works where it does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        raise NotOnThisPlatform(f"named services need fcntl's locks, which {sys.platform} lacks") from None
+    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
 def _read_pid(fd: int) -> int | None:
@@ -194,7 +204,7 @@ def _lock_holder(lock_path: Path) -> int | None:
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        _flock(fd, exclusive=False)
     except BlockingIOError:
         return _read_pid(fd) or 0
     finally:

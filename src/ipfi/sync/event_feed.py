@@ -1,14 +1,14 @@
 """A blocking server's events as one iterator: peers coming and going, plain frames, timers, fds.
 
-The consuming thread sleeps in ``select()`` on the program's fds and a wake-up pipe; the server's
-threads queue events and write a byte to the pipe when the consumer sleeps.
+The consuming thread sleeps in ``select()`` on the program's fds and a wake-up socket; the server's
+threads queue events and write a byte to it when the consumer sleeps.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import selectors
+import socket
 import threading
 import time
 from collections import deque
@@ -29,7 +29,10 @@ class EventFeed:
         self._connected: set[Any] = set()
         self._timers = Timers()
         self._selector = selectors.DefaultSelector()
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # A socket pair, not a pipe: select() takes sockets on every platform (pipes not on Windows).
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._fds: set[int] = set()
         self._rearm: int | None = None
@@ -56,7 +59,7 @@ class EventFeed:
         if self._sleeping and not self._closed:
             self._sleeping = False
             with contextlib.suppress(BlockingIOError):
-                os.write(self._wake_write, b"\0")
+                self._wake_write.send(b"\0")
 
     def peer_opened(self, peer: Any) -> None:
         with self._lock:
@@ -150,9 +153,9 @@ class EventFeed:
         with self._lock:
             self._sleeping = False
             for key, _ in ready:
-                if key.fd == self._wake_read:
+                if key.fileobj is self._wake_read:
                     with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_read, 4096)
+                        self._wake_read.recv(4096)
                 elif key.fd in self._fds:
                     # Level-triggered: unwatched until the program has had its turn to read it.
                     self._selector.unregister(key.fd)
@@ -174,5 +177,5 @@ class EventFeed:
         self._timers.clear()
         self._fds.clear()
         self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._wake_read.close()
+        self._wake_write.close()

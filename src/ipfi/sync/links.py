@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shlex
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 
 from ..core.codecs import Buffer
 from ..net.addresses import Address
+from ..net.hangup import wait_readable
 from ..net.services import not_running
 
 
@@ -47,12 +47,6 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
-def _wait_readable(fd: int, timeout: float | None) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
-
-
 class SocketLink:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
@@ -68,7 +62,7 @@ class SocketLink:
 
     def readable(self, timeout: float | None) -> bool:
         fd = self.sock.fileno()
-        return fd < 0 or _wait_readable(fd, timeout)  # a closed socket "reads" its EOF at once
+        return fd < 0 or wait_readable(fd, timeout)  # a closed socket "reads" its EOF at once
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):
@@ -102,7 +96,7 @@ class PipeLink:
             view = view[os.write(self.write_fd, view) :]
 
     def readable(self, timeout: float | None) -> bool:
-        return _wait_readable(self.read_fd, timeout)
+        return wait_readable(self.read_fd, timeout)
 
     def fileno(self) -> int | None:
         return self.read_fd
