@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +67,51 @@ def test_typed_example_runs() -> None:
         "path: [Point(x=0.0, y=1.0), Point(x=1.0, y=1.0), Point(x=2.0, y=1.0)]",
         "refused: midpoint: b.x: expected float, got str",
     ]
+
+
+def test_the_command_line_tour_runs() -> None:
+    scripts = str(Path(PYTHON).parent)  # (where the venv's ipfi command is)
+    result = subprocess.run(
+        ["bash", "examples/cli_tour.sh"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        '{"x":1.0,"y":2.0}',
+        '{"x":0.0,"y":1.0}',
+        '{"x":1.0,"y":1.0}',
+        "['midpoint', 'path']",
+        "    async def midpoint(self, a: Point, b: Point) -> Point:",
+        "hello",
+    ]
+
+
+def test_the_systemd_unit_serves(tmp_path: Path) -> None:
+    """The deployment guide's unit: its ExecStart, with %h the home its comments describe, serves."""
+    unit = (ROOT / "examples/deploy/ipfi-geometry.service").read_text()
+    [exec_start] = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    [working] = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("WorkingDirectory=")]
+    home = tmp_path / "home"
+    (home / "geometry").mkdir(parents=True)
+    (home / "geometry/.venv").symlink_to(Path(PYTHON).parent.parent)  # (the venv the unit expects)
+    (home / "geometry/examples").symlink_to(ROOT / "examples")
+    env = {**os.environ, "IPFI_RUNDIR": str(tmp_path / "run")}
+    server = subprocess.Popen(
+        shlex.split(exec_start.replace("%h", str(home))), cwd=working.replace("%h", str(home)), env=env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        info = subprocess.run(
+            [PYTHON, "-m", "ipfi", "info", "service:geometry", "--format", "json", "--timeout", "20s"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert info.returncode == 0, info.stderr
+        assert [entry["name"] for entry in json.loads(info.stdout)["procedures"]] == ["midpoint", "path"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
