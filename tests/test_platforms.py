@@ -18,7 +18,7 @@ sys.modules["fcntl"] = None  # (as if there were no such module: its import rais
 # keeps Linux's own family, which the name no longer gives it.
 _unix, _socketpair = socket.AF_UNIX, socket.socketpair
 socket.socketpair = lambda family=None, *args, **kwargs: _socketpair(family or _unix, *args, **kwargs)
-for module, names in ((os, ["pipe2"]), (socket, ["AF_UNIX", "SO_PEERCRED"]), (select, ["poll"])):
+for module, names in ((os, ["pipe2", "readv"]), (socket, ["AF_UNIX", "SO_PEERCRED"]), (select, ["poll"])):
     for name in names:
         delattr(module, name)
 """

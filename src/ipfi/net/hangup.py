@@ -3,7 +3,9 @@
 leaves, or its fd, memory and slot would be held for ever. And waiting until an fd can be read.
 
 Both use ``poll()``; where there is none (Windows), ``select()``, which cannot tell a hang-up from
-data without reading: there a paused connection ends when it is read again."""
+data without reading (there a paused connection ends when it is read again), and takes only
+sockets: a pipe is then always "readable", and a blocking reader of one waits in its read, its
+timers (deadlines, keepalive) running when data comes."""
 
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ def peer_hung_up(fd: int) -> bool:
 def wait_readable(fd: int, timeout: float | None) -> bool:
     """Whether ``fd`` can be read (data, its end, or an error) within ``timeout`` seconds."""
     if not _HAS_POLL:
-        readable, _, broken = select.select([fd], [], [fd], timeout)
+        try:
+            readable, _, broken = select.select([fd], [], [fd], timeout)
+        except OSError:  # Windows selects sockets only: a pipe is read at once, and blocks the read
+            return True
         return bool(readable or broken)
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)

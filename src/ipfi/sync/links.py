@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..core.codecs import Buffer
 from ..net.addresses import Address
@@ -75,6 +75,9 @@ class SocketLink:
         self.sock.close()
 
 
+_READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
+
+
 class PipeLink:
     """Read from one fd, write to another; owns a child process when given one."""
 
@@ -88,7 +91,11 @@ class PipeLink:
         self._closed = False
 
     def recv_into(self, buffer: memoryview) -> int:
-        return os.readv(self.read_fd, [buffer])
+        if _READV is not None:
+            return _READV(self.read_fd, [buffer])
+        data = os.read(self.read_fd, len(buffer))  # (Windows has no readv: one copy more)
+        buffer[: len(data)] = data
+        return len(data)
 
     def send(self, data: Buffer) -> None:
         view = memoryview(data)
