@@ -5,6 +5,7 @@ Simulated here, in a child process, by hiding those modules and names before ipf
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -68,6 +69,8 @@ try:
     ipfi.Options(allow_uids=[0])
 except ipfi.NotOnThisPlatform as refused:
     print(refused)
+from ipfi.cli import main
+main(["doctor", "--format", "json"])
 """
 
 
@@ -83,8 +86,9 @@ def test_without_linux_only_calls_ipfi_imports_works_over_pair_tcp_and_exec_and_
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == ["asyncio: pair, tcp, exec", "blocking: pair, tcp, exec"]
-    refusals = lines[2:]
-    assert len(refusals) == 5, refusals
+    refusals, doctor = lines[2:7], [json.loads(line) for line in lines[7:]]
+    detail = f"not on {sys.platform} yet: unix: and service: addresses"
+    assert {"check": "unix sockets", "status": "warn", "detail": detail} in doctor, doctor
     for refusal, scheme in zip(refusals[:4], ["unix", "unix", "service", "service"], strict=True):
         assert f"{scheme}: addresses need Unix sockets" in refusal and "not on Windows yet" in refusal
         assert "use tcp://127.0.0.1:PORT" in refusal

@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -18,7 +19,11 @@ from .exit_codes import DOCTOR_FAILED, OK
 from .output import Output
 
 #: Optional extras: the module each one installs, and what it gives.
-EXTRAS = {"speed": ("uvloop", "a faster event loop for ipfi.run and the command line")}
+EXTRAS = {
+    "speed": ("uvloop", "a faster event loop for ipfi.run and the command line"),
+    "cbor": ("cbor2", "the cbor codec"),
+    "schema": ("jsonschema", "--validate and ipfi.Schemas"),
+}
 #: A name this long must fit beside the runtime directory in a socket path.
 MIN_NAME_ROOM = 16
 
@@ -60,9 +65,13 @@ def _runtime_dir_checks(directory: Path) -> list[dict[str, str]]:
 
 def run_doctor(args: argparse.Namespace, out: Output) -> int:
     checks = [_check("python", "ok" if sys.version_info >= (3, 11) else "fail", platform.python_version())]
-    msgpack = package_version("msgpack")
-    checks.append(_check("msgpack", "ok" if msgpack else "fail", msgpack or "missing: reinstall ipfi"))
-    checks.extend(_runtime_dir_checks(runtime_dir()))
+    for dependency in ("msgpack", "msgspec"):
+        version = package_version(dependency)
+        checks.append(_check(dependency, "ok" if version else "fail", version or "missing: reinstall ipfi"))
+    if hasattr(socket, "AF_UNIX"):
+        checks.extend(_runtime_dir_checks(runtime_dir()))
+    else:
+        checks.append(_check("unix sockets", "warn", f"not on {sys.platform} yet: unix: and service: addresses"))
     for extra, (module, gives) in EXTRAS.items():
         version = package_version(module)
         detail = f"{module} {version}" if version else f"not installed; pip install 'ipfi[{extra}]' for {gives}"
