@@ -25,11 +25,11 @@ from .codecs import (
     BYTES_PER_CONTAINER,
     Buffer,
     CustomType,
+    StructuredCodec,
     Unencodable,
-    _StructuredCodec,
-    _succeeds,
-    _undecodable,
     locate,
+    succeeds,
+    undecodable,
 )
 from .errors import RemoteProtocolError
 
@@ -77,7 +77,7 @@ def _cbor_array_header(count: int) -> bytes:
     return b"\x9b" + count.to_bytes(8, "big")
 
 
-class CborCodec(_StructuredCodec):
+class CborCodec(StructuredCodec):
     """CBOR via ``cbor2``'s C extension; bytes stay bytes, tuples become lists."""
 
     name = "cbor"
@@ -111,7 +111,7 @@ class CborCodec(_StructuredCodec):
     encode_item = encode_record = encode_value
 
     def _unencodable(self, value: Any) -> Unencodable:
-        encodes = _succeeds(self._dumps, _ENCODE_ERRORS)
+        encodes = succeeds(self._dumps, _ENCODE_ERRORS)
         path, part = locate(value, encodes, lambda key: True)
         try:
             self._dumps(part)
@@ -130,7 +130,7 @@ class CborCodec(_StructuredCodec):
         except RecursionError:
             raise RemoteProtocolError("cbor: nested too deeply") from None
         except Exception as exc:  # cbor2 raises CBORDecodeError, with what a tag's decoder raised as its cause
-            raise _undecodable(data, exc.__cause__ or exc, "cbor") from None
+            raise undecodable(data, exc.__cause__ or exc, "cbor") from None
 
 
 #: Every byte but those that begin an array or a map (major types 4 and 5).

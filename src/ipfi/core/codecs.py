@@ -88,7 +88,7 @@ class Codec(Protocol):
         """Give back memory grown by a large message (a packer's buffer)."""
 
 
-class _StructuredCodec:
+class StructuredCodec:
     """A codec whose values can be lists and maps, so args and items are plain lists."""
 
     name = ""
@@ -154,7 +154,7 @@ def _extension_hooks(
     return extension, from_extension
 
 
-class MsgpackCodec(_StructuredCodec):
+class MsgpackCodec(StructuredCodec):
     """MessagePack via the ``msgpack`` C extension; bytes stay bytes, tuples become lists."""
 
     name = "msgpack"
@@ -222,7 +222,7 @@ class MsgpackCodec(_StructuredCodec):
 
     def _unencodable(self, value: Any) -> Unencodable:
         # (every key Python can hash arrives, tuples as tuples: see _map_with_tuple_keys)
-        path, part = locate(value, _succeeds(self._packb, _PACK_ERRORS), lambda key: True)
+        path, part = locate(value, succeeds(self._packb, _PACK_ERRORS), lambda key: True)
         try:
             self._packb(part)
         except _PACK_ERRORS as exc:
@@ -253,9 +253,9 @@ class MsgpackCodec(_StructuredCodec):
             return _unpackb(data, **unpacking, **_budget(data))
         except TypeError as exc:
             if "unhashable" not in str(exc):
-                raise _undecodable(data, exc) from None
+                raise undecodable(data, exc) from None
         except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise _undecodable(data, exc) from None
+            raise undecodable(data, exc) from None
         # A map keyed by an array (a Python tuple, as the sender had it): decoded again, slowly,
         # with such keys made tuples. The common case pays nothing for this.
         try:
@@ -263,7 +263,7 @@ class MsgpackCodec(_StructuredCodec):
                 return _unpackb(data, **unpacking, object_pairs_hook=_map_with_tuple_keys)
             return _unpackb(data, **unpacking, **_budget(data, tuple_keys=True))
         except Exception as exc:
-            raise _undecodable(data, exc) from None
+            raise undecodable(data, exc) from None
 
 
 def _map_with_tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -278,7 +278,7 @@ def _hashable(key: Any) -> Any:
     return key
 
 
-def _undecodable(data: Buffer, exc: BaseException, codec: str = "msgpack") -> RemoteProtocolError:
+def undecodable(data: Buffer, exc: BaseException, codec: str = "msgpack") -> RemoteProtocolError:
     return RemoteProtocolError(f"{codec}: cannot decode {len(data)} bytes: {exc}")
 
 
@@ -446,7 +446,7 @@ _NOTHING: Final = object()
 _PACK_ERRORS: Final = (TypeError, ValueError, OverflowError)
 
 
-def _succeeds(encode: Callable[[Any], Any], errors: tuple[type[Exception], ...]) -> Callable[[Any], bool]:
+def succeeds(encode: Callable[[Any], Any], errors: tuple[type[Exception], ...]) -> Callable[[Any], bool]:
     """Whether ``encode`` takes a value without raising one of ``errors`` (for :func:`locate`)."""
 
     def encodes(part: Any) -> bool:
@@ -459,7 +459,7 @@ def _succeeds(encode: Callable[[Any], Any], errors: tuple[type[Exception], ...])
     return encodes
 
 
-class JsonCodec(_StructuredCodec):
+class JsonCodec(StructuredCodec):
     """Compact UTF-8 JSON; bytes cannot be sent (encode them yourself)."""
 
     name = "json"
@@ -480,7 +480,7 @@ class JsonCodec(_StructuredCodec):
     encode_item = encode_record = encode_value
 
     def _unencodable(self, value: Any) -> Unencodable:
-        dumps = _succeeds(self._dumps, (TypeError, ValueError, RecursionError))
+        dumps = succeeds(self._dumps, (TypeError, ValueError, RecursionError))
 
         def encodes(part: Any) -> bool:
             return dumps(part) and _string_keys_only(part)
