@@ -154,13 +154,12 @@ def typed_proxy(peer: _Caller, protocol: Callable[..., T], *, asynchronous: bool
     for name, method in inspect.getmembers(protocol, inspect.isfunction):
         if name.startswith("_"):
             continue
-        returns = contracts.hints_of(method, name).get("return")
-        origin = typing.get_origin(returns)
-        streams = origin in (_ASYNC_ITEMS if asynchronous else _ITEMS)
+        hints = contracts.hints_of(method, name)
+        streams = typing.get_origin(hints.get("return")) in (_ASYNC_ITEMS if asynchronous else _ITEMS)
         if inspect.iscoroutinefunction(method) != (asynchronous and not streams):
             shape = "async def (a call) or def returning an AsyncIterator (a stream)" if asynchronous else "def"
             raise TypeError(f"{getattr(protocol, '__name__', protocol)}.{name}: expected {shape}")
-        outgoing = contracts.Outgoing(name, inspect.signature(method), contracts.hints_of(method, name), streams)
+        outgoing = contracts.Outgoing(name, inspect.signature(method), hints, streams)
         if streams:
             remote = (_async_stream if asynchronous else _stream)(peer, outgoing)
         else:
