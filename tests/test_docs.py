@@ -20,6 +20,7 @@ RUN_BY = {
     "examples/event_loop.py": "test_event_loop_example_runs",
     "examples/cli_tour.sh": "test_the_command_line_tour_runs",
     "examples/deploy/ipfi-geometry.service": "test_the_systemd_unit_serves",
+    "examples/morse/host.py": "test_an_rpc_session_over_a_morse_link",
 }
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SNIPPET = re.compile(r'--8<-- "([^"]+)"\n')

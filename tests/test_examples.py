@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import wave
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,16 @@ def test_the_systemd_unit_serves(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_an_rpc_session_over_a_morse_link(tmp_path: Path) -> None:
+    recording = tmp_path / "morse.wav"
+    output = _run("morse/host.py", "--wav", str(recording))
+    assert "call: hello Ada, from the far end of a Morse link to the host (pid " in output
+    assert "stream: [3, 2, 1, 0]" in output and "the module exited with status 0" in output
+    sent, received = map(int, re.search(r"symbols: (\d+) sent, (\d+) received", output).groups())  # type: ignore[union-attr]
+    assert sent > 1000 and received > 1000
+    [first] = [line.removeprefix("the first ones: ") for line in output.splitlines() if line.startswith("the first")]
+    assert set(first) <= set(".- ") and first.startswith("....- ----. ")  # 0x49 'I' of ipcprims' magic "IP"
+    with wave.open(str(recording)) as tones:
+        assert tones.getframerate() == 8000 and tones.getnframes() > 8000 * 10
