@@ -128,7 +128,7 @@ def test_unread_messages_hold_nothing_once_their_sender_leaves(start: Callable[.
 
     def fill(sock: socket.socket) -> None:
         sock.sendall(hello())
-        sock.settimeout(2)
+        sock.settimeout(0.5)  # (half a second without progress: the server has stopped reading)
         with contextlib.suppress(OSError):  # the server stops reading: the send may not finish
             sock.sendall(encode_frame(2, bytes(4096)) * 2000)
 
@@ -213,7 +213,7 @@ def test_decoding_cannot_amplify_memory(start: Callable[..., Target]) -> None:
         for name in ("add", "no_such_procedure"):
             with handshaken(target) as sock:
                 sock.sendall(call(1, name, empty_lists))
-                closed_by_server(sock, wait=3)
+                assert sock.recv(65536), "no reply"  # (the call is refused; the connection stays)
 
     served_during(target, attack, rss_cap=25 * size)  # unbounded, it took 64x
     assert target.settled(fds, threads)
