@@ -43,12 +43,14 @@ class LoopThread:
                 self._thread.start()
             return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
-    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback(*args)`` on the loop, after what is scheduled there already (not at all
-        once the loop is closed)."""
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> bool:
+        """Run ``callback(*args)`` on the loop, after what is scheduled there already; ``False``
+        (and not at all) once the loop is closed."""
         with self._lock:
-            if not self._closed and self._loop is not None:
-                self._loop.call_soon_threadsafe(callback, *args)
+            if self._closed or self._loop is None:
+                return False
+            self._loop.call_soon_threadsafe(callback, *args)
+            return True
 
     def close(self) -> None:
         """Stop the loop (what still runs is cancelled and awaited there) and wait for its thread."""

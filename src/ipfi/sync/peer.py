@@ -866,8 +866,10 @@ class Peer(MakesProxies, PeerBase):
             return future.result()
         except concurrent.futures.CancelledError:
             # If the task was cancelled before it started, nothing awaits ``awaitable``: close it
-            # there (after the task's first step, which is scheduled already).
-            loop_thread.call_soon(_close_unless_started, started, awaitable)
+            # there (after the task's first step, which is scheduled already), or here once the
+            # loop is closed (nothing runs there any more).
+            if not loop_thread.call_soon(_close_unless_started, started, awaitable):
+                _close_unless_started(started, awaitable)
             raise Cancelled(f"call {call_id} was cancelled") from None
         finally:
             with self._lock:
