@@ -258,12 +258,16 @@ class ChildProcessTransport(_WritePipeTransport):
         process.close()
 
 
+_STDOUT_GRACE = 0.5  # seconds the child's stdout may stay open after it exited
+
+
 class _ChildProtocol(asyncio.SubprocessProtocol):
     def __init__(self, target: ByteReceiver, transport: ChildProcessTransport, exited: asyncio.Future[None]) -> None:
         self._target = target
         self._transport = transport
         self._exited = exited
         self._lost = False
+        self._stdout_open = True
         self._early: list[Callable[[], None]] | None = []  # events before connected(), replayed then
 
     def connected(self) -> None:
@@ -282,6 +286,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         if self._early is not None:
             self._early.append(lambda: self.pipe_connection_lost(fd, exc))
         elif fd == 1:  # the child's stdout ended: it exited or closed it
+            self._stdout_open = False
             self._target.eof_received()
             self._lost_once(exc)
         elif fd == 0 and exc is not None:  # writing to the child failed (it died)
@@ -291,9 +296,14 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         if not self._exited.done():
             self._exited.set_result(None)
         if self._early is not None:
-            self._early.append(lambda: self._lost_once(None))
-        else:
+            self._early.append(self.process_exited)
+        elif not self._stdout_open:
             self._lost_once(None)
+        else:
+            # The exit can be seen before the last bytes the child wrote are read from its stdout
+            # (an error message, say): the end waits for the pipe's end, or for a grandchild that
+            # holds the pipe open, a moment.
+            asyncio.get_running_loop().call_later(_STDOUT_GRACE, self._lost_once, None)
 
     def pause_writing(self) -> None:
         self._target.pause_writing()
