@@ -7,14 +7,17 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import IO, Any, TypedDict, Unpack
+from dataclasses import dataclass, field, replace
+from typing import IO, Any, Final, TypedDict, Unpack
 
 from .core.codecs import CODECS, DEFAULT_CODECS, CustomType
 from .core.errors import HandshakeError, NotOnThisPlatform
 from .core.handshake import DEFAULT_SERVER_CHANNELS, normalize_channels
 from .core.limits import Limits
 from .core.reading import PayloadCheck
+
+#: The wires' protocols (see ``Options.protocol``).
+PROTOCOLS: Final = ("ipfi", "ipfi-rust", "libipc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,14 @@ class Options:
       then cross in fewer, larger reads: a 16 MiB echo ran 15-20% faster here. The kernel caps it
       at ``net.core.wmem_max``/``rmem_max``; it is a ceiling on queued bytes, not memory taken.
       TCP connections keep the kernel's autotuning.
+    - ``protocol``: the wire's protocol: ``"ipfi"`` (ipfi's own, on ipcprims' frames: the default),
+      ``"ipfi-rust"`` (IPFI's, to talk to its Rust hosts and modules: procedures are numbered,
+      see ``Interface.procedure(index=)``) or ``"libipc"`` (libIPC's plain messages; a
+      ``libipc:NAME`` address chooses it). Options of ipfi's handshake (codecs, channels, tokens,
+      keepalive, schemas) do not apply to the other two.
+    - ``remote_indices``: with ``"ipfi-rust"``, the peer's procedure numbers by name, so that
+      ``peer.call("greet", ...)`` calls the number ``{"greet": 0}`` gives it (a number is always
+      called as it is).
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -77,8 +88,12 @@ class Options:
     env: Mapping[str, str] | None = None
     cwd: str | os.PathLike[str] | None = None
     stderr: int | IO[Any] | None = None
+    protocol: str = "ipfi"
+    remote_indices: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
         try:
             normalize_channels(list(self.channels), limit=None)
         except HandshakeError as exc:
@@ -108,10 +123,17 @@ class Options:
         """The ``exec:`` child's settings, as ``subprocess`` takes them."""
         return {"env": self.env, "cwd": self.cwd, "stderr": self.stderr}
 
-    def check_spawns_for(self, scheme: str) -> None:
-        """Raises ``ValueError`` when child settings are given for a wire that starts no child."""
+    def for_scheme(self, scheme: str) -> Options:
+        """These options for an address of ``scheme``: a ``libipc:`` address speaks libIPC's wire.
+        Raises ``ValueError`` when child settings are given for a wire that starts no child, or
+        another protocol for a ``libipc:`` address."""
         if scheme != "exec" and any(value is not None for value in self.spawns.values()):
             raise ValueError(f"env, cwd and stderr are for exec: addresses, not {scheme}:")
+        if scheme != "libipc":
+            return self
+        if self.protocol == "ipfi-rust":
+            raise ValueError("a libipc: address speaks libIPC's wire, not protocol='ipfi-rust'")
+        return replace(self, protocol="libipc")
 
 
 class OptionArgs(TypedDict, total=False):
@@ -136,6 +158,8 @@ class OptionArgs(TypedDict, total=False):
     env: Mapping[str, str] | None
     cwd: str | os.PathLike[str] | None
     stderr: int | IO[Any] | None
+    protocol: str
+    remote_indices: Mapping[str, int] | None
 
 
 def make_options(**given: Unpack[OptionArgs]) -> Options:

@@ -30,8 +30,11 @@ from .core.events import (
 from .core.handshake import Hello
 from .core.interface import Interface, Procedure, error_record
 from .core.logs import RateLimitedLog
+from .core.protocol_core import ProtocolCore
 from .net.credentials import Credentials, peer_credentials, size_unix_buffers
 from .options import Options
+from .wires.ipfi_rust_core import IpfiRustCore
+from .wires.libipc_core import LibipcCore
 
 log = logging.getLogger("ipfi.server")
 connections_log = logging.getLogger("ipfi.connections")
@@ -57,6 +60,28 @@ _HANDLER_NAMES: dict[type, str] = {
 
 
 _peer_numbers = itertools.count(1)
+
+
+def new_core(role: Role, options: Options, peer_id: str) -> ProtocolCore:
+    """The protocol core ``options.protocol`` names."""
+    if options.protocol == "ipfi-rust":
+        return IpfiRustCore(role, limits=options.limits, peer_id=peer_id, remote_indices=options.remote_indices)
+    if options.protocol == "libipc":
+        return LibipcCore(role, limits=options.limits, peer_id=peer_id)
+    return Connection(
+        role,
+        limits=options.limits,
+        codecs=options.codecs,
+        channels=options.channels,
+        auth_token=options.auth_token if role is Role.CLIENT else None,
+        peer_id=peer_id,
+        rpc=options.rpc,
+        binary_views=options.binary_views,
+        custom_types=options.custom_types,
+        schemas=options.schemas,
+        keepalive=options.keepalive,
+        keepalive_timeout=options.keepalive_timeout,
+    )
 
 
 def next_peer_id() -> str:
@@ -88,20 +113,7 @@ class PeerBase:
     def __init__(self, role: Role, interface: Interface | None, options: Options, peer_id: str | None) -> None:
         self.interface = interface
         self.options = options
-        self._core = Connection(
-            role,
-            limits=options.limits,
-            codecs=options.codecs,
-            channels=options.channels,
-            auth_token=options.auth_token if role is Role.CLIENT else None,
-            peer_id=peer_id or next_peer_id(),
-            rpc=options.rpc,
-            binary_views=options.binary_views,
-            custom_types=options.custom_types,
-            schemas=options.schemas,
-            keepalive=options.keepalive,
-            keepalive_timeout=options.keepalive_timeout,
-        )
+        self._core = new_core(role, options, peer_id or next_peer_id())
         self._core.procedures = interface.callable if interface is not None else {}
         self._core.call_sink = self._call_received
         self._core.result_sink = self._result_received

@@ -21,17 +21,17 @@ InputItems = Iterable[Any] | AsyncIterable[Any] | None
 
 
 class _Caller(Protocol):
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any: ...
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any: ...
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class _OptionedPeer(Protocol):
     def _call_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Any: ...
 
     def _stream_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Any: ...
 
     @property
@@ -117,11 +117,11 @@ class Caller(MakesProxies):
         self._timeout = timeout
         self._input = input_items
 
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any:
         """As the peer's ``call``, with these options."""
         return self._peer._call_with(name, args, kwargs, self._timeout, self._input)
 
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any:
         """As the peer's ``stream``, with these options."""
         return self._peer._stream_with(name, args, kwargs, self._timeout, self._input)
 

@@ -73,7 +73,7 @@ def connect(address: str, iface: Interface | None = None, **options: Unpack[Opti
 
 
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
-    options.check_spawns_for(address.scheme)
+    options = options.for_scheme(address.scheme)
     loop = asyncio.get_running_loop()
     peer = new_peer(Role.CLIENT, iface, options)
     if address.is_unix:
@@ -166,7 +166,7 @@ class Server(TimersAndFds):
     def __init__(self, address: Address, iface: Interface | None, options: Options) -> None:
         self.address = address
         self.interface = iface
-        self.options = options
+        self.options = options.for_scheme(address.scheme)
         self.connections: set[Peer] = set()
         self._listener: Listener | None = None
         self._server: asyncio.Server | None = None

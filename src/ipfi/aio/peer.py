@@ -223,7 +223,13 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             self._close_error = ConnectionLost("refused: this user may not connect")
             self._transport.abort()
             return
-        self._core.start()
+        try:
+            events = self._core.start()
+            if events:  # (a wire without a handshake is open at once)
+                self._dispatch(events)
+        except RemoteProtocolError as exc:  # (its server's authenticate refused the peer)
+            self._violation(exc)
+            return
         self._flush()
         self._arm_timer()
 
@@ -769,7 +775,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
 
     # -- calling the peer ------------------------------------------------------------------------------
 
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """Call ``name`` on the peer: await the result. Every keyword argument goes to the procedure;
         call options (a deadline, an input stream) go through :meth:`with_options`.
 
@@ -787,7 +793,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
 
     async def _call_with(
         self,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -817,7 +823,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             self._give_up(call_id)
             raise
 
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> CallStream:
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> CallStream:
         """Call a streaming procedure; iterate the result with ``async for``. Every keyword argument
         goes to the procedure; call options go through :meth:`with_options`.
 
@@ -829,7 +835,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
 
     def _stream_with(
         self,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -926,9 +932,9 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         open or ends first."""
         if not self._core.is_open:
             raise ConnectionLost("connection is not open")
+        self._core.send_ping()
         waiter: asyncio.Future[float] = self._loop.create_future()
         self._pings.append(waiter)
-        self._core.send_ping()
         self._flush()
         return await asyncio.wait_for(waiter, timeout)
 
@@ -945,13 +951,14 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         if self._closed.done():
             return
         if self._core.is_open:
-            self._shutdown_acked = self._loop.create_future()
-            self._core.send_shutdown_request()
+            acknowledged = self._core.send_shutdown_request()
             self._flush()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._shutdown_acked), timeout)
-            except TimeoutError:
-                log.debug("peer %s: no shutdown_ack within %s s", self.peer_id, timeout)
+            if acknowledged:
+                self._shutdown_acked = self._loop.create_future()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._shutdown_acked), timeout)
+                except TimeoutError:
+                    log.debug("peer %s: no shutdown_ack within %s s", self.peer_id, timeout)
         self._close_error = self._close_error or ConnectionLost("connection closed")
         self.abort()
         await self.wait_closed()
@@ -1088,7 +1095,7 @@ class CallStream:
     def __init__(
         self,
         peer: Peer,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,

@@ -118,13 +118,13 @@ class ReconnectingPeer(MakesProxies):
                     await self._settled.wait()
         raise not_connected(self.address, self._error, self._gave_up)
 
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """As :meth:`Peer.call`, on the current connection (waiting for one as the policy says)."""
         return self._call_with(name, args, kwargs, None, None)
 
     async def _call_with(
         self,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -133,13 +133,13 @@ class ReconnectingPeer(MakesProxies):
         peer = self.peer or await self._current()
         return await peer._call_with(name, args, kwargs, timeout, input_items)
 
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """As :meth:`Peer.stream`, on the current connection (waiting for one as the policy says)."""
         return self._stream_with(name, args, kwargs, None, None)
 
     async def _stream_with(
         self,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,

@@ -8,7 +8,7 @@ import re
 
 from ..net.addresses import SCHEMES
 
-ADDRESS_HELP = "PATH (a Unix socket), unix:PATH, tcp://HOST:PORT, service:NAME, stdio: or exec:COMMAND"
+ADDRESS_HELP = "PATH (a Unix socket), unix:PATH, tcp://HOST:PORT, service:NAME, libipc:NAME, stdio: or exec:COMMAND"
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s)?")
 

@@ -66,7 +66,7 @@ _OPEN: Final = OPEN
 _AWAITING: Final = AWAITING_REPLY
 _RUNNING: Final = RUNNING
 #: Procedure names as sent, so a program calling the same few names does not re-encode them.
-_encoded_names: dict[str, bytes] = {}
+_encoded_names: dict[str | int, bytes] = {}
 log = logging.getLogger("ipfi.core")
 _NAME_CACHE_SIZE: Final = 1024
 
@@ -325,7 +325,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
     def send_call(
         self,
-        name: str,
+        name: str | int,
         args: Sequence[Any],
         kwargs: dict[str, Any] | None = None,
         *,
@@ -602,28 +602,15 @@ class Connection(Negotiation, Reading, Writing, Timers):
             raise PayloadTooLarge(f"message of {len(payload)} bytes exceeds the frame limit {self._peer_max_frame}")
         self._queue_frame(channel, payload)
 
-    def message_taken(self, size: int) -> bool:
-        """A plain message of ``size`` bytes, handed out as an event, was consumed. Returns True when
-        reading, paused for the queue's limits, should resume (half of both limits free again)."""
-        self.messages_queued -= 1
-        self.message_bytes_queued -= size
-        limits = self.limits
-        if (
-            self.reading_paused
-            and self.messages_queued <= limits.max_queued_messages // 2
-            and self.message_bytes_queued <= limits.max_queued_bytes // 2
-        ):
-            self.reading_paused = False
-            return True
-        return False
-
     def send_ping(self) -> None:
         """Queue a ping; its :class:`~ipfi.events.PongReceived` gives the round trip."""
         self._pings.append(self._clock())
         self._queue_frame(CONTROL, encode_control(PING))
 
-    def send_shutdown_request(self) -> None:
+    def send_shutdown_request(self) -> bool:
+        """Queue a shutdown request; its acknowledgement comes as :class:`ShutdownAcknowledged`."""
         self._queue_frame(CONTROL, encode_control(SHUTDOWN_REQUEST))
+        return True
 
     def close(self, reason: str = "") -> None:
         """Forget every call and stream; later sends raise :class:`ConnectionLost` (with
@@ -652,6 +639,9 @@ class _EveryName:
     def get(self, name: str, /) -> str:
         return name
 
+    def values(self) -> tuple[()]:
+        return ()
+
 
 _EVERY_NAME: Final = _EveryName()
 
@@ -660,7 +650,11 @@ def _no_codec(_: Any) -> bytes:
     raise LocalProtocolError("no codec was negotiated: RPC is not open")
 
 
-def _encode_name(name: str) -> bytes:
+def _encode_name(name: str | int) -> bytes:
+    if not isinstance(name, str):
+        raise LocalProtocolError(
+            f"procedures are called by name on ipfi's wire, not by number ({name!r}): IPFI's are (protocol='ipfi-rust')"
+        )
     encoded = name.encode()
     if len(encoded) > wire.MAX_NAME:
         raise ValueError(f"procedure name longer than {wire.MAX_NAME} bytes")

@@ -45,6 +45,8 @@ class Procedure:
     hints: Mapping[str, Any] = field(default_factory=dict)
     #: What each streamed item must pass before it is sent (see ``Connection.open_output_stream``).
     item_check: contracts.ItemCheck | None = None
+    #: Its number on IPFI's wire (``protocol="ipfi-rust"``), where procedures have no names.
+    index: int | None = None
     #: A plain function that does not block: drivers run it at once where its call was read.
     inline: bool = field(init=False)
 
@@ -54,13 +56,15 @@ class Procedure:
     def describe(self) -> dict[str, Any]:
         """Name, signature, kind and first docstring line, for introspection."""
         doc = inspect.getdoc(self.function) or ""
-        description = {
+        description: dict[str, Any] = {
             "name": self.name,
             "signature": str(self.signature) if self.signature else "(...)",
             "kind": self.kind.value,
             "streams": self.kind.streams,
             "doc": doc.splitlines()[0] if doc else "",
         }
+        if self.index is not None:
+            description["index"] = self.index
         if self.signature is not None:
             description.update(contracts.described(self.signature, self.hints, self.kind.streams))
         return description
@@ -129,7 +133,14 @@ class Interface:
 
     @overload
     def procedure(
-        self, function: F, /, *, name: str | None = None, blocking: bool = False, check_types: bool | None = None
+        self,
+        function: F,
+        /,
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+        check_types: bool | None = None,
+        index: int | None = None,
     ) -> F: ...
     @overload
     def procedure(
@@ -140,6 +151,7 @@ class Interface:
         name: str | None = None,
         blocking: bool = False,
         check_types: bool | None = None,
+        index: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def procedure(
@@ -150,6 +162,7 @@ class Interface:
         name: str | None = None,
         blocking: bool = False,
         check_types: bool | None = None,
+        index: int | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (decorator, with or without arguments); returns it unchanged.
 
@@ -176,10 +189,13 @@ class Interface:
         ``Decimal``, dataclasses, ``TypedDict``, named tuples and msgspec Structs; a parameter
         hinted with anything else (an iterator of input items, a class of your own) is not checked.
         Hints that cannot be resolved are logged at WARNING and not checked.
+
+        ``index`` numbers the procedure for IPFI's wire (``protocol="ipfi-rust"``), whose calls
+        name procedures by number only (0 to 65535, unique in the interface).
         """
 
         def register(fn: F) -> F:
-            self.add(fn, name=name, blocking=blocking, check_types=check_types)
+            self.add(fn, name=name, blocking=blocking, check_types=check_types, index=index)
             return fn
 
         return register(function) if function is not None else register
@@ -191,14 +207,20 @@ class Interface:
         name: str | None = None,
         blocking: bool = False,
         check_types: bool | None = None,
+        index: int | None = None,
     ) -> None:
-        """Register ``function`` (as :meth:`procedure` does). Raises ``ValueError`` for a name
-        already registered, or a function without a name."""
+        """Register ``function`` (as :meth:`procedure` does). Raises ``ValueError`` for a name or
+        an index already registered, an index out of range, or a function without a name."""
         procedure_name = name or getattr(function, "__name__", None)
         if not procedure_name:
             raise ValueError("a procedure needs a name")
         if procedure_name in self._procedures:
             raise ValueError(f"procedure {procedure_name!r} is already registered")
+        if index is not None:
+            if not 0 <= index < 1 << 16:
+                raise ValueError(f"index {index} is out of range (0-65535)")
+            if any(procedure.index == index for procedure in self):
+                raise ValueError(f"index {index} is already registered")
         try:
             signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
@@ -214,7 +236,7 @@ class Interface:
                 )
             if kind.streams:
                 item_check = contract.item_check()
-        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints, item_check)
+        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints, item_check, index)
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     @property

@@ -13,7 +13,7 @@ from typing import Any, Final
 from . import wire
 from .codecs import Codec, CustomType, get_codec
 from .errors import AuthenticationFailed, HandshakeError
-from .events import HandshakeComplete
+from .events import Event, HandshakeComplete
 from .frames import CONTROL, encode_frame
 from .handshake import VERSION, Hello, negotiate_channels, parse_hello, versions_compatible
 from .limits import Limits
@@ -69,15 +69,17 @@ class Negotiation:
             "max_frame": self.limits.max_frame_payload,
         }
 
-    def start(self) -> None:
-        """Queue the client hello. Servers wait for the peer's."""
+    def start(self) -> list[Event]:
+        """Queue the client hello. Servers wait for the peer's. No events: the connection opens
+        once the handshake is done."""
         if not self.role_is_client:
-            return
+            return []
         extension = None
         if self._want_rpc:
             extension = {**self._extension(), "codecs": list(self._codec_names)}
         hello = Hello(self._channels, auth_token=self._auth_token, extension=extension)
         self._queue_frame(CONTROL, hello.to_json())
+        return []
 
     def refuse(self, error: HandshakeError) -> None:
         """A server refuses the client whose hello it accepted (``authenticate`` said no) or could

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 from . import wire
@@ -32,7 +32,6 @@ from .events import (
     Event,
     HandshakeComplete,
     ItemsReceived,
-    MessageReceived,
     PongReceived,
     ResultReceived,
     ShutdownAcknowledged,
@@ -43,6 +42,7 @@ from .frames import CONTROL, ERROR, HEADER_SIZE, MAGIC, FrameDecoder
 from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
 from .limits import Limits
 from .logs import RateLimitedLog, shown
+from .message_queue import QueuedMessages
 from .negotiation import MAX_WINDOW
 from .state import CLOSED, HANDSHAKE, OPEN, State
 
@@ -80,6 +80,7 @@ class ProcedureTable(Protocol):
     """What a connection looks a called name up in (a ``dict`` of a driver's procedures)."""
 
     def get(self, name: str, /) -> Any: ...
+    def values(self) -> Iterable[Any]: ...
 
 
 #: What takes a call read on the fast path: the arguments of :class:`CallReceived`, in order.
@@ -88,7 +89,7 @@ CallSink = Callable[[int, Any, list[Any], dict[str, Any], float | None, bool], E
 ResultSink = Callable[[int, Any], Event | None]
 
 
-class Reading:
+class Reading(QueuedMessages):
     """``receive_data`` and everything it decodes."""
 
     role_is_client: bool
@@ -101,9 +102,6 @@ class Reading:
     decoder: FrameDecoder
     call_sink: CallSink
     result_sink: ResultSink
-    messages_queued: int
-    message_bytes_queued: int
-    reading_paused: bool
     procedures: ProcedureTable
     log: RateLimitedLog
     #: Checks plain frames as they arrive (``None``: none are checked).
@@ -296,16 +294,6 @@ class Reading:
         if channel != ERROR and ERROR in self.channels:
             self._queue_frame(ERROR, compact_json({"error": f"schema validation error: {reason}"}).encode())
         return False
-
-    def _queue_message_event(self, channel: int, payload: bytes | bytearray) -> MessageReceived:
-        """A plain frame for the application; past the queue's limits, reading pauses until
-        :meth:`message_taken` has freed half of them."""
-        self.messages_queued += 1
-        self.message_bytes_queued += len(payload)
-        limits = self.limits
-        if self.messages_queued >= limits.max_queued_messages or self.message_bytes_queued >= limits.max_queued_bytes:
-            self.reading_paused = True
-        return MessageReceived(channel, payload)
 
     def _handle_control(self, payload: bytes | bytearray) -> Event | None:
         now = self._clock()

@@ -1,5 +1,6 @@
 """One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``stdio:``, ``exec:cmd args``,
-``service:NAME``."""
+``service:NAME``, and ``libipc:NAME`` (a libIPC service: the socket ``NAME`` in ``$IPC_RUNDIR``,
+default ``/run/ipc``, speaking libIPC's wire)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from ..core.errors import AddressError, AddressInUse, AddressTooLong, NotOnThisPlatform
 from .services import SUN_PATH_MAX, check_name_form, socket_path
 
-SCHEMES = ("unix", "tcp", "stdio", "exec", "service")
+SCHEMES = ("unix", "tcp", "stdio", "exec", "service", "libipc")
+#: Where libIPC keeps its services' sockets unless ``$IPC_RUNDIR`` says otherwise.
+LIBIPC_RUNDIR = "/run/ipc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +33,14 @@ class Address:
     def socket_file(self) -> str:
         """The Unix socket's path: a ``unix:`` path as given; a service's in the runtime directory,
         looked up now (parsing an address never reads the environment or the file system)."""
+        if self.scheme == "libipc":
+            return os.path.join(os.environ.get("IPC_RUNDIR") or LIBIPC_RUNDIR, self.name)
         return socket_path(self.name) if self.scheme == "service" else self.path
 
     @property
     def is_unix(self) -> bool:
-        """Whether this is a Unix socket (``unix:`` or ``service:``)."""
-        return self.scheme in ("unix", "service")
+        """Whether this is a Unix socket (``unix:``, ``service:`` or ``libipc:``)."""
+        return self.scheme in ("unix", "service", "libipc")
 
     def __str__(self) -> str:
         if self.scheme == "unix":
@@ -45,8 +50,8 @@ class Address:
             return f"tcp://{host}:{self.port}"
         if self.scheme == "exec":
             return "exec:" + shlex.join(self.argv)
-        if self.scheme == "service":
-            return f"service:{self.name}"
+        if self.scheme in ("service", "libipc"):
+            return f"{self.scheme}:{self.name}"
         return "stdio:"
 
 
@@ -59,15 +64,16 @@ def parse_address(text: str) -> Address:
     scheme, sep, rest = text.partition(":")
     if not sep or scheme not in SCHEMES:
         raise AddressError(
-            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME"
+            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME,"
+            " libipc:NAME"
         )
-    if scheme in ("unix", "service") and not hasattr(socket, "AF_UNIX"):
+    if scheme in ("unix", "service", "libipc") and not hasattr(socket, "AF_UNIX"):
         raise NotOnThisPlatform(
             f"{text!r}: {scheme}: addresses need Unix sockets, which Python has not here ({sys.platform});"
             " not on Windows yet (ipcprims uses named pipes there): use tcp://127.0.0.1:PORT"
         )
-    if scheme == "service":
-        return Address("service", name=check_name_form(rest))
+    if scheme in ("service", "libipc"):
+        return Address(scheme, name=check_name_form(rest))
     if scheme == "unix":
         path = rest.removeprefix("//")
         if not path:

@@ -50,6 +50,8 @@ class Listener:
             directory = prepare_runtime_dir(Path(path).parent, group=bool(mode & 0o070))
             lock = ServiceLock(address.name, directory).acquire()
         else:
+            if address.scheme == "libipc":  # (libIPC makes its directory so: group may list, others not)
+                Path(path).parent.mkdir(mode=0o1750, parents=True, exist_ok=True)
             remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -17,7 +17,7 @@ def open_client(
 ) -> Peer:
     """:func:`connect`, with a reader thread or not."""
     target = parse_address(address)
-    settings.check_spawns_for(target.scheme)
+    settings = settings.for_scheme(target.scheme)
     link = open_link(target, settings.limits.handshake_timeout, settings.spawns)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker") if iface else None
     peer = Peer(link, Role.CLIENT, iface, settings, executor=executor, owns_executor=True)

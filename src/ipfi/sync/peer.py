@@ -289,9 +289,16 @@ class Peer(MakesProxies, PeerBase):
             self.close(timeout=0.0)
             return self
         with self._lock:
-            self._core.start()
+            try:
+                for event in self._core.start():  # (a wire without a handshake is open at once)
+                    self._handlers[type(event)](self, event)
+            except RemoteProtocolError as exc:  # (its server's authenticate refused the peer)
+                self._violation(exc)
             self._note_timer()  # the handshake's deadline
+            announce, self._announce_open = self._announce_open, False
         self._flush()
+        if announce and self.on_open is not None:
+            self.on_open(self)
         keeps_time = self.options.keepalive is not None or self.options.limits.idle_timeout is not None
         if self._core.role is Role.SERVER or background_reader or keeps_time:
             self._reader = threading.Thread(target=self._read_forever, name=f"ipfi-reader-{id(self):x}", daemon=True)
@@ -999,7 +1006,7 @@ class Peer(MakesProxies, PeerBase):
 
     # -- calling the peer --------------------------------------------------------------------------
 
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``name`` and block for its result (a streaming procedure's items come as a list).
         Every keyword argument goes to the procedure; call options (a deadline, an input stream)
         go through :meth:`with_options`.
@@ -1014,7 +1021,7 @@ class Peer(MakesProxies, PeerBase):
         return self._call_with(name, args, kwargs, None, None)
 
     def _call_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Any:
         call_id, pending, reader = self._start(name, args, kwargs, timeout, input_items, collect=True)
         try:  # (a deadline is the core's: it fails the call with DeadlineExceeded)
@@ -1041,7 +1048,7 @@ class Peer(MakesProxies, PeerBase):
             pending.consumed = len(pending.items)
             self._core.grant_credit(call_id, fresh)
 
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Call a streaming procedure and iterate its items. Leaving the loop early (``break``, an
         exception, the iterator's ``close()`` or its last reference dropped) cancels the remote
         generator. Every keyword argument goes to the procedure; call options go through
@@ -1049,14 +1056,14 @@ class Peer(MakesProxies, PeerBase):
         return self._stream_with(name, args, kwargs, None, None)
 
     def _stream_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Iterator[Any]:
         call_id, pending, _ = self._start(name, args, kwargs, timeout, input_items)
         return self._items(call_id, pending)
 
     def _start(
         self,
-        name: str,
+        name: str | int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -1201,8 +1208,8 @@ class Peer(MakesProxies, PeerBase):
         self._check_process()
         answer: list[float] = []
         with self._lock:
-            self._pings.append(answer)
             self._core.send_ping()
+            self._pings.append(answer)
         self._flush()
         self._wait_until(lambda: bool(answer), time.monotonic() + timeout)
         return answer[0]
@@ -1227,11 +1234,11 @@ class Peer(MakesProxies, PeerBase):
         with self._lock:
             self._core.closed_here = True
             graceful = graceful_timeout is not None and self._core.is_open and self._error is None
-            if graceful:
-                self._core.send_shutdown_request()
+            acknowledged = graceful and self._core.send_shutdown_request()
         if graceful:
-            assert graceful_timeout is not None
             self._flush()
+        if acknowledged:
+            assert graceful_timeout is not None
             with contextlib.suppress(TimeoutError, ConnectionLost):
                 self._wait_until(lambda: self._shutdown_acked, time.monotonic() + graceful_timeout)
         with self._lock:

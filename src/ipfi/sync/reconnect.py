@@ -115,23 +115,23 @@ class ReconnectingPeer(MakesProxies):
                     raise not_connected(self.address, self._error, self._gave_up)
                 self._changed.wait(left)
 
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    def call(self, name: str | int, /, *args: Any, **kwargs: Any) -> Any:
         """As :meth:`ipfi.sync.Peer.call`, on the current connection (waiting for one as the
         policy says)."""
         return self._call_with(name, args, kwargs, None, None)
 
     def _call_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Any:
         peer = self.peer or self._current()
         return peer._call_with(name, args, kwargs, timeout, input_items)
 
-    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, name: str | int, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """As :meth:`ipfi.sync.Peer.stream`, on the current connection."""
         return self._stream_with(name, args, kwargs, None, None)
 
     def _stream_with(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
+        self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Iterator[Any]:
         peer = self.peer or self._current()
         return peer._stream_with(name, args, kwargs, timeout, input_items)

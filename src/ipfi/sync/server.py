@@ -34,7 +34,7 @@ class Server(TimersAndFds):
     def __init__(self, address: Address, iface: Interface | None, options: Options, *, workers: int = 16) -> None:
         self.address = address
         self.interface = iface
-        self.options = options
+        self.options = options.for_scheme(address.scheme)
         self.connections: set[Peer] = set()
         self._connections_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
