@@ -472,7 +472,7 @@ class Peer(MakesProxies, PeerBase):
                     inline = self._inline
                     if inline:
                         self._inline = []
-                    output = core.has_output
+                    output = core.has_output or self._closing_after_flush  # (IPFI's Termination asks none)
                 finally:
                     lock.release()
                 if output:
@@ -1213,6 +1213,12 @@ class Peer(MakesProxies, PeerBase):
         self._flush()
         self._wait_until(lambda: bool(answer), time.monotonic() + timeout)
         return answer[0]
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until the connection has ended (either side closed it, or it was lost). Raises
+        ``TimeoutError`` after ``timeout`` seconds (``None``: wait as long as it takes)."""
+        with contextlib.suppress(ConnectionLost):
+            self._wait_until(lambda: self._error is not None, None if timeout is None else time.monotonic() + timeout)
 
     def close(self, timeout: float = 1.0) -> None:
         """Graceful close: ask the peer to shut down, wait up to ``timeout`` for its ack, then close.
