@@ -22,7 +22,9 @@ import ipfi
 import ipfi.sync
 from ipfi.core.codecs import MsgpackCodec
 from ipfi.core.errors import RemoteProtocolError
+from ipfi.core.events import ResultReceived
 from ipfi.core.state import Role
+from ipfi.wires import ipfi_rust_core
 from ipfi.wires.ipfi_rust import CALL, RESPONSE, Message, MessageDecoder, Terminator, encode
 from ipfi.wires.ipfi_rust_core import IpfiRustCore
 
@@ -491,18 +493,23 @@ def test_calls_by_name_deadlines_and_what_the_wire_cannot_carry(driver: str, soc
                 assert peer.call("echo", "still open") == "still open"
 
 
-def test_a_call_index_is_not_reused_while_an_answer_may_still_come() -> None:
+def test_a_call_index_is_not_reused_while_an_answer_may_still_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ipfi_rust_core, "CALL_INDICES", 2)  # (IPFI's u16 counter, shrunk: it wraps at once)
     core = IpfiRustCore(Role.CLIENT, limits=ipfi.Limits(), peer_id="p")
     core.start()
-    first = core.send_call(5, [])
-    core.send_cancel(first)  # given up: its answer may still come, so its index stays taken
-    second = core.send_call(5, [])
-    sent = MessageDecoder().feed(b"".join(core.data_to_send()))
-    assert [message.call for message in sent] == [0, 1]  # type: ignore[union-attr]
+    given_up = core.send_call(5, [])
+    core.send_cancel(given_up)  # its answer may still come: its index stays taken
+    pending = core.send_call(5, [])
+    with pytest.raises(ipfi.LocalProtocolError, match="2 calls to procedure 5 are in flight"):
+        core.send_call(5, [])
     late = encode(Message(RESPONSE, 5, 0, b"\x01"))
-    assert core.receive_from(late, len(late)) == []  # dropped: not the second call's answer
-    answer = encode(Message(RESPONSE, 5, 1, b"\x02"))
-    assert [(event.call_id, event.value) for event in core.receive_from(answer, len(answer))] == [(second, 2)]  # type: ignore[attr-defined]
+    assert core.receive_from(late, len(late)) == []  # dropped, and its index free again
+    third = core.send_call(5, [])
+    sent = MessageDecoder().feed(b"".join(core.data_to_send()))
+    assert [message.call for message in sent] == [0, 1, 0]  # type: ignore[union-attr]
+    for call_index, call_id in ((1, pending), (0, third)):
+        answer = encode(Message(RESPONSE, 5, call_index, b"\x02"))
+        assert core.receive_from(answer, len(answer)) == [ResultReceived(call_id, 2)]
 
 
 def test_procedure_indices_are_checked_when_registered() -> None:
