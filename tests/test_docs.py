@@ -21,6 +21,8 @@ RUN_BY = {
     "examples/cli_tour.sh": "test_the_command_line_tour_runs",
     "examples/deploy/ipfi-geometry.service": "test_the_systemd_unit_serves",
     "examples/morse/host.py": "test_an_rpc_session_over_a_morse_link",
+    "examples/ipfi_rust/module.py": "test_the_ipfi_rust_example_host_and_module_run",
+    "examples/ipfi_rust/host.py": "test_the_ipfi_rust_example_host_and_module_run",
 }
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SNIPPET = re.compile(r'--8<-- "([^"]+)"\n')

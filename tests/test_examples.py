@@ -129,3 +129,14 @@ def test_an_rpc_session_over_a_morse_link(tmp_path: Path) -> None:
     assert set(first) <= set(".- ") and first.startswith("....- ----. ")  # 0x49 'I' of ipcprims' magic "IP"
     with wave.open(str(recording)) as tones:
         assert tones.getframerate() == 8000 and tones.getnframes() > 8000 * 10
+
+
+def test_the_ipfi_rust_example_host_and_module_run() -> None:
+    output = _run("ipfi_rust/host.py")  # an asyncio host, a blocking module, IPFI's wire between them
+    for line in [
+        "host: the module says 'Thanks very much!'",
+        "host: the answer is 42",
+        "host: streamed ['This is a test', 'of the system', 'And this is a second test!']",
+        "host: the module exited with status 0",
+    ]:
+        assert line in output

@@ -1,7 +1,8 @@
 """The wires of IPFI (Rust) and libIPC (C), byte for byte as the vectors observed them: every example
 in both files, the IPFI host-module transcript whole and fed one byte at a time, and what broke the
 reference implementations (huge lengths, two frames in one write, a frame split with a pause, NUL
-bytes, payloads near the limit). The wire layer only: the drivers do not speak these yet."""
+bytes, payloads near the limit). The wire layer; tests/test_ipfi_rust_wire.py and test_libipc_wire.py
+run them in the drivers."""
 
 from __future__ import annotations
 

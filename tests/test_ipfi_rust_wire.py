@@ -28,8 +28,7 @@ from ipfi.wires import ipfi_rust_core
 from ipfi.wires.ipfi_rust import CALL, RESPONSE, Message, MessageDecoder, Terminator, encode
 from ipfi.wires.ipfi_rust_core import IpfiRustCore
 
-from .conftest import ROOT, load_vectors, unhex
-from .test_examples import _run
+from .conftest import load_vectors, unhex
 
 TRANSCRIPT = load_vectors("ipfi-rust.json")["transcripts"]
 HOST_BYTES = unhex(TRANSCRIPT["host_to_module_hex"])
@@ -204,18 +203,6 @@ def test_a_python_module_answers_the_reference_host_with_the_reference_bytes(
     else:
         over_a_socket(host, module_iface, as_module_blocking, sock_path)
     assert bytes(host.received) == MODULE_BYTES
-
-
-def test_the_ipfi_rust_example_host_and_module_run() -> None:
-    output = _run("ipfi_rust/host.py")
-    for line in [
-        "host: the module says 'Thanks very much!'",
-        "host: the answer is 42",
-        "host: streamed ['This is a test', 'of the system', 'And this is a second test!']",
-        "host: the module exited with status 0",
-    ]:
-        assert line in output
-    assert (ROOT / "examples" / "ipfi_rust" / "module.py").exists()
 
 
 # -- a server of each driver, and raw IPFI clients ---------------------------------------------------
