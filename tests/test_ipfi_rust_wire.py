@@ -179,30 +179,27 @@ def over_a_socket(script: Script, iface: ipfi.Interface, program: Callable[[Any]
     assert not thread.is_alive()
 
 
-@pytest.mark.parametrize("delivery", ["whole", "bytewise"])
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_a_python_host_answers_the_reference_module_with_the_reference_bytes(
-    driver: str, delivery: str, sock_path: str
-) -> None:
-    module = Script(MODULE_AFTER_HOST, bytewise=delivery == "bytewise")
-    if driver == "asyncio":
-        asyncio.run(over_callbacks(module, host_iface, as_host))
-    else:
-        over_a_socket(module, host_iface, as_host_blocking, sock_path)
-    assert bytes(module.received) == HOST_BYTES
+#: Each side played by Python against the other scripted: the script's replies, Python's procedures
+#: and program (asyncio, blocking), and the bytes Python must write.
+SIDES = {
+    "python host": (MODULE_AFTER_HOST, host_iface, as_host, as_host_blocking, HOST_BYTES),
+    "python module": (HOST_AFTER_MODULE, module_iface, as_module, as_module_blocking, MODULE_BYTES),
+}
 
 
 @pytest.mark.parametrize("delivery", ["whole", "bytewise"])
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_python_module_answers_the_reference_host_with_the_reference_bytes(
-    driver: str, delivery: str, sock_path: str
+@pytest.mark.parametrize("side", SIDES)
+def test_python_answers_the_reference_peer_with_the_reference_bytes(
+    side: str, driver: str, delivery: str, sock_path: str
 ) -> None:
-    host = Script(HOST_AFTER_MODULE, bytewise=delivery == "bytewise")
+    replies, iface, program, blocking_program, expected = SIDES[side]
+    other = Script(replies, bytewise=delivery == "bytewise")
     if driver == "asyncio":
-        asyncio.run(over_callbacks(host, module_iface, as_module))
+        asyncio.run(over_callbacks(other, iface, program))
     else:
-        over_a_socket(host, module_iface, as_module_blocking, sock_path)
-    assert bytes(host.received) == MODULE_BYTES
+        over_a_socket(other, iface, blocking_program, sock_path)
+    assert bytes(other.received) == expected
 
 
 # -- a server of each driver, and raw IPFI clients ---------------------------------------------------
