@@ -63,6 +63,8 @@ from .core.interface import CallContext, Interface, current_call, current_peer
 from .core.limits import Limits
 from .net.addresses import Address, parse_address
 from .net.credentials import Credentials
+from .net.tls import client_context as tls_client_context
+from .net.tls import server_context as tls_server_context
 from .options import OptionArgs, Options
 from .proxy import Caller
 from .reconnect_policy import Reconnect
@@ -138,4 +140,6 @@ __all__ = [
     "run",
     "serve",
     "sync",
+    "tls_client_context",
+    "tls_server_context",
 ]

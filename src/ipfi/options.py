@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +61,16 @@ class Options:
       then cross in fewer, larger reads: a 16 MiB echo ran 15-20% faster here. The kernel caps it
       at ``net.core.wmem_max``/``rmem_max``; it is a ceiling on queued bytes, not memory taken.
       TCP connections keep the kernel's autotuning.
+    - ``ssl``: for ``tls://`` addresses, the ``ssl.SSLContext`` (as asyncio takes it): a server's
+      holds its certificate and key (see :func:`ipfi.tls_server_context`), and asks clients for
+      theirs when its ``verify_mode`` is ``CERT_REQUIRED``; a client's default verifies the server's
+      certificate and host name against the system's CAs (:func:`ipfi.tls_client_context` for
+      others, and for a client certificate).
+    - ``tokens``: server only; the tokens a client may present (``auth_token``), compared in
+      constant time; any other, or none, is refused with ``AuthenticationFailed``. With
+      ``authenticate`` too, both must accept.
+    - ``auth_token_file``: client only; a file whose first line is the token (when ``auth_token``
+      is not given). Without either, a client sends ``$IPFI_TOKEN`` if it is set.
     - ``protocol``: the wire's protocol: ``"ipfi"`` (ipfi's own, on ipcprims' frames: the default),
       ``"ipfi-rust"`` (IPFI's, to talk to its Rust hosts and modules: procedures are numbered,
       see ``Interface.procedure(index=)``) or ``"libipc"`` (libIPC's plain messages; a
@@ -90,6 +101,9 @@ class Options:
     stderr: int | IO[Any] | None = None
     protocol: str = "ipfi"
     remote_indices: Mapping[str, int] | None = None
+    ssl: ssl.SSLContext | None = None
+    tokens: frozenset[str] | None = field(default=None, repr=False)
+    auth_token_file: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -117,6 +131,21 @@ class Options:
             raise ValueError("unix_buffer_size must be positive (or None for the system's)")
         if self.stderr in (subprocess.PIPE, subprocess.STDOUT):
             raise ValueError("stderr: PIPE would fill with nobody reading it, STDOUT would corrupt the frames")
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether a server refuses some clients (``tokens`` or ``authenticate``)."""
+        return self.tokens is not None or self.authenticate is not None
+
+    def client_token(self) -> str | None:
+        """The token a client sends: ``auth_token``, else the first line of ``auth_token_file``,
+        else ``$IPFI_TOKEN``. Raises ``OSError`` for a file that cannot be read."""
+        if self.auth_token is not None:
+            return self.auth_token
+        if self.auth_token_file is not None:
+            with open(self.auth_token_file, encoding="utf-8") as file:
+                return file.readline().strip()
+        return os.environ.get("IPFI_TOKEN") or None
 
     @property
     def spawns(self) -> dict[str, Any]:
@@ -160,6 +189,9 @@ class OptionArgs(TypedDict, total=False):
     stderr: int | IO[Any] | None
     protocol: str
     remote_indices: Mapping[str, int] | None
+    ssl: ssl.SSLContext | None
+    tokens: Iterable[str] | None
+    auth_token_file: str | os.PathLike[str] | None
 
 
 def make_options(**given: Unpack[OptionArgs]) -> Options:
@@ -169,6 +201,9 @@ def make_options(**given: Unpack[OptionArgs]) -> Options:
     for name in ("codecs", "channels", "custom_types"):
         if name in fields:
             fields[name] = tuple(fields[name])
-    if fields.get("allow_uids") is not None:
-        fields["allow_uids"] = frozenset(fields["allow_uids"])
+    if isinstance(fields.get("tokens"), str):
+        raise TypeError("tokens: a collection of tokens, not one string")
+    for name in ("allow_uids", "tokens"):
+        if fields.get(name) is not None:
+            fields[name] = frozenset(fields[name])
     return Options(**fields)

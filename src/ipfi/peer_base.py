@@ -3,6 +3,7 @@ table that routes its events to the driver, and the plain-message queue. No I/O.
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import os
@@ -32,6 +33,7 @@ from .core.interface import Interface, Procedure, error_record
 from .core.logs import RateLimitedLog
 from .core.protocol_core import ProtocolCore
 from .net.credentials import Credentials, peer_credentials, size_unix_buffers
+from .net.tls import subject_of
 from .options import Options
 from .wires.ipfi_rust_core import IpfiRustCore
 from .wires.libipc_core import LibipcCore
@@ -73,7 +75,7 @@ def new_core(role: Role, options: Options, peer_id: str) -> ProtocolCore:
         limits=options.limits,
         codecs=options.codecs,
         channels=options.channels,
-        auth_token=options.auth_token if role is Role.CLIENT else None,
+        auth_token=options.client_token() if role is Role.CLIENT else None,
         peer_id=peer_id,
         rpc=options.rpc,
         binary_views=options.binary_views,
@@ -203,12 +205,20 @@ class PeerBase:
         _violations.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
 
     def _check_authenticated(self) -> None:
-        """At the handshake: a server's ``authenticate`` may refuse the peer (the connection ends)."""
-        authenticate = self.options.authenticate
-        if self._core.role is Role.SERVER and authenticate is not None and not authenticate(self):
-            refused = AuthenticationFailed(f"{self.peer_id} refused by the server's authenticate()")
-            self._core.refuse(refused)
-            raise refused
+        """At the handshake: a server's ``tokens`` and ``authenticate`` may refuse the peer (the
+        connection ends; the client is told why)."""
+        options = self.options
+        if self._core.role is not Role.SERVER or not options.authenticates:
+            return
+        if options.tokens is not None and not token_among(self.auth_token, options.tokens):
+            reason = "no token" if self.auth_token is None else "a token the server does not accept"
+        elif options.authenticate is not None and not options.authenticate(self):
+            reason = "refused by the server's authenticate()"
+        else:
+            return
+        refused = AuthenticationFailed(f"{self.peer_id}: {reason}")
+        self._core.refuse(refused)
+        raise refused
 
     def _on_call(self, event: CallReceived) -> None:
         """A call read together with other messages, so returned as an event."""
@@ -281,9 +291,26 @@ class PeerBase:
         return self._core.channels
 
     @property
+    def tls_subject(self) -> str | None:
+        """The subject of the certificate the peer presented over ``tls://`` (``CN=alice,O=...``),
+        verified against the CA this side trusts; ``None`` without one."""
+        return subject_of(self.get_extra_info("peercert"))
+
+    @property
     def codec(self) -> str | None:
         """The negotiated codec, or ``None`` for a plain framed peer."""
         return self._core.codec.name if self._core.codec else None
+
+
+def token_among(token: str | None, tokens: frozenset[str]) -> bool:
+    """Whether ``token`` is one of ``tokens``, compared in constant time (every one compared)."""
+    if token is None:
+        return False
+    given = token.encode()
+    found = False
+    for accepted in tokens:
+        found |= hmac.compare_digest(given, accepted.encode())
+    return found
 
 
 def first_on(messages: Sequence[MessageReceived], channel: int | None) -> int | None:

@@ -17,6 +17,8 @@ from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
 from ..net.listeners import Listener
 from ..net.services import not_running
+from ..net.tls import client_arguments as tls_client_arguments
+from ..net.tls import server_arguments as tls_server_arguments
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
@@ -81,8 +83,9 @@ async def _connect(address: Address, iface: Interface | None, options: Options) 
             await loop.create_unix_connection(lambda: peer, address.socket_file())
         except FileNotFoundError:
             raise not_running(address) from None
-    elif address.scheme == "tcp":
-        transport, _ = await loop.create_connection(lambda: peer, address.host, address.port)
+    elif address.is_tcp:
+        tls = tls_client_arguments(address.scheme, address.host, options.ssl, options.limits.handshake_timeout)
+        transport, _ = await loop.create_connection(lambda: peer, address.host, address.port, **tls)
         _set_nodelay(transport)
     elif address.scheme == "stdio":
         await _open_stdio(peer)
@@ -185,8 +188,8 @@ class Server(TimersAndFds):
         return self._adopt(new_peer(Role.SERVER, self.interface, self.options))
 
     def _adopt(self, peer: Peer) -> Peer:
-        peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
-        self.connections.add(peer)
+        # Counted once connected: a TLS client whose handshake fails never is, nor needs forgetting.
+        peer.on_made, peer.on_open, peer.on_close = self.connections.add, self._peer_opened, self._peer_closed
         return peer
 
     def _peer_opened(self, peer: Peer) -> None:
@@ -224,12 +227,15 @@ class Server(TimersAndFds):
             return
         if address.scheme == "exec":
             raise AddressError(f"cannot serve on {address}: exec addresses are for connect()")
-        listener = self._listener = Listener.open(address, mode=self.options.mode)
+        listener = self._listener = Listener.open(
+            address, mode=self.options.mode, authenticated=self.options.authenticates
+        )
         try:
             if address.is_unix:
                 self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock)
             else:
-                self._server = await loop.create_server(self._new_peer, sock=listener.sock)
+                tls = tls_server_arguments(address.scheme, self.options.ssl, self.options.limits.handshake_timeout)
+                self._server = await loop.create_server(self._new_peer, sock=listener.sock, **tls)
         except BaseException:
             listener.close()
             raise

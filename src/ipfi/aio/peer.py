@@ -140,6 +140,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         "credentials",
         "interface",
         "on_close",
+        "on_made",
         "on_open",
         "options",
         "process",
@@ -155,7 +156,10 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     ) -> None:
         super().__init__(role, interface, options, peer_id)
         self._loop = asyncio.get_running_loop()
-        #: Called once the handshake is done, and once the connection has ended (a server's bookkeeping).
+        #: Called once the transport is connected (over TLS: once its handshake is done; a peer
+        #: whose TLS handshake fails never is), once the handshake is done, and once the
+        #: connection has ended (a server's bookkeeping).
+        self.on_made: Callable[[Peer], None] | None = None
         self.on_open: Callable[[Peer], None] | None = None
         self.on_close: Callable[[Peer], None] | None = None
         self._transport: asyncio.Transport | None = None
@@ -218,6 +222,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        if self.on_made is not None:
+            self.on_made(self)
         self._writelines = _writelines_replacement(self._transport)
         if not self._admit(transport.get_extra_info("socket")):
             self._close_error = ConnectionLost("refused: this user may not connect")

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "listen":
             sub.add_argument("--count", type=arguments.positive_int, default=0, help="stop after N frames")
         sub.add_argument("--validate", metavar="DIR", help=VALIDATE_HELP[name])
+        arguments.add_tls_arguments(sub, server=True)
 
     send = command("send", "send one frame (and with --wait, print the reply)", run_send)
     address_argument(send)
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--wait-timeout", type=arguments.duration, default=5.0, help="how long --wait waits (default 5s)")
     send.add_argument("--validate", metavar="DIR", help=VALIDATE_HELP["send"])
+    arguments.add_tls_arguments(send, server=False)
 
     call = command("call", "call a procedure; print its result, or each item it streams", run_call)
     address_argument(call)
@@ -126,18 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
         " parameter takes only text",
     )
     call.add_argument("--kwargs", help="keyword arguments as a JSON object")
+    arguments.add_tls_arguments(call, server=False)
 
     serve = command("serve", "serve an interface from a Python module", run_serve)
     serve.add_argument("interface", help="MODULE:INTERFACE, e.g. myapp.api:iface")
     address_argument(serve)
+    arguments.add_tls_arguments(serve, server=True)
 
     stubs = command("stubs", "print a typing.Protocol module of a peer's procedures, for peer.proxy()", run_stubs)
     address_argument(stubs)
     stubs.add_argument("--sync", action="store_true", help="for a blocking peer (ipfi.sync): plain methods")
     stubs.add_argument("--class-name", default="Procedures", help="the Protocol class's name (default Procedures)")
+    arguments.add_tls_arguments(stubs, server=False)
 
     info = command("info", "a peer's protocol, channels, procedures, ping and credentials", run_info)
     address_argument(info)
+    arguments.add_tls_arguments(info, server=False)
 
     command("doctor", "check the runtime directory, permissions and optional extras", run_doctor)
     command("envinfo", "versions and settings, for bug reports", run_envinfo)

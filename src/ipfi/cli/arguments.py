@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from ..net.addresses import SCHEMES
+from ..net.tls import client_context, server_context
+from .exit_codes import UsageError
 
-ADDRESS_HELP = "PATH (a Unix socket), unix:PATH, tcp://HOST:PORT, service:NAME, libipc:NAME, stdio: or exec:COMMAND"
+ADDRESS_HELP = (
+    "PATH (a Unix socket), unix:PATH, tcp://HOST:PORT, tls://HOST:PORT, service:NAME, libipc:NAME, stdio:"
+    " or exec:COMMAND"
+)
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s)?")
 
@@ -72,3 +78,39 @@ VALIDATE_HELP = {
     "listen": "check frames against the JSON Schemas in DIR (ipcprims' layout, strict); exit 60 on one that fails",
     "send": "check the payload against the JSON Schemas in DIR (ipcprims' layout, strict); exit 60 if it fails",
 }
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """The TLS flags of a command that serves (``server``) or connects, for ``tls://`` addresses."""
+    if server:
+        parser.add_argument("--tls-cert", metavar="FILE", help="tls://: the server's certificate chain (PEM)")
+        parser.add_argument("--tls-key", metavar="FILE", help="tls://: its private key (PEM; default: in --tls-cert)")
+        parser.add_argument(
+            "--tls-ca", metavar="FILE", help="tls://: clients must present a certificate this CA signed (mutual TLS)"
+        )
+        return
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", help="tls://: verify the server against this CA (default: the system's)"
+    )
+    parser.add_argument(
+        "--tls-client-cert",
+        metavar="FILE",
+        help="tls://: present this certificate (PEM, with its key or --tls-client-key)",
+    )
+    parser.add_argument("--tls-client-key", metavar="FILE", help="tls://: the client certificate's key (PEM)")
+
+
+def tls_settings(args: argparse.Namespace, *, server: bool) -> dict[str, Any]:
+    """``ssl=`` for ``connect``/``serve`` from the TLS flags (nothing for other addresses). Raises
+    ``UsageError`` for a server without --tls-cert or flags without tls://, and
+    ``OSError``/``ssl.SSLError`` for files that do not load."""
+    given = {name: value for name, value in vars(args).items() if name.startswith("tls_") and value is not None}
+    if not args.address.startswith("tls:"):
+        if given:
+            raise UsageError(f"--{next(iter(given)).replace('_', '-')} is for tls:// addresses")
+        return {}
+    if server:
+        if args.tls_cert is None:
+            raise UsageError("serving tls:// needs --tls-cert (and --tls-key unless the key is in it)")
+        return {"ssl": server_context(args.tls_cert, args.tls_key, args.tls_ca)}
+    return {"ssl": client_context(args.tls_ca, args.tls_client_cert, args.tls_client_key)}

@@ -20,6 +20,7 @@ from ..core.interface import Interface
 from ..core.limits import Limits
 from ..schemas import Schemas
 from ..server_events import Connected, Disconnected, Received
+from .arguments import tls_settings
 from .exit_codes import OK, UsageError
 from .output import Output
 
@@ -79,7 +80,8 @@ async def serve_frames(
     (raising ``TimeoutError``) until ``--timeout`` has passed. With ``schemas``, frames they refuse
     are answered on ERROR and never reach ``on_frame``."""
     limits = Limits(idle_timeout=args.idle_timeout)
-    server = await serve(args.address, echo_interface, channels=args.channels, limits=limits, schemas=schemas)
+    tls = tls_settings(args, server=True)
+    server = await serve(args.address, echo_interface, channels=args.channels, limits=limits, schemas=schemas, **tls)
     stop_on_signals(server)
     announce(f"listening on {server.bound_address}")
     timed_out = False
@@ -154,7 +156,9 @@ async def send_frame(args: argparse.Namespace, out: Output, payload: bytes) -> i
     # say so; and for ERROR, where an ipcprims server answers what it refuses.
     requested = [channel, *(c for c in DEFAULT_SERVER_CHANNELS if c != channel)]
     timeout = args.timeout or CLIENT_TIMEOUT
-    async with connect(args.address, rpc=False, channels=requested, limits=Limits(handshake_timeout=timeout)) as peer:
+    limits = Limits(handshake_timeout=timeout)
+    tls = tls_settings(args, server=False)
+    async with connect(args.address, rpc=False, channels=requested, limits=limits, **tls) as peer:
         if channel not in peer.channels:
             raise UsageError(f"unsupported channel {channel}: the peer offers {list(peer.channels)}")
         peer.send(channel, payload)

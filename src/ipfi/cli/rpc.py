@@ -14,6 +14,7 @@ from ..aio import Peer, connect, run, serve
 from ..core.errors import ProcedureNotFound
 from ..core.interface import DESCRIBE, Interface
 from . import stubs
+from .arguments import tls_settings
 from .exit_codes import OK, UsageError
 from .messaging import CLIENT_TIMEOUT, announce, stop_on_signals
 from .output import CHANNEL_NAMES, Output
@@ -56,7 +57,7 @@ async def parse_arguments(args: argparse.Namespace, peer: Peer) -> tuple[list[An
 async def call_procedure(args: argparse.Namespace, out: Output) -> int:
     timeout = args.timeout or CLIENT_TIMEOUT
     try:
-        async with asyncio.timeout(timeout), connect(args.address) as peer:
+        async with asyncio.timeout(timeout), connect(args.address, **tls_settings(args, server=False)) as peer:
             positional, keywords = await parse_arguments(args, peer)
             # stream() also serves a unary procedure: its one result is the one item.
             async for item in peer.stream(args.procedure, *positional, **keywords):
@@ -89,7 +90,7 @@ def load_interface(spec: str) -> Interface:
 
 
 async def serve_interface(args: argparse.Namespace, iface: Interface) -> int:
-    server = await serve(args.address, iface)
+    server = await serve(args.address, iface, **tls_settings(args, server=True))
     stop_on_signals(server)
     announce(f"serving {len(iface)} procedures of {args.interface} on {server.bound_address}")
     async with server:
@@ -107,12 +108,12 @@ INFO_SCHEMA = "https://schemas.3leaps.dev/ipcprims/cli/v1/connection-info.schema
 INFO_TIMEOUT = 5.0
 
 
-async def connect_patiently(address: str, timeout: float) -> Peer:
+async def connect_patiently(address: str, timeout: float, **tls: Any) -> Peer:
     """As ipcprims' ``info``: a socket not there yet, or refusing, is tried again until ``timeout``."""
     async with asyncio.timeout(timeout):
         while True:
             try:
-                return await connect(address)
+                return await connect(address, **tls)
             except ConnectionRefusedError:
                 await asyncio.sleep(0.05)
 
@@ -120,7 +121,7 @@ async def connect_patiently(address: str, timeout: float) -> Peer:
 async def gather_info(args: argparse.Namespace) -> dict[str, Any]:
     timeout = args.timeout or INFO_TIMEOUT
     try:
-        peer = await connect_patiently(args.address, timeout)
+        peer = await connect_patiently(args.address, timeout, **tls_settings(args, server=False))
     except TimeoutError:
         raise TimeoutError(f"nothing answered at {args.address} within {timeout:g}s") from None
     async with asyncio.timeout(timeout), peer:
@@ -172,7 +173,7 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
 async def write_stubs(args: argparse.Namespace) -> str:
     timeout = args.timeout or CLIENT_TIMEOUT
     try:
-        async with asyncio.timeout(timeout), connect(args.address) as peer:
+        async with asyncio.timeout(timeout), connect(args.address, **tls_settings(args, server=False)) as peer:
             procedures = await described(peer)
     except TimeoutError:
         raise TimeoutError(f"no description from {args.address} within {timeout:g}s") from None

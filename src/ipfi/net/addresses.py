@@ -1,4 +1,5 @@
-"""One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``stdio:``, ``exec:cmd args``,
+"""One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``tls://host:port`` (TCP with
+TLS), ``stdio:``, ``exec:cmd args``,
 ``service:NAME``, and ``libipc:NAME`` (a libIPC service: the socket ``NAME`` in ``$IPC_RUNDIR``,
 default ``/run/ipc``, speaking libIPC's wire)."""
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from ..core.errors import AddressError, AddressInUse, AddressTooLong, NotOnThisPlatform
 from .services import SUN_PATH_MAX, check_name_form, socket_path
 
-SCHEMES = ("unix", "tcp", "stdio", "exec", "service", "libipc")
+SCHEMES = ("unix", "tcp", "tls", "stdio", "exec", "service", "libipc")
 #: Where libIPC keeps its services' sockets unless ``$IPC_RUNDIR`` says otherwise.
 LIBIPC_RUNDIR = "/run/ipc"
 
@@ -38,6 +39,11 @@ class Address:
         return socket_path(self.name) if self.scheme == "service" else self.path
 
     @property
+    def is_tcp(self) -> bool:
+        """Whether this is a TCP socket (``tcp://`` or ``tls://``)."""
+        return self.scheme in ("tcp", "tls")
+
+    @property
     def is_unix(self) -> bool:
         """Whether this is a Unix socket (``unix:``, ``service:`` or ``libipc:``)."""
         return self.scheme in ("unix", "service", "libipc")
@@ -45,9 +51,9 @@ class Address:
     def __str__(self) -> str:
         if self.scheme == "unix":
             return f"unix:{self.path}"
-        if self.scheme == "tcp":
+        if self.scheme in ("tcp", "tls"):
             host = f"[{self.host}]" if ":" in self.host else self.host
-            return f"tcp://{host}:{self.port}"
+            return f"{self.scheme}://{host}:{self.port}"
         if self.scheme == "exec":
             return "exec:" + shlex.join(self.argv)
         if self.scheme in ("service", "libipc"):
@@ -64,8 +70,8 @@ def parse_address(text: str) -> Address:
     scheme, sep, rest = text.partition(":")
     if not sep or scheme not in SCHEMES:
         raise AddressError(
-            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, stdio:, exec:CMD, service:NAME,"
-            " libipc:NAME"
+            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, tls://HOST:PORT, stdio:,"
+            " exec:CMD, service:NAME, libipc:NAME"
         )
     if scheme in ("unix", "service", "libipc") and not hasattr(socket, "AF_UNIX"):
         raise NotOnThisPlatform(
@@ -81,8 +87,8 @@ def parse_address(text: str) -> Address:
         if len(os.fsencode(path)) > SUN_PATH_MAX:
             raise AddressTooLong(f"{text!r}: a Unix socket path can have at most {SUN_PATH_MAX} bytes")
         return Address("unix", path=path)
-    if scheme == "tcp":
-        return _parse_tcp(text, rest)
+    if scheme in ("tcp", "tls"):
+        return _parse_host_port(scheme, text, rest)
     if scheme == "stdio":
         if rest:
             raise AddressError(f"{text!r}: stdio takes nothing after the colon")
@@ -93,14 +99,14 @@ def parse_address(text: str) -> Address:
     return Address("exec", argv=argv)
 
 
-def _parse_tcp(text: str, rest: str) -> Address:
+def _parse_host_port(scheme: str, text: str, rest: str) -> Address:
     if not rest.startswith("//"):
-        raise AddressError(f"{text!r}: expected tcp://HOST:PORT")
+        raise AddressError(f"{text!r}: expected {scheme}://HOST:PORT")
     hostport = rest[2:]
     if hostport.startswith("["):
         host, bracket, port_text = hostport[1:].partition("]")
         if not bracket or not port_text.startswith(":"):
-            raise AddressError(f"{text!r}: expected tcp://[IPv6]:PORT")
+            raise AddressError(f"{text!r}: expected {scheme}://[IPv6]:PORT")
         port_text = port_text[1:]
     else:
         host, colon, port_text = hostport.rpartition(":")
@@ -110,7 +116,7 @@ def _parse_tcp(text: str, rest: str) -> Address:
         raise AddressError(f"{text!r}: missing host")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise AddressError(f"{text!r}: port must be 0..65535")
-    return Address("tcp", host=host, port=int(port_text))
+    return Address(scheme, host=host, port=int(port_text))
 
 
 def remove_stale_socket(path: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
+import logging
 import os
 import socket
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Final
 from ..core.errors import AddressError
 from .addresses import Address, remove_stale_socket
 from .services import ServiceLock, prepare_runtime_dir
+
+log = logging.getLogger("ipfi.server")
 
 BACKLOG = 512
 #: accept() failures that pass once a connection ends: back off and accept again, never give up.
@@ -32,13 +36,20 @@ class Listener:
         self._inode = os.stat(self._path).st_ino if address.is_unix else 0
 
     @classmethod
-    def open(cls, address: Address, *, mode: int = 0o600) -> Listener:
-        """Bind and listen on ``address`` (``unix:``, ``service:`` or ``tcp://``).
+    def open(cls, address: Address, *, mode: int = 0o600, authenticated: bool = False) -> Listener:
+        """Bind and listen on ``address`` (``unix:``, ``service:``, ``libipc:``, ``tcp://`` or ``tls://``).
 
         A Unix socket gets ``mode`` before it listens, so no client can connect while it is wider.
         A ``service:`` first takes the service's lock (a second server with the name fails here).
+        Plain ``tcp://`` beyond the loopback without ``authenticated`` clients is logged as a warning.
         """
-        if address.scheme == "tcp":
+        if address.scheme == "tcp" and not authenticated and not _is_loopback(address.host):
+            log.warning(
+                "serving %s without TLS or authentication: whoever reaches it may call it"
+                " (use tls:// with ssl=, and tokens=)",
+                address,
+            )
+        if address.is_tcp:
             sock = socket.create_server((address.host, address.port), backlog=BACKLOG)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
             return cls(address, sock)
@@ -68,9 +79,9 @@ class Listener:
     @property
     def bound_address(self) -> str:
         """The address clients can use, with the real port of a ``tcp://host:0`` listener."""
-        if self.address.scheme == "tcp" and self.sock.fileno() >= 0:
+        if self.address.is_tcp and self.sock.fileno() >= 0:
             host, port = self.sock.getsockname()[:2]
-            return str(Address("tcp", host=host, port=port))
+            return str(Address(self.address.scheme, host=host, port=port))
         return str(self.address)
 
     def close(self) -> None:
@@ -83,3 +94,12 @@ class Listener:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(self._path).st_ino == self._inode:
                     os.unlink(self._path)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it leads is not known here
+        return False

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from ..core.codecs import Buffer
-from ..net.addresses import Address
 from ..net.hangup import wait_readable
-from ..net.services import not_running
 
 
 class Link(Protocol):
@@ -134,33 +132,6 @@ class PipeLink:
 
 def _command(args: Any) -> str:
     return "exec:" + (shlex.join(args) if isinstance(args, (list, tuple)) else str(args))
-
-
-def open_link(address: Address, timeout: float | None, spawns: dict[str, Any]) -> Link:
-    """Connect to ``address`` as a client (``spawns``: an ``exec:`` child's env, cwd and stderr)."""
-    if address.is_unix:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(address.socket_file())
-        except FileNotFoundError:
-            sock.close()
-            raise not_running(address) from None
-        except BaseException:
-            sock.close()
-            raise
-        return SocketLink(sock)
-    if address.scheme == "tcp":
-        return SocketLink(socket.create_connection((address.host, address.port), timeout=timeout))
-    if address.scheme == "stdio":
-        return stdio_link()
-    process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **spawns)
-    assert process.stdin is not None and process.stdout is not None
-    # The link owns the raw fds from here on; the file objects must not close them again.
-    read_fd, write_fd = os.dup(process.stdout.fileno()), os.dup(process.stdin.fileno())
-    process.stdout.close()
-    process.stdin.close()
-    return PipeLink(read_fd, write_fd, process)
 
 
 def stdio_link() -> PipeLink:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Unpack
@@ -14,12 +15,14 @@ from ..core.interface import Interface
 from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
 from ..net.listeners import ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, OUT_OF_RESOURCES, Listener
+from ..net.tls import server_arguments as tls_server_arguments
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .links import SocketLink, stdio_link
 from .loop_thread import LoopThread
 from .peer import Peer
+from .tls_link import tls_link
 
 log = logging.getLogger("ipfi.sync")
 
@@ -44,12 +47,14 @@ class Server(TimersAndFds):
         self._acceptor: threading.Thread | None = None
         self._feed: EventFeed | None = None
         self._refusals = RateLimitedLog(log, burst=1, period=10.0)
+        tls = tls_server_arguments(address.scheme, self.options.ssl, self.options.limits.handshake_timeout)
+        self._tls: ssl.SSLContext | None = tls.get("ssl")
 
     def start(self) -> Server:
         if self.address.scheme == "stdio":
             self._add(stdio_link())
             return self
-        self._listener = Listener.open(self.address, mode=self.options.mode)
+        self._listener = Listener.open(self.address, mode=self.options.mode, authenticated=self.options.authenticates)
         self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
         self._acceptor.start()
         log.info("serving %s", self.bound_address)
@@ -82,7 +87,24 @@ class Server(TimersAndFds):
                 )
                 sock.close()
                 continue
-            self._add(SocketLink(sock))
+            if self._tls is None:
+                self._add(SocketLink(sock))
+            else:  # (the TLS handshake in a thread of its own: a slow client holds up nobody)
+                threading.Thread(target=self._add_tls, args=(sock,), name="ipfi-tls-accept", daemon=True).start()
+
+    def _add_tls(self, sock: socket.socket) -> None:
+        assert self._tls is not None
+        try:
+            link = tls_link(
+                sock, self._tls, server_side=True, server_hostname=None, timeout=self.options.limits.handshake_timeout
+            )
+        except (OSError, ssl.SSLError) as exc:  # (SSLError is an OSError; named for the reader)
+            self._refusals.warning("server %s: a TLS handshake failed: %s", self.address, exc)
+            return
+        if not self._closed.is_set():
+            self._add(link)
+        else:
+            link.close()
 
     def _add(self, link: Any) -> None:
         peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor)
