@@ -167,13 +167,13 @@ def test_failed_tls_handshakes_cost_the_server_nothing(
 def test_tls_settings_that_do_not_fit_their_address(server_tls: ssl.SSLContext) -> None:
     with pytest.raises(ipfi.AddressError, match="needs ssl="):
         ipfi.sync.serve("tls://127.0.0.1:0", served)
-    with pytest.raises(ipfi.AddressError, match="for tls:// addresses"):
+    with pytest.raises(ipfi.AddressError, match="for tls:// and wss:// addresses"):
         ipfi.sync.serve("tcp://127.0.0.1:0", served, ssl=server_tls)
 
     async def serve_plain_with_a_context() -> None:
         await ipfi.serve("tcp://127.0.0.1:0", served, ssl=server_tls)
 
-    with pytest.raises(ipfi.AddressError, match="for tls:// addresses"):
+    with pytest.raises(ipfi.AddressError, match="for tls:// and wss:// addresses"):
         asyncio.run(serve_plain_with_a_context())
 
 

@@ -7,7 +7,8 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
+import weakref
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, Unpack
 
 from ..core.connection import Role
@@ -19,11 +20,13 @@ from ..net.listeners import Listener
 from ..net.services import not_running
 from ..net.tls import client_arguments as tls_client_arguments
 from ..net.tls import server_arguments as tls_server_arguments
+from ..net.websocket import interfaces_by_path, require_websockets
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
 from .peer import Peer, new_peer
 from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
+from .websocket import attach, connect_websocket, serve_websockets
 
 log = logging.getLogger("ipfi.aio")
 
@@ -78,7 +81,10 @@ async def _connect(address: Address, iface: Interface | None, options: Options) 
     options = options.for_scheme(address.scheme)
     loop = asyncio.get_running_loop()
     peer = new_peer(Role.CLIENT, iface, options)
-    if address.is_unix:
+    if address.is_websocket:
+        require_websockets()
+        await connect_websocket(peer, address, options)
+    elif address.is_unix:
         try:
             await loop.create_unix_connection(lambda: peer, address.socket_file())
         except FileNotFoundError:
@@ -166,13 +172,18 @@ class Server(TimersAndFds):
     >>> #     await server.serve_forever()
     """
 
-    def __init__(self, address: Address, iface: Interface | None, options: Options) -> None:
+    def __init__(
+        self, address: Address, iface: Interface | Mapping[str, Interface | None] | None, options: Options
+    ) -> None:
         self.address = address
-        self.interface = iface
+        #: Which interface a connection gets, by its WebSocket path ("" for other wires).
+        self._serves = interfaces_by_path(address, iface)
+        self.interface = self._interface_at("")
         self.options = options.for_scheme(address.scheme)
         self.connections: set[Peer] = set()
+        self._accepting: weakref.WeakSet[Peer] = weakref.WeakSet()  # made by the factory, not yet connected
         self._listener: Listener | None = None
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | None = None  # (or websockets' server: the same close and wait_closed)
         self._stdio_peer: Peer | None = None
         self._feed: EventFeed | None = None
         self._stopped = False
@@ -180,17 +191,38 @@ class Server(TimersAndFds):
         self._refusals = RateLimitedLog(log, burst=1, period=10.0)
 
     def _new_peer(self) -> asyncio.BaseProtocol:
-        if len(self.connections) >= self.options.limits.max_connections:
+        if len(self.connections) + len(self._accepting) >= self.options.limits.max_connections:
             self._refusals.warning(
                 "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
             )
             return _Refuser()
         return self._adopt(new_peer(Role.SERVER, self.interface, self.options))
 
+    def _interface_at(self, path: str) -> Interface | None:
+        served = self._serves(path)
+        return None if isinstance(served, bool) else served
+
+    async def _serve_websocket(self, websocket: Any) -> None:
+        """One WebSocket connection, for as long as it lasts."""
+        if len(self.connections) >= self.options.limits.max_connections:
+            self._refusals.warning("server %s: max_connections reached; refusing connections", self.address)
+            await websocket.close(1013, "the server is full")
+            return
+        peer = self._adopt(Peer(Role.SERVER, self._interface_at(websocket.request.path), self.options))
+        attach(peer, websocket)
+        await peer.wait_closed()
+
     def _adopt(self, peer: Peer) -> Peer:
-        # Counted once connected: a TLS client whose handshake fails never is, nor needs forgetting.
-        peer.on_made, peer.on_open, peer.on_close = self.connections.add, self._peer_opened, self._peer_closed
+        # Counted from the start (asyncio may accept several before the first is connected), but
+        # among the connections once connected: a TLS client whose handshake fails never is, and
+        # the weak set forgets its peer by itself.
+        self._accepting.add(peer)
+        peer.on_made, peer.on_open, peer.on_close = self._peer_made, self._peer_opened, self._peer_closed
         return peer
+
+    def _peer_made(self, peer: Peer) -> None:
+        self._accepting.discard(peer)
+        self.connections.add(peer)
 
     def _peer_opened(self, peer: Peer) -> None:
         if self._feed is not None:
@@ -227,11 +259,15 @@ class Server(TimersAndFds):
             return
         if address.scheme == "exec":
             raise AddressError(f"cannot serve on {address}: exec addresses are for connect()")
-        listener = self._listener = Listener.open(
-            address, mode=self.options.mode, authenticated=self.options.authenticates
-        )
+        options = self.options
+        listener = self._listener = Listener.open(address, mode=options.mode, authenticated=options.authenticates)
         try:
-            if address.is_unix:
+            if address.is_websocket:
+                require_websockets()
+                self._server = await serve_websockets(
+                    listener.sock, address, options, self._serve_websocket, self._serves
+                )
+            elif address.is_unix:
                 self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock)
             else:
                 tls = tls_server_arguments(address.scheme, self.options.ssl, self.options.limits.handshake_timeout)
@@ -261,7 +297,9 @@ class Server(TimersAndFds):
             self._feed.wake()
         if self._server is not None:
             self._server.close()
-        if self._listener is not None:
+        if (
+            self._listener is not None and not self.address.is_websocket
+        ):  # (websockets' server closes its socket itself)
             self._listener.close()
         for peer in list(self.connections):
             peer.abort()
@@ -289,8 +327,12 @@ class _Refuser(asyncio.Protocol):
         transport.close()
 
 
-async def serve(address: str, iface: Interface | None, **options: Unpack[OptionArgs]) -> Server:
+async def serve(
+    address: str, iface: Interface | Mapping[str, Interface | None] | None, **options: Unpack[OptionArgs]
+) -> Server:
     """Listen on ``address`` and serve ``iface`` to every connection. Options: see :class:`~ipfi.Options`.
+    On a ``ws://``/``wss://`` address without a path, ``iface`` may map paths to interfaces (a
+    request for any other path gets HTTP 404).
 
     Raises :class:`~ipfi.AddressInUse` where another server listens (or holds the service's lock),
     :class:`~ipfi.AddressError` for a bad address, ``OSError`` from the system (e.g.

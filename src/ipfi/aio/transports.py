@@ -11,7 +11,7 @@ import logging
 import os
 import shlex
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, cast
 
 log = logging.getLogger("ipfi.aio")
@@ -389,10 +389,16 @@ class CallbackTransport(asyncio.Transport):
         protocol: ByteReceiver,
         source: AsyncIterable[bytes],
         sink: Callable[[bytes], Awaitable[None] | None],
+        *,
+        extra: dict[str, Any] | None = None,
+        closer: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
-        super().__init__({"peername": "stream"})
+        """``closer`` ends what ``source`` and ``sink`` come from (a WebSocket), once the
+        connection is done, whichever side ended it."""
+        super().__init__(extra or {"peername": "stream"})
         self._protocol = protocol
         self._sink = sink
+        self._closer = closer
         self._closing = False
         self._outgoing: deque[bytes] = deque()
         self._has_outgoing = asyncio.Event()
@@ -415,7 +421,7 @@ class CallbackTransport(asyncio.Transport):
                 self._protocol.eof_received()
         except Exception as exc:
             error = exc
-        self._finish(error)
+        await self._finish(error)
 
     async def _write(self) -> None:
         try:
@@ -427,14 +433,23 @@ class CallbackTransport(asyncio.Transport):
                         await result
                 self._has_outgoing.clear()
         except Exception as exc:
-            self._finish(exc)
+            await self._finish(exc)
 
-    def _finish(self, error: Exception | None) -> None:
+    async def _finish(self, error: Exception | None) -> None:
         first = not self._closing
         self._closing = True
-        self._writer.cancel()
+        if self._writer is not asyncio.current_task():
+            self._writer.cancel()
         if first or error is not None:
+            await self._close_source()
             self._protocol.connection_lost(error)
+
+    async def _close_source(self) -> None:
+        """The connection ends once what it came over has closed (a WebSocket's closing handshake)."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            with contextlib.suppress(Exception):  # (it may have broken already: that ends it too)
+                await closer()
 
     def write(self, data: Data) -> None:
         if not self._closing:
@@ -468,6 +483,7 @@ class CallbackTransport(asyncio.Transport):
                     await result
         finally:
             self._writer.cancel()
+            await self._close_source()
             self._protocol.connection_lost(None)
 
     def abort(self) -> None:

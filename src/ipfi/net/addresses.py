@@ -1,5 +1,6 @@
 """One string names a wire everywhere: ``unix:/path``, ``tcp://host:port``, ``tls://host:port`` (TCP with
-TLS), ``stdio:``, ``exec:cmd args``,
+TLS), ``ws://host:port/path`` and ``wss://host:port/path`` (WebSocket, plain or over TLS), ``stdio:``,
+``exec:cmd args``,
 ``service:NAME``, and ``libipc:NAME`` (a libIPC service: the socket ``NAME`` in ``$IPC_RUNDIR``,
 default ``/run/ipc``, speaking libIPC's wire)."""
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from ..core.errors import AddressError, AddressInUse, AddressTooLong, NotOnThisPlatform
 from .services import SUN_PATH_MAX, check_name_form, socket_path
 
-SCHEMES = ("unix", "tcp", "tls", "stdio", "exec", "service", "libipc")
+SCHEMES = ("unix", "tcp", "tls", "ws", "wss", "stdio", "exec", "service", "libipc")
 #: Where libIPC keeps its services' sockets unless ``$IPC_RUNDIR`` says otherwise.
 LIBIPC_RUNDIR = "/run/ipc"
 
@@ -40,8 +41,16 @@ class Address:
 
     @property
     def is_tcp(self) -> bool:
-        """Whether this is a TCP socket (``tcp://`` or ``tls://``)."""
-        return self.scheme in ("tcp", "tls")
+        """Whether this is a TCP socket (``tcp://``, ``tls://``, ``ws://`` or ``wss://``)."""
+        return self.scheme in ("tcp", "tls", "ws", "wss")
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.scheme in ("ws", "wss")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.scheme in ("tls", "wss")
 
     @property
     def is_unix(self) -> bool:
@@ -51,9 +60,9 @@ class Address:
     def __str__(self) -> str:
         if self.scheme == "unix":
             return f"unix:{self.path}"
-        if self.scheme in ("tcp", "tls"):
+        if self.is_tcp:
             host = f"[{self.host}]" if ":" in self.host else self.host
-            return f"{self.scheme}://{host}:{self.port}"
+            return f"{self.scheme}://{host}:{self.port}{self.path}"
         if self.scheme == "exec":
             return "exec:" + shlex.join(self.argv)
         if self.scheme in ("service", "libipc"):
@@ -70,8 +79,8 @@ def parse_address(text: str) -> Address:
     scheme, sep, rest = text.partition(":")
     if not sep or scheme not in SCHEMES:
         raise AddressError(
-            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, tls://HOST:PORT, stdio:,"
-            " exec:CMD, service:NAME, libipc:NAME"
+            f"unknown address {text!r}: expected one of unix:PATH, tcp://HOST:PORT, tls://HOST:PORT,"
+            " ws://HOST:PORT/PATH, wss://HOST:PORT/PATH, stdio:, exec:CMD, service:NAME, libipc:NAME"
         )
     if scheme in ("unix", "service", "libipc") and not hasattr(socket, "AF_UNIX"):
         raise NotOnThisPlatform(
@@ -87,7 +96,7 @@ def parse_address(text: str) -> Address:
         if len(os.fsencode(path)) > SUN_PATH_MAX:
             raise AddressTooLong(f"{text!r}: a Unix socket path can have at most {SUN_PATH_MAX} bytes")
         return Address("unix", path=path)
-    if scheme in ("tcp", "tls"):
+    if scheme in ("tcp", "tls", "ws", "wss"):
         return _parse_host_port(scheme, text, rest)
     if scheme == "stdio":
         if rest:
@@ -102,7 +111,9 @@ def parse_address(text: str) -> Address:
 def _parse_host_port(scheme: str, text: str, rest: str) -> Address:
     if not rest.startswith("//"):
         raise AddressError(f"{text!r}: expected {scheme}://HOST:PORT")
-    hostport = rest[2:]
+    hostport, slash, path = rest[2:].partition("/")
+    if slash and scheme not in ("ws", "wss"):
+        raise AddressError(f"{text!r}: a {scheme} address has no path")
     if hostport.startswith("["):
         host, bracket, port_text = hostport[1:].partition("]")
         if not bracket or not port_text.startswith(":"):
@@ -116,7 +127,7 @@ def _parse_host_port(scheme: str, text: str, rest: str) -> Address:
         raise AddressError(f"{text!r}: missing host")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise AddressError(f"{text!r}: port must be 0..65535")
-    return Address(scheme, host=host, port=int(port_text))
+    return Address(scheme, path="/" + path if slash else "", host=host, port=int(port_text))
 
 
 def remove_stale_socket(path: str) -> None:

@@ -33,6 +33,12 @@ class Listener:
         self.sock = sock
         self._lock = lock
         self._path = address.socket_file() if address.is_unix else ""
+        #: The address clients can use, with the real port of a ``tcp://host:0`` listener (known
+        #: now: a wss:// server's library takes the socket over).
+        self.bound_address = str(address)
+        if address.is_tcp:
+            host, port = sock.getsockname()[:2]
+            self.bound_address = str(Address(address.scheme, path=address.path, host=host, port=port))
         self._inode = os.stat(self._path).st_ino if address.is_unix else 0
 
     @classmethod
@@ -75,14 +81,6 @@ class Listener:
             if lock is not None:
                 lock.release()
             raise
-
-    @property
-    def bound_address(self) -> str:
-        """The address clients can use, with the real port of a ``tcp://host:0`` listener."""
-        if self.address.is_tcp and self.sock.fileno() >= 0:
-            host, port = self.sock.getsockname()[:2]
-            return str(Address(self.address.scheme, host=host, port=port))
-        return str(self.address)
 
     def close(self) -> None:
         """Close the socket (if the event loop has not already) and remove the socket and lock files."""

@@ -46,9 +46,9 @@ def client_arguments(scheme: str, host: str, given: ssl.SSLContext | None, hands
     """What asyncio's ``create_connection`` takes for an address of ``scheme``: nothing for
     ``tcp://``; for ``tls://`` the context (``given``, else a verifying default), the host name to
     check and the handshake's deadline. Raises :class:`AddressError` for a context with ``tcp://``."""
-    if scheme != "tls":
+    if scheme not in ("tls", "wss"):
         if given is not None:
-            raise AddressError("ssl= is for tls:// addresses (tcp:// is plain)")
+            raise AddressError("ssl= is for tls:// and wss:// addresses")
         return {}
     return {
         "ssl": given if given is not None else client_context(),
@@ -60,12 +60,12 @@ def client_arguments(scheme: str, host: str, given: ssl.SSLContext | None, hands
 def server_arguments(scheme: str, given: ssl.SSLContext | None, handshake_timeout: float) -> dict[str, Any]:
     """What asyncio's ``create_server`` takes for an address of ``scheme``. Raises
     :class:`AddressError` for ``tls://`` without a context, or a context with another scheme."""
-    if scheme != "tls":
+    if scheme not in ("tls", "wss"):
         if given is not None:
-            raise AddressError("ssl= is for tls:// addresses")
+            raise AddressError("ssl= is for tls:// and wss:// addresses")
         return {}
     if given is None:
-        raise AddressError("serving tls:// needs ssl=, a context holding the server's certificate and key")
+        raise AddressError(f"serving {scheme}:// needs ssl=, a context holding the server's certificate and key")
     return {"ssl": given, "ssl_handshake_timeout": handshake_timeout}
 
 

@@ -12,10 +12,12 @@ from ..core.interface import Interface
 from ..net.addresses import Address, parse_address
 from ..net.services import not_running
 from ..net.tls import client_arguments as tls_client_arguments
+from ..net.websocket import require_websockets
 from ..options import Options
 from .links import Link, PipeLink, SocketLink, stdio_link
 from .peer import Peer
 from .tls_link import tls_link
+from .websocket_link import connect_websocket
 
 
 def open_client(
@@ -51,6 +53,9 @@ def open_link(address: Address, settings: Options) -> Link:
             sock.close()
             raise
         return SocketLink(sock)
+    if address.is_websocket:
+        require_websockets()
+        return connect_websocket(address, settings)
     if address.is_tcp:
         tls = tls_client_arguments(address.scheme, address.host, settings.ssl, timeout)
         sock = socket.create_connection((address.host, address.port), timeout=timeout)

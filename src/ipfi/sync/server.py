@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Unpack
 
@@ -16,6 +17,7 @@ from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
 from ..net.listeners import ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, OUT_OF_RESOURCES, Listener
 from ..net.tls import server_arguments as tls_server_arguments
+from ..net.websocket import interfaces_by_path, require_websockets
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
@@ -23,6 +25,7 @@ from .links import SocketLink, stdio_link
 from .loop_thread import LoopThread
 from .peer import Peer
 from .tls_link import tls_link
+from .websocket_link import WebSocketLink, serve_websockets
 
 log = logging.getLogger("ipfi.sync")
 
@@ -34,9 +37,19 @@ class Server(TimersAndFds):
     Accepting starts at once (in a thread); :meth:`serve_forever` blocks until :meth:`close`.
     """
 
-    def __init__(self, address: Address, iface: Interface | None, options: Options, *, workers: int = 16) -> None:
+    def __init__(
+        self,
+        address: Address,
+        iface: Interface | Mapping[str, Interface | None] | None,
+        options: Options,
+        *,
+        workers: int = 16,
+    ) -> None:
         self.address = address
-        self.interface = iface
+        #: Which interface a connection gets, by its WebSocket path ("" for other wires).
+        self._serves = interfaces_by_path(address, iface)
+        self.interface = self._interface_at("")
+        self._websockets: Any = None  # websockets' server, for ws:// and wss://
         self.options = options.for_scheme(address.scheme)
         self.connections: set[Peer] = set()
         self._connections_lock = threading.Lock()
@@ -54,8 +67,16 @@ class Server(TimersAndFds):
         if self.address.scheme == "stdio":
             self._add(stdio_link())
             return self
+        if self.address.is_websocket:
+            require_websockets()
         self._listener = Listener.open(self.address, mode=self.options.mode, authenticated=self.options.authenticates)
-        self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
+        accept = self._accept_forever
+        if self.address.is_websocket:
+            self._websockets = serve_websockets(
+                self._listener.sock, self.address, self.options, self._serve_websocket, self._serves
+            )
+            accept = self._websockets.serve_forever
+        self._acceptor = threading.Thread(target=accept, name="ipfi-accept", daemon=True)
         self._acceptor.start()
         log.info("serving %s", self.bound_address)
         return self
@@ -106,13 +127,26 @@ class Server(TimersAndFds):
         else:
             link.close()
 
-    def _add(self, link: Any) -> None:
-        peer = Peer(link, Role.SERVER, self.interface, self.options, executor=self._executor)
+    def _interface_at(self, path: str) -> Interface | None:
+        served = self._serves(path)
+        return None if isinstance(served, bool) else served
+
+    def _serve_websocket(self, websocket: Any) -> None:
+        """In websockets' thread for one connection: serve it for as long as it lasts."""
+        if len(self.connections) >= self.options.limits.max_connections:
+            self._refusals.warning("server %s: max_connections reached; refusing connections", self.address)
+            websocket.close(1013, "the server is full")
+            return
+        self._add(WebSocketLink(websocket), self._interface_at(websocket.request.path)).wait_closed()
+
+    def _add(self, link: Any, interface: Interface | None = None) -> Peer:
+        peer = Peer(link, Role.SERVER, interface or self.interface, self.options, executor=self._executor)
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
         peer.loop_thread = self._loop_thread
         with self._connections_lock:
             self.connections.add(peer)
         peer.open(background_reader=True)
+        return peer
 
     def _peer_opened(self, peer: Peer) -> None:
         if self._feed is not None:
@@ -152,6 +186,8 @@ class Server(TimersAndFds):
     def close(self) -> None:
         """Stop accepting, close every connection, wait for running procedures and threads."""
         self._closed.set()
+        if self._websockets is not None:
+            self._websockets.shutdown()  # (it closes the listening socket; close() below removes nothing more)
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
@@ -174,7 +210,13 @@ class Server(TimersAndFds):
         self.close()
 
 
-def serve(address: str, iface: Interface | None, *, workers: int = 16, **options: Unpack[OptionArgs]) -> Server:
+def serve(
+    address: str,
+    iface: Interface | Mapping[str, Interface | None] | None,
+    *,
+    workers: int = 16,
+    **options: Unpack[OptionArgs],
+) -> Server:
     """Listen on ``address`` and serve ``iface``, with ``workers`` threads for procedures that block.
 
     Options: see :class:`~ipfi.Options`. Raises :class:`~ipfi.AddressInUse` where another server

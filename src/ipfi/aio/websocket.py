@@ -1,0 +1,83 @@
+"""WebSocket wires for the asyncio driver: a client's connection, and a server's, each carrying one
+peer's byte stream (see :mod:`ipfi.net.websocket`)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ..net.addresses import Address
+from ..net.tls import client_arguments as tls_client_arguments
+from ..net.tls import server_arguments as tls_server_arguments
+from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, url_of
+from ..options import Options
+from .peer import Peer
+from .transports import CallbackTransport
+
+
+async def connect_websocket(peer: Peer, address: Address, options: Options) -> None:
+    """Open ``address`` (``ws://``/``wss://``) and connect ``peer`` to it. Raises ``OSError``,
+    ``ssl.SSLError``, ``TimeoutError`` or the library's ``InvalidHandshake`` (a refused upgrade)."""
+    from websockets.asyncio.client import connect
+
+    timeout = options.limits.handshake_timeout
+    tls = tls_client_arguments(address.scheme, address.host, options.ssl, timeout)
+    websocket = await connect(
+        url_of(address),
+        ssl=tls.get("ssl"),
+        server_hostname=tls.get("server_hostname"),
+        open_timeout=timeout,
+        **CONNECTION_OPTIONS,
+    )
+    attach(peer, websocket)
+
+
+def attach(peer: Peer, websocket: Any) -> CallbackTransport:
+    """``peer``'s transport over an open ``websocket`` (either side's)."""
+
+    async def received() -> AsyncIterator[bytes]:
+        async for message in websocket:
+            if isinstance(message, str):
+                raise TextMessage()
+            yield message
+
+    async def send(data: bytes) -> None:
+        for message in messages_of(data):
+            await websocket.send(message)
+
+    extra = {
+        "peername": websocket.remote_address,
+        "sockname": websocket.local_address,
+        "path": websocket.request.path if websocket.request is not None else None,
+        "peercert": websocket.transport.get_extra_info("peercert"),
+        "websocket": websocket,
+    }
+    return CallbackTransport(peer, received(), send, extra=extra, closer=websocket.close)
+
+
+async def serve_websockets(
+    sock: socket.socket,
+    address: Address,
+    options: Options,
+    admit: Callable[[Any], Awaitable[None]],
+    serves: Callable[[str], object],
+) -> Any:
+    """A ``websockets`` server on listening ``sock``: ``admit(websocket)`` serves each connection
+    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404."""
+    from websockets.asyncio.server import serve
+
+    def check_path(connection: Any, request: Any) -> Any:
+        if serves(request.path) is False:
+            return connection.respond(404, "no ipfi service at this path\n")
+        return None
+
+    tls = tls_server_arguments(address.scheme, options.ssl, options.limits.handshake_timeout)
+    return await serve(
+        admit,
+        sock=sock,
+        ssl=tls.get("ssl"),
+        process_request=check_path,
+        open_timeout=options.limits.handshake_timeout,
+        **CONNECTION_OPTIONS,
+    )
