@@ -27,6 +27,7 @@ from .aio import (
     run,
     serve,
 )
+from .aio.gateway import Gateway, gateway
 from .core.codecs import CustomType, Unencodable
 from .core.errors import (
     AddressError,
@@ -61,6 +62,7 @@ from .core.errors import (
 )
 from .core.interface import CallContext, Interface, current_call, current_peer
 from .core.limits import Limits
+from .core.relay import GatewayLimits
 from .net.addresses import Address, parse_address
 from .net.credentials import Credentials
 from .net.tls import client_context as tls_client_context
@@ -93,6 +95,8 @@ __all__ = [
     "FdReady",
     "FrameError",
     "FrameTooLarge",
+    "Gateway",
+    "GatewayLimits",
     "HandshakeError",
     "HandshakeTimeout",
     "IdleTimeout",
@@ -134,6 +138,7 @@ __all__ = [
     "connect_stream",
     "current_call",
     "current_peer",
+    "gateway",
     "pair",
     "parse_address",
     "reconnecting",

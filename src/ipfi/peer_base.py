@@ -3,7 +3,6 @@ table that routes its events to the driver, and the plain-message queue. No I/O.
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import logging
 import os
@@ -28,7 +27,7 @@ from .core.events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .core.handshake import Hello
+from .core.handshake import Hello, token_among
 from .core.interface import Interface, Procedure, error_record
 from .core.logs import RateLimitedLog
 from .core.protocol_core import ProtocolCore
@@ -291,6 +290,14 @@ class PeerBase:
         return self._core.channels
 
     @property
+    def forwarded_for(self) -> dict[str, str] | None:
+        """Server side: whom a gateway (``ipfi gateway``) relays this connection for: ``remote``
+        (its address), ``tls_subject`` (its certificate's subject), ``path`` (its WebSocket path).
+        ``None`` for a client that came directly. Trust it only where only gateways connect."""
+        hello = self._core.peer_hello
+        return hello.forwarded_for if hello is not None else None
+
+    @property
     def tls_subject(self) -> str | None:
         """The subject of the certificate the peer presented over ``tls://`` (``CN=alice,O=...``),
         verified against the CA this side trusts; ``None`` without one."""
@@ -300,17 +307,6 @@ class PeerBase:
     def codec(self) -> str | None:
         """The negotiated codec, or ``None`` for a plain framed peer."""
         return self._core.codec.name if self._core.codec else None
-
-
-def token_among(token: str | None, tokens: frozenset[str]) -> bool:
-    """Whether ``token`` is one of ``tokens``, compared in constant time (every one compared)."""
-    if token is None:
-        return False
-    given = token.encode()
-    found = False
-    for accepted in tokens:
-        found |= hmac.compare_digest(given, accepted.encode())
-    return found
 
 
 def first_on(messages: Sequence[MessageReceived], channel: int | None) -> int | None:

@@ -17,6 +17,7 @@ from .. import __version__
 from . import arguments
 from .arguments import ADDRESS_HELP, VALIDATE_HELP
 from .exit_codes import INTERNAL, USAGE, describe_failure, describe_table, exit_code_for
+from .gateway import run_gateway
 from .messaging import run_echo, run_listen, run_send
 from .output import FORMATS, Output
 from .rpc import run_call, run_info, run_serve, run_stubs
@@ -144,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     info = command("info", "a peer's protocol, channels, procedures, ping and credentials", run_info)
     address_argument(info)
     arguments.add_tls_arguments(info, server=False)
+
+    relay = command("gateway", "relay clients from the network to a local service, frames as they are", run_gateway)
+    relay.add_argument("address", type=arguments.address, help="where clients connect: tcp://, tls://, ws:// or wss://")
+    relay.add_argument("target", type=arguments.address, help="the service: service:NAME, unix:PATH or tcp://")
+    relay.add_argument("--tokens-file", metavar="FILE", help="clients must present one of these tokens (one a line)")
+    relay.add_argument("--max-clients", type=arguments.positive_int, default=4096, help="clients at once (4096)")
+    relay.add_argument(
+        "--max-frame", type=arguments.positive_int, default=16 * 1024 * 1024, help="largest frame payload (16 MiB)"
+    )
+    relay.add_argument(
+        "--frames-per-second", type=float, default=10_000.0, help="each client's average frame rate (10000)"
+    )
+    relay.add_argument(
+        "--bytes-per-second", type=float, default=64 * 1024 * 1024, help="each client's average byte rate (64 MiB)"
+    )
+    arguments.add_tls_arguments(relay, server=True)
 
     command("doctor", "check the runtime directory, permissions and optional extras", run_doctor)
     command("envinfo", "versions and settings, for bug reports", run_envinfo)

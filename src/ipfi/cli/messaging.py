@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..aio import Peer, Server, connect, run, serve
+from ..aio import Peer, connect, run, serve
 from ..core.errors import ConnectionLost, SchemaError
 from ..core.handshake import DEFAULT_SERVER_CHANNELS
 from ..core.interface import Interface
@@ -43,11 +43,12 @@ def announce(text: str) -> None:
     print(f"ipfi: {text}", file=sys.stderr, flush=True)
 
 
-def stop_on_signals(server: Server) -> None:
+def stop_on_signals(close: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM call ``close`` (a server's, a gateway's)."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # (Windows' loops have none: Ctrl-C still stops it)
-            loop.add_signal_handler(signum, server.close)
+            loop.add_signal_handler(signum, close)
 
 
 #: How long a client command waits, connecting and for replies, when --timeout is not given.
@@ -82,7 +83,7 @@ async def serve_frames(
     limits = Limits(idle_timeout=args.idle_timeout)
     tls = tls_settings(args, server=True)
     server = await serve(args.address, echo_interface, channels=args.channels, limits=limits, schemas=schemas, **tls)
-    stop_on_signals(server)
+    stop_on_signals(server.close)
     announce(f"listening on {server.bound_address}")
     timed_out = False
 

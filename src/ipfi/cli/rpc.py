@@ -91,7 +91,7 @@ def load_interface(spec: str) -> Interface:
 
 async def serve_interface(args: argparse.Namespace, iface: Interface) -> int:
     server = await serve(args.address, iface, **tls_settings(args, server=True))
-    stop_on_signals(server)
+    stop_on_signals(server.close)
     announce(f"serving {len(iface)} procedures of {args.interface} on {server.bound_address}")
     async with server:
         await server.serve_forever()

@@ -7,6 +7,7 @@ plain ipcprims peer ignores and does not send; without it the peer is a plain fr
 
 from __future__ import annotations
 
+import hmac
 import re
 import sys
 from collections.abc import Container, Sequence
@@ -23,6 +24,9 @@ VERSION: Final = "1.0"
 DEFAULT_SERVER_CHANNELS: Final = (1, 2, 3, 4)
 MAX_CHANNELS: Final = 256
 EXTENSION_FIELD: Final = "ipfi"
+#: The hello's field where a gateway says whom it relays (see ``Hello.forwarded_for``).
+FORWARDED_FIELD: Final = "forwarded_for"
+_MAX_FORWARDED: Final = 8
 
 _VERSION_FORM = re.compile(r"^([0-9]+)\.([0-9]+)$")
 
@@ -37,6 +41,10 @@ class Hello:
     peer_id: str = ""
     auth_token: str | None = field(default=None, repr=False)
     extension: dict[str, Any] | None = None
+    #: Who a gateway relays this client for (``remote``, ``tls_subject``, ``path``): set by
+    #: ``ipfi gateway``, which drops what a client wrote there itself. Trust it only from a
+    #: gateway (a service reached by nobody else, or ``allow_uids``).
+    forwarded_for: dict[str, str] | None = None
 
     def to_json(self) -> bytes:
         document: dict[str, Any] = {
@@ -50,6 +58,8 @@ class Hello:
             document["auth_token"] = self.auth_token
         if self.extension is not None:
             document[EXTENSION_FIELD] = self.extension
+        if self.forwarded_for is not None:
+            document[FORWARDED_FIELD] = self.forwarded_for
         return compact_json(document).encode()
 
 
@@ -128,7 +138,31 @@ def parse_hello(payload: bytes, *, is_reply: bool) -> Hello:
         if not isinstance(extension, dict):
             raise HandshakeError(f"handshake: field {EXTENSION_FIELD!r} must be an object")
         extension = {sys.intern(key): _interned(value) for key, value in extension.items()}
-    return Hello(channels, PROTOCOL, sys.intern(version), peer_id, auth_token, extension)
+    forwarded_for = None if is_reply else _forwarded_for(document.get(FORWARDED_FIELD))
+    return Hello(channels, PROTOCOL, sys.intern(version), peer_id, auth_token, extension, forwarded_for)
+
+
+def _forwarded_for(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or len(value) > _MAX_FORWARDED
+        or not all(isinstance(key, str) and isinstance(item, str) and len(item) <= 1024 for key, item in value.items())
+    ):
+        raise HandshakeError(f"handshake: field {FORWARDED_FIELD!r} must be an object of at most 8 strings")
+    return value
+
+
+def token_among(token: str | None, tokens: frozenset[str]) -> bool:
+    """Whether ``token`` is one of ``tokens``, compared in constant time (every one compared)."""
+    if token is None:
+        return False
+    given = token.encode()
+    found = False
+    for accepted in tokens:
+        found |= hmac.compare_digest(given, accepted.encode())
+    return found
 
 
 def _interned(value: Any) -> Any:

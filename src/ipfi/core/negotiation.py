@@ -86,12 +86,9 @@ class Negotiation:
         not accept: an ipfi client is told why, in a reply the driver sends (:attr:`refusal`)
         before closing. A plain ipcprims client is told nothing, as ipcprims tells it nothing."""
         hello = self._client_hello
-        if self.role_is_client or hello is None or hello.extension is None:
+        if self.role_is_client or hello is None:
             return
-        reason = {"type": type(error).__name__, "message": str(error)}
-        extension = {"v": wire.PROTOCOL_VERSION, "refused": reason}
-        reply = Hello(hello.channels or (wire.RPC_CHANNEL,), peer_id=self._own_peer_id, extension=extension)
-        self.refusal = encode_frame(CONTROL, reply.to_json())
+        self.refusal = refusal(hello, self._own_peer_id, error)
 
     def _accept_hello(self, payload: bytes) -> HandshakeComplete:
         hello = parse_hello(payload, is_reply=False)
@@ -165,3 +162,14 @@ def _positive_int(document: dict[str, Any], name: str, default: int) -> int:
     if type(value) is not int or value < 1:
         raise HandshakeError(f"handshake: ipfi field {name!r} must be a positive integer")
     return value
+
+
+def refusal(hello: Hello, peer_id: str, error: HandshakeError) -> bytes | None:
+    """The reply frame that tells an ipfi client (one whose hello has ipfi's extension) why it is
+    refused; ``None`` for a plain ipcprims client, whom ipcprims tells nothing."""
+    if hello.extension is None:
+        return None
+    reason = {"type": type(error).__name__, "message": str(error)}
+    extension = {"v": wire.PROTOCOL_VERSION, "refused": reason}
+    reply = Hello(hello.channels or (wire.RPC_CHANNEL,), peer_id=peer_id, extension=extension)
+    return encode_frame(CONTROL, reply.to_json())
