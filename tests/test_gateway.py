@@ -264,3 +264,18 @@ def test_the_cli_gateway_relays_to_a_service_and_checks_tokens(tmp_path: Path) -
         for process in processes:
             process.terminate()
             process.wait(10)
+
+
+def test_many_websocket_clients_at_once_through_one_gateway_lose_no_call(service: dict[str, Any]) -> None:
+    address = start_gateway(service, "ws://127.0.0.1:0")
+    clients, calls_each = 200, 5  # (benchmarks/gateway.py runs 1,000; the suite keeps to seconds)
+
+    async def one(number: int) -> list[int]:
+        async with ipfi.connect(address + "/crowd") as peer:
+            return [await peer.call("add", number, index) for index in range(calls_each)]
+
+    async def everyone() -> list[list[int]]:
+        return await asyncio.gather(*(one(number) for number in range(clients)))
+
+    answers = asyncio.run(everyone())
+    assert answers == [[number + index for index in range(calls_each)] for number in range(clients)]

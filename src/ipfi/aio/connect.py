@@ -16,7 +16,7 @@ from ..core.errors import AddressError, HandshakeTimeout
 from ..core.interface import Interface
 from ..core.logs import RateLimitedLog
 from ..net.addresses import Address, parse_address
-from ..net.listeners import Listener
+from ..net.listeners import BACKLOG, Listener
 from ..net.services import not_running
 from ..net.tls import client_arguments as tls_client_arguments
 from ..net.tls import server_arguments as tls_server_arguments
@@ -268,10 +268,10 @@ class Server(TimersAndFds):
                     listener.sock, address, options, self._serve_websocket, self._serves
                 )
             elif address.is_unix:
-                self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock)
+                self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock, backlog=BACKLOG)
             else:
                 tls = tls_server_arguments(address.scheme, self.options.ssl, self.options.limits.handshake_timeout)
-                self._server = await loop.create_server(self._new_peer, sock=listener.sock, **tls)
+                self._server = await loop.create_server(self._new_peer, sock=listener.sock, backlog=BACKLOG, **tls)
         except BaseException:
             listener.close()
             raise

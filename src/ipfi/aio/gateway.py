@@ -22,7 +22,7 @@ from ..core.logs import RateLimitedLog
 from ..core.negotiation import refusal
 from ..core.relay import FrameScanner, GatewayLimits, HelloReader, RateLimit, forwarded, refused
 from ..net.addresses import parse_address
-from ..net.listeners import Listener
+from ..net.listeners import BACKLOG, Listener
 from ..net.tls import server_arguments as tls_server_arguments
 from ..net.tls import subject_of
 from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, require_websockets
@@ -76,9 +76,12 @@ class Gateway:
             from websockets.asyncio.server import serve
 
             sock, context = self._listener.sock, self._tls.get("ssl")
-            self._server = await serve(self._serve_websocket, sock=sock, ssl=context, **CONNECTION_OPTIONS)
+            self._server = await serve(
+                self._serve_websocket, sock=sock, ssl=context, backlog=BACKLOG, **CONNECTION_OPTIONS
+            )
         else:
-            self._server = await asyncio.start_server(self._serve_stream, sock=self._listener.sock, **self._tls)
+            sock = self._listener.sock
+            self._server = await asyncio.start_server(self._serve_stream, sock=sock, backlog=BACKLOG, **self._tls)
         log.info("gateway %s -> %s", self.bound_address, self.target)
 
     @property

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..net.addresses import Address
+from ..net.listeners import BACKLOG
 from ..net.tls import client_arguments as tls_client_arguments
 from ..net.tls import server_arguments as tls_server_arguments
 from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, url_of
@@ -79,5 +80,6 @@ async def serve_websockets(
         ssl=tls.get("ssl"),
         process_request=check_path,
         open_timeout=options.limits.handshake_timeout,
+        backlog=BACKLOG,  # (asyncio listens again on the socket, with 100 unless told)
         **CONNECTION_OPTIONS,
     )

@@ -17,7 +17,7 @@ from .services import ServiceLock, prepare_runtime_dir
 
 log = logging.getLogger("ipfi.server")
 
-BACKLOG = 512
+BACKLOG = 4096  # (the kernel caps it at net.core.somaxconn; asyncio would listen with 100)
 #: accept() failures that pass once a connection ends: back off and accept again, never give up.
 OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: Seconds to wait after such a failure: doubling from the first to the second.
