@@ -264,3 +264,37 @@ def test_any_bytes_make_messages_or_a_protocol_error(data: bytes, cut: int) -> N
             if not core.is_open:
                 break
     assert len(core.decoder._buffer) <= 100 + 6 + 32  # memory follows what one frame may hold
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_gateway_is_libipcs_tcp_daemon_when_its_target_is_libipc_alone(driver: str, rundir: Path) -> None:
+    with echo_server(driver, "pong"):
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+
+        async def start() -> ipfi.Gateway:
+            return await ipfi.gateway("tcp://127.0.0.1:0", "libipc:")
+
+        gateway = asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+        host, port = gateway.bound_address.removeprefix("tcp://").rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as client:
+                client.sendall(b"pong")  # the service's name first, as libIPC's TCP daemon wants it
+                assert client.recv(2) == b"OK"
+                frames = [Frame(DATA, 42, b"coucou"), Frame(7, 200, b"x\x00y")]
+                client.sendall(b"".join(encode(frame) for frame in frames))
+                assert read_frames(client, 2) == frames
+            with socket.create_connection((host, int(port)), timeout=5) as client:
+                client.sendall(b"../etc/passwd")  # not a service's name: refused
+                assert client.recv(10) == b""
+        finally:
+
+            async def stop() -> None:
+                gateway.close()
+                await gateway.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()

@@ -1,6 +1,8 @@
 """A gateway (libIPC's "protocol daemons"): clients from the network (``tcp://``, ``tls://``,
 ``ws://``, ``wss://``) each get their own connection to a local service (``service:NAME``,
-``unix:PATH``), and their frames are relayed as they are.
+``unix:PATH``, ``libipc:NAME``), and their frames are relayed as they are. With the target
+``libipc:`` alone it is libIPC's TCP daemon: each client sends the name of a libIPC service first,
+the gateway answers ``OK``, and libIPC's frames pass both ways.
 
 The gateway reads each client's hello, checks its token (``tokens=``) and, if it may pass, hands
 the service that hello with ``forwarded_for`` saying who the client is (its address, TLS subject,
@@ -18,16 +20,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.errors import AddressError, HandshakeError, RemoteProtocolError
-from ..core.logs import RateLimitedLog
+from ..core.logs import RateLimitedLog, shown
 from ..core.negotiation import refusal
 from ..core.relay import FrameScanner, GatewayLimits, HelloReader, RateLimit, forwarded, refused
-from ..net.addresses import parse_address
+from ..net.addresses import Address, parse_address
 from ..net.listeners import BACKLOG, Listener
+from ..net.services import check_name_form
 from ..net.tls import server_arguments as tls_server_arguments
 from ..net.tls import subject_of
 from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, require_websockets
 
 log = logging.getLogger("ipfi.gateway")
+#: The target that makes a gateway libIPC's TCP daemon: each client names its service first.
+LIBIPC_BY_NAME = "libipc:"
 _READ_SIZE = 256 * 1024
 
 Receive = Callable[[], Awaitable[bytes]]  # the next bytes from the client; b"" at its end
@@ -51,9 +56,11 @@ class Gateway:
         limits: GatewayLimits | None = None,
     ) -> None:
         self.listen = parse_address(listen)
-        self.target = parse_address(target)
         if not self.listen.is_tcp:
             raise AddressError(f"a gateway listens on tcp://, tls://, ws:// or wss://, not {self.listen}")
+        #: ``libipc:`` alone: each client names its libIPC service first, as to libIPC's TCP daemon.
+        self.names_from_clients = target == LIBIPC_BY_NAME
+        self.target = Address("libipc") if self.names_from_clients else parse_address(target)
         if not (self.target.is_unix or self.target.scheme == "tcp"):
             raise AddressError(f"a gateway relays to service:, unix:, libipc: or tcp://, not {self.target}")
         if isinstance(tokens, str):
@@ -135,7 +142,7 @@ class Gateway:
         if subject is not None:
             identity["tls_subject"] = subject
         try:
-            await self._pass(receive, send, identity)
+            await (self._pass_named if self.names_from_clients else self._pass)(receive, send, identity)
         except (RemoteProtocolError, OSError, TimeoutError) as exc:  # (ConnectionError is an OSError)
             remote = identity["remote"]
             self._refusals.warning("gateway %s: client %s: %s: %s", self.bound_address, remote, type(exc).__name__, exc)
@@ -160,29 +167,58 @@ class Gateway:
             scanner = FrameScanner(limits.max_frame_payload)
             scanner.feed(rest)
             target_writer.write(forwarded(hello, identity) + rest)
-            inbound = asyncio.ensure_future(self._client_to_service(receive, scanner, target_writer))
-            outbound = asyncio.ensure_future(_service_to_client(target_reader, send))
-            done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
-            for other in pending:
-                other.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for finished in done:
-                finished.result()  # (what ended the relay, if it was an error)
+            await self._both_ways(receive, send, scanner, target_reader, target_writer)
         finally:
             target_writer.close()
 
-    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        target = self.target
+    async def _pass_named(self, receive: Receive, send: Send, identity: dict[str, str]) -> None:
+        """libIPC's TCP daemon: the client's first bytes name the service, the gateway answers
+        "OK", then libIPC's frames pass as they are (counted in bytes only)."""
+        async with asyncio.timeout(self.limits.hello_timeout):
+            first = await receive() or _ended()
+        try:
+            name = check_name_form(first.strip(b"\0\r\n ").decode())
+        except (UnicodeDecodeError, AddressError):
+            raise HandshakeError(f"libIPC's TCP daemon expected a service name, got {shown(first)}") from None
+        reader, writer = await self._open_target(Address("libipc", name=name))
+        try:
+            await send(b"OK")
+            await self._both_ways(receive, send, None, reader, writer)
+        finally:
+            writer.close()
+
+    async def _both_ways(
+        self,
+        receive: Receive,
+        send: Send,
+        scanner: FrameScanner | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Relay until either side ends; raises what ended it, if it was an error."""
+        inbound = asyncio.ensure_future(self._client_to_service(receive, scanner, writer))
+        outbound = asyncio.ensure_future(_service_to_client(reader, send))
+        done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
+        for other in pending:
+            other.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for finished in done:
+            finished.result()
+
+    async def _open_target(self, target: Address | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        target = target or self.target
         if target.is_unix:
             return await asyncio.open_unix_connection(target.socket_file())
         return await asyncio.open_connection(target.host, target.port)
 
-    async def _client_to_service(self, receive: Receive, scanner: FrameScanner, writer: asyncio.StreamWriter) -> None:
+    async def _client_to_service(
+        self, receive: Receive, scanner: FrameScanner | None, writer: asyncio.StreamWriter
+    ) -> None:
         limits = self.limits
         frames = None if limits.frames_per_second is None else RateLimit(limits.frames_per_second)
         volume = None if limits.bytes_per_second is None else RateLimit(limits.bytes_per_second)
         while data := await receive():
-            count = scanner.feed(data)  # (raises past the frame limit, or for bytes that are no frames)
+            count = 0 if scanner is None else scanner.feed(data)  # (raises past the frame limit, or for no frames)
             writer.write(data)
             await writer.drain()
             delay = max(
