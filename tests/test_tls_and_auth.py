@@ -300,3 +300,51 @@ def test_the_cli_serves_and_calls_over_mutual_tls(ca: trustme.CA, tmp_path: Path
     finally:
         server.terminate()
         server.wait(10)
+
+
+marks: list[str] = []
+
+
+@served.procedure
+def mark(note: str) -> str:
+    marks.append(note)
+    return note
+
+
+async def slow_verdict(peer: Any) -> bool:
+    """An ``async def`` authenticate: it takes a while, then admits the holder of TOKEN only."""
+    await asyncio.sleep(0.2)
+    return bool(peer.auth_token == TOKEN)
+
+
+def hello_then_call(note: str) -> bytes:
+    """A client's hello and, in the same write, a call of ``mark(note)``: a client that does not
+    wait for its answer (the call must not run before the server has admitted it)."""
+    from ipfi.core.connection import Connection, Role
+
+    client, rehearsal = Connection(Role.CLIENT), Connection(Role.SERVER)
+    client.start()
+    hello = b"".join(client.data_to_send())
+    rehearsal.receive_data(hello)
+    client.receive_data(b"".join(rehearsal.data_to_send()))
+    client.send_call("mark", [note])
+    return hello + b"".join(bytes(piece) for piece in client.data_to_send())
+
+
+@pytest.mark.parametrize("server_driver", DRIVERS)
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_async_authenticate_is_awaited_before_anything_the_client_sent_is_acted_on(
+    driver: str, server_driver: str
+) -> None:
+    marks.clear()
+    with running(server_driver, "tcp://127.0.0.1:0", authenticate=slow_verdict) as address:
+        assert call_and_stream(driver, address, auth_token=TOKEN)[1] == [0, 1, 2]
+        with pytest.raises(ipfi.AuthenticationFailed):
+            call_and_stream(driver, address, auth_token="wrong")
+        host, port = address.removeprefix("tcp://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as eager:
+            eager.sendall(hello_then_call("before the verdict"))
+            with contextlib.suppress(ConnectionResetError):
+                while eager.recv(65536):
+                    pass
+    assert marks == []  # refused: its call never ran

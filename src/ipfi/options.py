@@ -7,7 +7,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, Final, TypedDict, Unpack
 
@@ -29,7 +29,10 @@ class Options:
     - ``codecs``: acceptable codecs, preferred first (the client's order wins).
     - ``channels``: a client's requested channels, or a server's offered ones (default 1-4).
     - ``auth_token``: sent by a client in its hello; a server hands it to ``authenticate``.
-    - ``authenticate``: server only; called with the new peer, returns False to refuse it.
+    - ``authenticate``: server only; called with the new peer (its ``auth_token``, ``credentials``,
+      ``tls_subject``, ``forwarded_for``, ``get_extra_info("peername")``), returns False to refuse
+      it; an ``async def`` one is awaited (the client is answered, and what it sends acted on, once
+      it has said yes).
     - ``keepalive``: ping a silent peer every so many seconds; ``keepalive_timeout`` (default 3x)
       after which a silent peer is declared lost.
     - ``rpc``: False makes a plain framed peer (no ipfi extension in the hello).
@@ -85,7 +88,7 @@ class Options:
     codecs: tuple[str, ...] = DEFAULT_CODECS
     channels: tuple[int, ...] = DEFAULT_SERVER_CHANNELS
     auth_token: str | None = field(default=None, repr=False)
-    authenticate: Callable[[Any], bool] | None = None
+    authenticate: Callable[[Any], bool | Awaitable[bool]] | None = None
     keepalive: float | None = None
     keepalive_timeout: float | None = None
     rpc: bool = True
@@ -173,7 +176,7 @@ class OptionArgs(TypedDict, total=False):
     codecs: Sequence[str]
     channels: Sequence[int]
     auth_token: str | None
-    authenticate: Callable[[Any], bool] | None
+    authenticate: Callable[[Any], bool | Awaitable[bool]] | None
     keepalive: float | None
     keepalive_timeout: float | None
     rpc: bool

@@ -3,12 +3,13 @@ table that routes its events to the driver, and the plain-message queue. No I/O.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, NoReturn
 
 from .core.connection import CallSink, Connection, ResultSink, Role
 from .core.errors import AuthenticationFailed, InvalidArguments, InvalidResult, PayloadTooLarge, RemoteError
@@ -203,18 +204,29 @@ class PeerBase:
         the log; what it sent appears in the message only cut and escaped."""
         _violations.warning("peer %s: %s: %s; closing the connection", self.peer_id or "?", type(exc).__name__, exc)
 
-    def _check_authenticated(self) -> None:
+    def _check_authenticated(self) -> Awaitable[Any] | None:
         """At the handshake: a server's ``tokens`` and ``authenticate`` may refuse the peer (the
-        connection ends; the client is told why)."""
+        connection ends; the client is told why: :meth:`_refuse` raises). An ``async def``
+        ``authenticate``'s verdict is returned, to be awaited and given to :meth:`_judge`."""
         options = self.options
         if self._core.role is not Role.SERVER or not options.authenticates:
-            return
+            return None
         if options.tokens is not None and not token_among(self.auth_token, options.tokens):
-            reason = "no token" if self.auth_token is None else "a token the server does not accept"
-        elif options.authenticate is not None and not options.authenticate(self):
-            reason = "refused by the server's authenticate()"
-        else:
-            return
+            self._refuse("no token" if self.auth_token is None else "a token the server does not accept")
+        if options.authenticate is None:
+            return None
+        verdict = options.authenticate(self)
+        if inspect.isawaitable(verdict):
+            return verdict
+        self._judge(verdict)
+        return None
+
+    def _judge(self, verdict: Any) -> None:
+        """``authenticate``'s verdict: raises :class:`AuthenticationFailed` unless it is true."""
+        if not verdict:
+            self._refuse("refused by the server's authenticate()")
+
+    def _refuse(self, reason: str) -> NoReturn:
         refused = AuthenticationFailed(f"{self.peer_id}: {reason}")
         self._core.refuse(refused)
         raise refused

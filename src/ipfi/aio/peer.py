@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
@@ -155,6 +156,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         peer_id: str | None = None,
     ) -> None:
         super().__init__(role, interface, options, peer_id)
+        self._core.defer_verdict = role is Role.SERVER and inspect.iscoroutinefunction(options.authenticate)
         self._loop = asyncio.get_running_loop()
         #: Called once the transport is connected (over TLS: once its handshake is done; a peer
         #: whose TLS handshake fails never is), once the handshake is done, and once the
@@ -501,12 +503,39 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     # -- events ------------------------------------------------------------------------------------
 
     def _on_handshake(self, event: HandshakeComplete) -> None:
-        self._check_authenticated()
+        verdict = self._check_authenticated()
+        if verdict is not None:  # (an async def authenticate: the core holds the reply meanwhile)
+            self._pause_reading("authenticating")
+            judging = self._loop.create_task(self._await_verdict(verdict))
+            self._notifications |= {judging}  # (cancelled, as they are, if the connection ends first)
+            judging.add_done_callback(self._notification_done)
+            return
+        self._finish_opening()
+
+    def _finish_opening(self) -> None:
         self._log_opened()
-        log.debug("peer %s: open (rpc=%s, channels=%s)", self.peer_id, event.rpc, list(self.channels))
+        log.debug("peer %s: open (channels=%s)", self.peer_id, list(self.channels))
         self._opened.set_result(None)
         if self.on_open is not None:
             self.on_open(self)
+
+    async def _await_verdict(self, verdict: Awaitable[Any]) -> None:
+        try:
+            accepted = await verdict
+        except Exception as exc:  # (a broken authenticate refuses: it never said yes)
+            log.warning("peer %s: authenticate() raised %s: %s", self.peer_id, type(exc).__name__, exc)
+            accepted = False
+        try:
+            self._judge(accepted)
+            events = self._core.accept()
+        except RemoteProtocolError as exc:
+            self._violation(exc)
+            return
+        self._finish_opening()
+        self._resume_reading("authenticating")
+        if events:
+            self._dispatch(events)
+        self._flush()
 
     def _result_received(self, call_id: int, value: Any) -> None:
         """The reply to a call made here (the core's ``result_sink``: no event record on the fast path)."""

@@ -118,6 +118,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "_peer_max_frame",
         "_peer_max_message",
         "_peer_window",
+        "_pending_reply",
         "_pings",
         "_plain_rpc",
         "_release_buffers_at",
@@ -135,6 +136,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "closed_here",
         "codec",
         "decoder",
+        "defer_verdict",
         "has_output",
         "item_bytes_queued",
         "limits",
@@ -206,6 +208,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.channels: tuple[int, ...] = ()
         self.peer_hello: Hello | None = None
         self.refusal: bytes | None = None
+        self.defer_verdict = False
+        self._pending_reply: bytes | None = None
         self._client_hello: Hello | None = None
         self.peer_id = ""
         self._peer_window = limits.stream_window
@@ -617,6 +621,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         ``reason``), or :class:`InvalidState` once the driver has set :attr:`closed_here`."""
         self.state = CLOSED
         self._close_reason = self._close_reason or reason
+        self._pending_reply = None
         self._plain_rpc = False
         self._calls.clear()
         self._serving = 0

@@ -57,9 +57,21 @@ class Negotiation:
     _small_message: int
     _small_body: int
 
+    #: Server: the verdict on a client waits for :meth:`accept` or :meth:`refuse` (an ``async def``
+    #: ``authenticate``): its hello is answered, and what it sends after, acted on, only then.
+    defer_verdict: bool
+    _pending_reply: bytes | None
+    has_output: bool
+    _out: list[Any]
+    _held_frames: list[tuple[int, bytes | bytearray]]
+    _plain_rpc: bool
+    _in_parts: bool
+    calls_held: bool
+
     # Of the other parts of the connection:
     _queue_frame: Callable[[int, bytes | bytearray | memoryview], None]
     _opened: Callable[[Hello, tuple[int, ...]], HandshakeComplete]
+    _handle_frames: Callable[[list[tuple[int, bytes | bytearray]]], list[Event]]
 
     def _extension(self) -> dict[str, Any]:
         return {
@@ -86,6 +98,7 @@ class Negotiation:
         not accept: an ipfi client is told why, in a reply the driver sends (:attr:`refusal`)
         before closing. A plain ipcprims client is told nothing, as ipcprims tells it nothing."""
         hello = self._client_hello
+        self._pending_reply = None
         if self.role_is_client or hello is None:
             return
         self.refusal = refusal(hello, self._own_peer_id, error)
@@ -116,9 +129,27 @@ class Negotiation:
             self._adopt_extension(hello.extension, common[0])
             extension = {"v": wire.PROTOCOL_VERSION, "codec": common[0], **self._extension()}
         reply = Hello(channels, peer_id=self._own_peer_id, extension=extension)
-        self._queue_frame(CONTROL, reply.to_json())
         self.peer_id = self._own_peer_id
-        return self._opened(hello, channels)
+        opened = self._opened(hello, channels)
+        if self.defer_verdict:  # the reply, and what the client sent after its hello, wait for accept()
+            self._pending_reply = encode_frame(CONTROL, reply.to_json())
+            self._plain_rpc = False
+        else:
+            self._queue_frame(CONTROL, reply.to_json())
+        return opened
+
+    def accept(self) -> list[Event]:
+        """With :attr:`defer_verdict`, the server accepts the client it has not answered yet (its
+        ``authenticate`` took time): the reply is queued, and the events of what the client sent
+        meanwhile are returned. (:meth:`refuse` refuses it.) Raises what ``receive_data`` raises."""
+        reply, self._pending_reply = self._pending_reply, None
+        if reply is None:
+            return []
+        self._out.append(reply)
+        self.has_output = True
+        frames, self._held_frames = self._held_frames, []
+        self._plain_rpc = self.rpc and not self._in_parts and not self.calls_held
+        return self._handle_frames(frames)
 
     def _accept_reply(self, payload: bytes) -> HandshakeComplete:
         reply = parse_hello(payload, is_reply=True)

@@ -39,6 +39,8 @@ class ProtocolCore(Protocol):
     call_sink: CallSink
     result_sink: ResultSink
     closed_here: bool
+    #: Server: hold the answer to a client's hello until :meth:`accept` (or :meth:`refuse`).
+    defer_verdict: bool
     calls_held: bool
     timer_moved: bool
     reading_paused: bool
@@ -74,6 +76,7 @@ class ProtocolCore(Protocol):
     def next_timer(self) -> float | None: ...
     def handle_timer(self) -> list[Event]: ...
     def refuse(self, error: HandshakeError) -> None: ...
+    def accept(self) -> list[Event]: ...
 
     def send_call(
         self,

@@ -107,6 +107,7 @@ class Reading(QueuedMessages):
     #: Checks plain frames as they arrive (``None``: none are checked).
     schemas: PayloadCheck | None
     calls_held: bool
+    _pending_reply: bytes | None
     _held_call: tuple[int, Buffer] | None
     _held_frames: list[tuple[int, bytes | bytearray]]
     _calls: dict[int, Entry]
@@ -171,7 +172,7 @@ class Reading(QueuedMessages):
                 return [] if event is None else [event]
         if self.state is OPEN:
             frames = decoder.feed(buffer if count == len(buffer) else buffer[:count])
-            if self.calls_held:  # (a read the driver had under way when it paused)
+            if self.calls_held or self._pending_reply is not None:  # (a read under way when it paused)
                 self._held_frames += frames
                 return []
             return self._handle_frames(frames)
@@ -188,6 +189,9 @@ class Reading(QueuedMessages):
         if channel != CONTROL:
             raise HandshakeError(f"handshake: first frame arrived on channel {channel}, not 0")
         events: list[Event] = [self._accept_reply(payload) if self.role_is_client else self._accept_hello(payload)]
+        if self._pending_reply is not None:  # (the verdict is deferred: see accept())
+            self._held_frames += decoder.feed(b"")
+            return events
         events += self._handle_frames(decoder.feed(b""))
         return events
 
@@ -202,7 +206,7 @@ class Reading(QueuedMessages):
             raise self._closed_error()
         self._heard = True
         frames = self.decoder.filled(count)
-        if self.calls_held:
+        if self.calls_held or self._pending_reply is not None:
             self._held_frames += frames
             return []
         return self._handle_frames(frames)

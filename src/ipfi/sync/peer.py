@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -666,7 +666,9 @@ class Peer(MakesProxies, PeerBase):
             self._pings.pop(0).append(event.round_trip)
 
     def _on_handshake(self, _: HandshakeComplete) -> None:
-        self._check_authenticated()
+        verdict = self._check_authenticated()
+        if verdict is not None:  # an async def authenticate: awaited here, in this connection's reader
+            self._judge(self._await_here(verdict))
         self._log_opened()
         self._announce_open = True
 
@@ -842,13 +844,30 @@ class Peer(MakesProxies, PeerBase):
         if finished:
             self._settle((), [work])
 
+    def _await_here(self, verdict: Awaitable[Any]) -> Any:
+        """``verdict`` awaited on the loop thread (within the handshake's time); False if it failed."""
+        loop_thread = self._loop_thread()
+
+        async def judged() -> Any:
+            return await verdict
+
+        try:
+            return loop_thread.submit(judged()).result(self.options.limits.handshake_timeout)
+        except Exception as exc:  # (a broken or slow authenticate refuses: it never said yes)
+            log.warning("peer %s: authenticate() raised %s: %s", self.peer_id, type(exc).__name__, exc)
+            return False
+
+    def _loop_thread(self) -> LoopThread:
+        """Where this peer's ``async def`` code runs: its server's loop thread, or one of its own."""
+        if self.loop_thread is None:
+            self.loop_thread = LoopThread()
+            self._owns_loop_thread = True
+        return self.loop_thread
+
     def _on_loop(self, call_id: int, awaitable: Any) -> Any:
         """Await ``awaitable`` on the loop thread, in this call's context; a cancel of the call
         (CANCEL, its deadline, the connection's end) cancels it there."""
-        loop_thread = self.loop_thread
-        if loop_thread is None:
-            loop_thread = self.loop_thread = LoopThread()
-            self._owns_loop_thread = True
+        loop_thread = self._loop_thread()
         context = CallContext(self, call_id, self._core)
 
         started: list[bool] = []

@@ -53,6 +53,7 @@ class ForeignCore(QueuedMessages):
         self.call_sink: CallSink = CallReceived
         self.result_sink: ResultSink = ResultReceived
         self.closed_here = False
+        self.defer_verdict = False  # (no hello to answer: nothing waits)
         self.calls_held = False
         self.timer_moved = False
         self.reading_paused = False
@@ -105,6 +106,10 @@ class ForeignCore(QueuedMessages):
 
     def refuse(self, error: HandshakeError) -> None:
         """There is no hello to answer: a refused peer's connection just closes."""
+
+    def accept(self) -> list[Event]:
+        """There is no hello to answer: nothing waited."""
+        return []
 
     def data_to_send(self) -> list[Buffer]:
         out, self._out = self._out, []
