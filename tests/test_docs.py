@@ -20,6 +20,8 @@ RUN_BY = {
     "examples/event_loop.py": "test_event_loop_example_runs",
     "examples/cli_tour.sh": "test_the_command_line_tour_runs",
     "examples/deploy/ipfi-geometry.service": "test_the_systemd_unit_serves",
+    "examples/deploy/ipfi-geometry-gateway.service": "test_the_gateway_unit_serves_over_tls_with_tokens",
+    "examples/deploy/nginx-ipfi.conf": "test_the_nginx_example_fronts_a_gateway",
     "examples/morse/host.py": "test_an_rpc_session_over_a_morse_link",
     "examples/ipfi_rust/module.py": "test_the_ipfi_rust_example_host_and_module_run",
     "examples/ipfi_rust/host.py": "test_the_ipfi_rust_example_host_and_module_run",
@@ -36,6 +38,7 @@ def test_every_block_of_the_guides_is_an_example_the_suite_runs() -> None:
     runners = (ROOT / "tests/test_examples.py").read_text()
     pages = sorted(path.relative_to(ROOT / "docs").as_posix() for path in (ROOT / "docs/guides").glob("*.md"))
     assert len(pages) >= 7
+    pages.append("DEPLOY.md")
     included = set()
     for page in pages:
         for block in blocks(page):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import wave
 from pathlib import Path
@@ -140,3 +141,101 @@ def test_the_ipfi_rust_example_host_and_module_run() -> None:
         "host: the module exited with status 0",
     ]:
         assert line in output
+
+
+def _unit_command(unit_file: str, home: Path) -> list[str]:
+    unit = (ROOT / "examples/deploy" / unit_file).read_text()
+    [exec_start] = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    return shlex.split(exec_start.replace("%h", str(home)))
+
+
+def test_the_gateway_unit_serves_over_tls_with_tokens(tmp_path: Path) -> None:
+    """The deployment guide's two units, their ExecStart lines as written (the port moved to a free
+    one): the service, and its gateway with TLS and a token file."""
+    import trustme
+
+    home = tmp_path / "home"
+    (home / "geometry/tls").mkdir(parents=True)
+    (home / "geometry/.venv").symlink_to(Path(PYTHON).parent.parent)
+    (home / "geometry/examples").symlink_to(ROOT / "examples")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    issued = ca.issue_cert("localhost")
+    issued.cert_chain_pems[0].write_to_path(str(home / "geometry/tls/cert.pem"))
+    issued.private_key_pem.write_to_path(str(home / "geometry/tls/key.pem"))
+    (home / "geometry/tokens").write_text("the-token\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "IPFI_RUNDIR": str(tmp_path / "run")}
+    gateway = [
+        part.replace("0.0.0.0:7443", f"127.0.0.1:{port}")
+        for part in _unit_command("ipfi-geometry-gateway.service", home)
+    ]
+    processes = [
+        subprocess.Popen(_unit_command("ipfi-geometry.service", home), cwd=home / "geometry", env=env),
+        subprocess.Popen(gateway, cwd=home / "geometry", env=env, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        info = [PYTHON, "-m", "ipfi", "info", f"tls://localhost:{port}", "--tls-ca", str(tmp_path / "ca.pem")]
+        answered = subprocess.run(
+            [*info, "--format", "json", "--timeout", "20s"], env={**env, "IPFI_TOKEN": "the-token"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert answered.returncode == 0, answered.stderr
+        assert [entry["name"] for entry in json.loads(answered.stdout)["procedures"]] == ["midpoint", "path"]
+        refused = subprocess.run(info, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode != 0 and "AuthenticationFailed" in refused.stderr
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_the_nginx_example_fronts_a_gateway(tmp_path: Path) -> None:
+    """examples/deploy/nginx-ipfi.conf as written (its port, certificate and gateway port moved to
+    ones of the test): wss:// clients reach a service through nginx and a gateway, with a token."""
+    from .test_nginx import NGINX, free_port, nginx
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed (.ci/run installs Debian's)")
+    import asyncio
+    import ssl
+
+    import trustme
+
+    import ipfi
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    front, behind = free_port(), free_port()
+    server = (ROOT / "examples/deploy/nginx-ipfi.conf").read_text()
+    for written, here in (
+        ("listen 443 ssl", f"listen 127.0.0.1:{front} ssl"),
+        ("/etc/ssl/ipfi", str(tmp_path)),
+        ("127.0.0.1:7080", f"127.0.0.1:{behind}"),
+    ):
+        assert written in server
+        server = server.replace(written, here)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    geometry = ipfi.Interface()
+
+    @geometry.procedure
+    def midpoint(a: float, b: float) -> float:
+        return (a + b) / 2
+
+    async def through_nginx() -> float:
+        async with (
+            await ipfi.serve(f"unix:{tmp_path}/geometry.sock", geometry),
+            await ipfi.gateway(f"ws://127.0.0.1:{behind}", f"unix:{tmp_path}/geometry.sock", tokens={"the-token"}),
+        ):
+            await asyncio.sleep(0)
+            address = f"wss://localhost:{front}/geometry"
+            async with ipfi.connect(address, ssl=client_tls, auth_token="the-token") as peer:
+                return float(await peer.call("midpoint", 1.0, 2.0))
+
+    with nginx(tmp_path, [front], http=server):
+        assert asyncio.run(through_nginx()) == 1.5
