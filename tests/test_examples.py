@@ -172,11 +172,11 @@ def test_the_gateway_unit_serves_over_tls_with_tokens(tmp_path: Path) -> None:
         part.replace("0.0.0.0:7443", f"127.0.0.1:{port}")
         for part in _unit_command("ipfi-geometry-gateway.service", home)
     ]
-    processes = [
-        subprocess.Popen(_unit_command("ipfi-geometry.service", home), cwd=home / "geometry", env=env),
-        subprocess.Popen(gateway, cwd=home / "geometry", env=env, stderr=subprocess.DEVNULL),
-    ]
+    processes = [subprocess.Popen(_unit_command("ipfi-geometry.service", home), cwd=home / "geometry", env=env)]
     try:
+        up = [PYTHON, "-m", "ipfi", "info", "service:geometry", "--timeout", "20s"]  # (After= in the unit)
+        assert subprocess.run(up, env=env, capture_output=True, timeout=60, check=False).returncode == 0
+        processes.append(subprocess.Popen(gateway, cwd=home / "geometry", env=env, stderr=subprocess.DEVNULL))
         info = [PYTHON, "-m", "ipfi", "info", f"tls://localhost:{port}", "--tls-ca", str(tmp_path / "ca.pem")]
         answered = subprocess.run(
             [*info, "--format", "json", "--timeout", "20s"], env={**env, "IPFI_TOKEN": "the-token"},
