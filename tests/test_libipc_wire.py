@@ -210,7 +210,7 @@ def test_a_client_reading_slowly_pauses_its_reading_and_loses_nothing(rundir: Pa
     listener.close()
 
 
-def test_ipfi_echo_stands_in_for_pongd_and_ipfi_send_talks_to_it(rundir: Path) -> None:
+def test_ipfi_echo_stands_in_for_pongd_and_ipfi_send_and_listen_talk_libipc(rundir: Path) -> None:
     environment = {**os.environ, "IPC_RUNDIR": str(rundir)}
     ipfi_command = [PYTHON, "-m", "ipfi"]
     echo = subprocess.Popen(
@@ -237,6 +237,25 @@ def test_ipfi_echo_stands_in_for_pongd_and_ipfi_send_talks_to_it(rundir: Path) -
         echo.terminate()
         echo.wait(10)
     assert not (rundir / "pongd").exists()  # the socket is removed when the echo stops
+    listen = subprocess.Popen(
+        [*ipfi_command, "listen", "libipc:heard", "--count", "1", "--format", "json"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert listen.stderr is not None and "listening on libipc:heard" in listen.stderr.readline()
+        with raw_client(rundir, "heard") as client:
+            client.sendall(encode(Frame(DATA, 7, b"hey")))
+            output, _ = listen.communicate(timeout=30)
+        heard = json.loads(output)
+        assert (heard["channel"], heard["payload"]) == (7, "hey") and listen.returncode == 0
+    finally:
+        if listen.poll() is None:
+            listen.kill()
+            listen.wait(10)
 
 
 def test_the_address_names_a_socket_in_the_runtime_directory(monkeypatch: pytest.MonkeyPatch) -> None:
