@@ -29,6 +29,7 @@ from ipfi.wires.ipfi_rust import CALL, RESPONSE, Message, MessageDecoder, Termin
 from ipfi.wires.ipfi_rust_core import IpfiRustCore
 
 from .conftest import load_vectors, unhex
+from .helpers.servers import serving
 
 TRANSCRIPT = load_vectors("ipfi-rust.json")["transcripts"]
 HOST_BYTES = unhex(TRANSCRIPT["host_to_module_hex"])
@@ -239,33 +240,12 @@ gathering: dict[Any, list[Any]] = {}
 
 @contextlib.contextmanager
 def server(driver: str, path: str, **options: Any) -> Iterator[str]:
-    """``served`` on a Unix socket, by a server of ``driver`` (the asyncio one in its own thread)."""
-    address = f"unix:{path}"
+    """``served`` on a Unix socket, by a server of ``driver``."""
     gathering.clear()
-    if driver == "blocking":
-        # (its async def procedures hold a worker thread each while they run: enough for the test's)
-        with ipfi.sync.serve(address, served, protocol="ipfi-rust", workers=48, **options):
-            yield address
-        return
-    ready = threading.Event()
-    stop: list[Callable[[], None]] = []
-
-    async def run() -> None:
-        async with await ipfi.serve(address, served, protocol="ipfi-rust", **options) as running:
-            stop.append(lambda: loop.call_soon_threadsafe(running.close))
-            ready.set()
-            await running.serve_forever()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    try:
+    # (the blocking server's async def procedures hold a worker thread each while they run)
+    workers = {"workers": 48} if driver == "blocking" else {}
+    with serving(driver, f"unix:{path}", served, protocol="ipfi-rust", **workers, **options) as address:
         yield address
-    finally:
-        stop[0]()
-        thread.join(5)
-        loop.close()
 
 
 def raw_client(address: str) -> socket.socket:

@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,8 @@ import trustme
 
 import ipfi
 import ipfi.sync
+
+from .helpers.servers import serving
 
 NGINX = shutil.which("nginx") or next(
     (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None
@@ -47,28 +48,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def ipfi_server(address: str, **options: Any) -> Iterator[str]:
-    """``calc`` served on ``address`` by the asyncio driver, in a thread of its own."""
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with await ipfi.serve(address, calc, **options) as server:
-            state["server"], state["loop"] = server, asyncio.get_running_loop()
-            ready.set()
-            await server.serve_forever()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    try:
-        yield state["server"].bound_address
-    finally:
-        state["loop"].call_soon_threadsafe(state["server"].close)
-        thread.join(5)
 
 
 @contextlib.contextmanager
@@ -154,7 +133,7 @@ def test_websocket_clients_reach_ipfi_through_nginx(
     listen = f"listen 127.0.0.1:{front}" + (
         f" ssl;\nssl_certificate {files}/cert.pem;\nssl_certificate_key {files}/key.pem;" if tls else ";"
     )
-    with ipfi_server("ws://127.0.0.1:0/calc") as backend:
+    with serving("asyncio", "ws://127.0.0.1:0/calc", calc) as backend:
         backend_port = int(backend.rsplit(":", 1)[1].split("/")[0])
         with nginx(tmp_path, [front], http=f"server {{\n{listen}\n{websocket_location('/calc', backend_port)}\n}}"):
             scheme = "wss" if tls else "ws"
@@ -169,7 +148,8 @@ def test_tcp_and_tls_clients_reach_ipfi_through_nginxs_stream_module(
 ) -> None:
     plain_front, tls_front = free_port(), free_port()
     tls_options = {"ssl": certificates["server"]}
-    with ipfi_server("tcp://127.0.0.1:0") as plain, ipfi_server("tls://127.0.0.1:0", **tls_options) as tls:
+    plain_server = serving("asyncio", "tcp://127.0.0.1:0", calc)
+    with plain_server as plain, serving("asyncio", "tls://127.0.0.1:0", calc, **tls_options) as tls:
         stream = "\n".join(
             f"server {{ listen 127.0.0.1:{front}; proxy_pass {backend.split('://')[1]}; }}"
             for front, backend in ((plain_front, plain), (tls_front, tls))

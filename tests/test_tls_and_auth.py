@@ -12,7 +12,6 @@ import os
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import ipfi
 import ipfi.sync
 
 from .conftest import PYTHON, ROOT
+from .helpers.servers import serving
 
 DRIVERS = ["asyncio", "blocking"]
 TOKEN = "s3cret-token-value"
@@ -61,34 +61,6 @@ def client_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-@contextlib.contextmanager
-def running(driver: str, address: str, **options: Any) -> Iterator[str]:
-    """``served`` on ``address`` by a server of ``driver`` (the asyncio one in a thread of its own);
-    yields the address clients use."""
-    if driver == "blocking":
-        with ipfi.sync.serve(address, served, **options) as server:
-            yield server.bound_address
-        return
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with await ipfi.serve(address, served, **options) as server:
-            state["server"], state["loop"] = server, asyncio.get_running_loop()
-            ready.set()
-            await server.serve_forever()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    try:
-        yield state["server"].bound_address
-    finally:
-        state["loop"].call_soon_threadsafe(state["server"].close)
-        thread.join(5)
-        assert not thread.is_alive(), "the server did not close"
-
-
 def call_and_stream(driver: str, address: str, **options: Any) -> tuple[Any, list[int]]:
     """``who()`` and ``count(3)`` from a client of ``driver``."""
     if driver == "blocking":
@@ -111,7 +83,7 @@ def by_name(address: str) -> str:
 def test_a_call_and_a_stream_over_tls(
     driver: str, server_driver: str, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
-    with running(server_driver, "tls://127.0.0.1:0", ssl=server_tls) as address:
+    with serving(server_driver, "tls://127.0.0.1:0", served, ssl=server_tls) as address:
         assert address.startswith("tls://")
         assert call_and_stream(driver, by_name(address), ssl=client_tls) == (None, [0, 1, 2])
 
@@ -126,7 +98,7 @@ def test_mutual_tls_gives_the_server_the_clients_subject_and_refuses_a_client_wi
     with_certificate = ssl.create_default_context()
     ca.configure_trust(with_certificate)
     ca.issue_cert("alice@example.org", common_name="alice").configure_cert(with_certificate)
-    with running(server_driver, "tls://127.0.0.1:0", ssl=server_tls) as address:
+    with serving(server_driver, "tls://127.0.0.1:0", served, ssl=server_tls) as address:
         subject, items = call_and_stream(driver, by_name(address), ssl=with_certificate)
         assert "CN=alice" in subject and items == [0, 1, 2]
         with pytest.raises((ssl.SSLError, ConnectionError, ipfi.HandshakeError)):
@@ -137,7 +109,7 @@ def test_mutual_tls_gives_the_server_the_clients_subject_and_refuses_a_client_wi
 def test_a_server_the_client_cannot_verify_is_refused(driver: str, server_tls: ssl.SSLContext) -> None:
     other_ca = ssl.create_default_context()
     trustme.CA().configure_trust(other_ca)
-    with running("asyncio", "tls://127.0.0.1:0", ssl=server_tls) as address:
+    with serving("asyncio", "tls://127.0.0.1:0", served, ssl=server_tls) as address:
         for context, target in ((other_ca, by_name(address)), (None, by_name(address))):  # a wrong CA; the system's
             with pytest.raises(ssl.SSLCertVerificationError):
                 call_and_stream(driver, target, **({} if context is None else {"ssl": context}))
@@ -152,9 +124,8 @@ def test_a_server_the_client_cannot_verify_is_refused(driver: str, server_tls: s
 def test_failed_tls_handshakes_cost_the_server_nothing(
     server_driver: str, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
-    with running(
-        server_driver, "tls://127.0.0.1:0", ssl=server_tls, limits=ipfi.Limits(handshake_timeout=1)
-    ) as address:
+    limits = ipfi.Limits(handshake_timeout=1)
+    with serving(server_driver, "tls://127.0.0.1:0", served, ssl=server_tls, limits=limits) as address:
         host, port = address.removeprefix("tls://").rsplit(":", 1)
         for _ in range(20):  # not TLS at all: refused by the handshake
             with socket.create_connection((host, int(port)), timeout=5) as stranger:
@@ -194,7 +165,7 @@ def test_tokens_admit_their_holders_and_refuse_the_rest(
     token_file.write_text(TOKEN + "\n")
     with (
         caplog.at_level(logging.DEBUG),
-        running(server_driver, "tcp://127.0.0.1:0", tokens={TOKEN, "other"}) as address,
+        serving(server_driver, "tcp://127.0.0.1:0", served, tokens={TOKEN, "other"}) as address,
     ):
         assert call_and_stream(driver, address, auth_token=TOKEN)[1] == [0, 1, 2]
         assert call_and_stream(driver, address, auth_token_file=str(token_file))[1] == [0, 1, 2]
@@ -337,7 +308,7 @@ def test_an_async_authenticate_is_awaited_before_anything_the_client_sent_is_act
     driver: str, server_driver: str
 ) -> None:
     marks.clear()
-    with running(server_driver, "tcp://127.0.0.1:0", authenticate=slow_verdict) as address:
+    with serving(server_driver, "tcp://127.0.0.1:0", served, authenticate=slow_verdict) as address:
         assert call_and_stream(driver, address, auth_token=TOKEN)[1] == [0, 1, 2]
         with pytest.raises(ipfi.AuthenticationFailed):
             call_and_stream(driver, address, auth_token="wrong")

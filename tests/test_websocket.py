@@ -5,9 +5,7 @@ message, a message over the limit) ending its connection only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +17,8 @@ from websockets.sync.client import connect as raw_connect
 import ipfi
 import ipfi.sync
 from ipfi.net import websocket as websocket_wire
+
+from .helpers.servers import serving
 
 DRIVERS = ["asyncio", "blocking"]
 LARGE = 3 * websocket_wire.MESSAGE_SIZE + 5  # a result that takes four messages
@@ -63,33 +63,6 @@ def tls() -> dict[str, ssl.SSLContext]:
     return {"server": server, "client": client}
 
 
-@contextlib.contextmanager
-def running(driver: str, address: str, served: Any, **options: Any) -> Iterator[str]:
-    """``served`` on ``address`` by a server of ``driver`` (the asyncio one in its own thread)."""
-    if driver == "blocking":
-        with ipfi.sync.serve(address, served, **options) as server:
-            yield server.bound_address
-        return
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with await ipfi.serve(address, served, **options) as server:
-            state["server"], state["loop"] = server, asyncio.get_running_loop()
-            ready.set()
-            await server.serve_forever()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    try:
-        yield state["server"].bound_address
-    finally:
-        state["loop"].call_soon_threadsafe(state["server"].close)
-        thread.join(5)
-        assert not thread.is_alive(), "the server did not close"
-
-
 def session(driver: str, address: str, **options: Any) -> tuple[Any, ...]:
     if driver == "blocking":
         with ipfi.sync.connect(address, **options) as peer:
@@ -116,7 +89,7 @@ def test_a_call_and_a_stream_over_websocket(
 ) -> None:
     server_options = {"ssl": tls["server"]} if scheme == "wss" else {}
     client_options = {"ssl": tls["client"]} if scheme == "wss" else {}
-    with running(server_driver, f"{scheme}://127.0.0.1:0/calc", calc, **server_options) as address:
+    with serving(server_driver, f"{scheme}://127.0.0.1:0/calc", calc, **server_options) as address:
         assert address.startswith(f"{scheme}://") and address.endswith("/calc")
         target = address.replace("127.0.0.1", "localhost")
         assert session(driver, target, **client_options) == (3, [0, 1, 2], LARGE, "/calc")
@@ -125,7 +98,7 @@ def test_a_call_and_a_stream_over_websocket(
 @pytest.mark.parametrize("server_driver", DRIVERS)
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_one_server_serves_several_paths_and_refuses_others(driver: str, server_driver: str) -> None:
-    with running(server_driver, "ws://127.0.0.1:0", {"/calc": calc, "/negating": negating}) as address:
+    with serving(server_driver, "ws://127.0.0.1:0", {"/calc": calc, "/negating": negating}) as address:
         assert session(driver, address + "/calc")[0] == 3
         if driver == "blocking":
             with ipfi.sync.connect(address + "/negating") as peer:
@@ -143,7 +116,7 @@ def test_one_server_serves_several_paths_and_refuses_others(driver: str, server_
 
 @pytest.mark.parametrize("server_driver", DRIVERS)
 def test_a_peer_that_breaks_the_websocket_rules_loses_only_its_connection(server_driver: str) -> None:
-    with running(server_driver, "ws://127.0.0.1:0/calc", calc) as address:
+    with serving(server_driver, "ws://127.0.0.1:0/calc", calc) as address:
         with raw_connect(address, max_size=None, compression=None) as raw:
             raw.send("text, not bytes")
             with pytest.raises(ConnectionClosed):
