@@ -54,9 +54,9 @@ async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     kind, where = endpoint
     if kind == "unix":
-        server = await loop.create_unix_server(_EchoServer, where)
+        server = await loop.create_unix_server(_EchoServer, where, backlog=4096)  # (as ipfi listens)
     else:
-        server = await loop.create_server(_EchoServer, "127.0.0.1", where)
+        server = await loop.create_server(_EchoServer, "127.0.0.1", where, backlog=4096)
     ready()
     await server.serve_forever()
 

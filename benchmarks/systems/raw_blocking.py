@@ -52,7 +52,7 @@ def _where(endpoint: tuple[str, Any]) -> Any:
 def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
     listener = _socket(endpoint)
     listener.bind(_where(endpoint))
-    listener.listen()
+    listener.listen(4096)  # (as ipfi listens)
     ready()
     while True:
         sock, _ = listener.accept()
