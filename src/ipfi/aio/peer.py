@@ -525,6 +525,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         except Exception as exc:  # (a broken authenticate refuses: it never said yes)
             log.warning("peer %s: authenticate() raised %s: %s", self.peer_id, type(exc).__name__, exc)
             accepted = False
+        if self._closed.done():  # (the client left while it was judged)
+            return
         try:
             self._judge(accepted)
             events = self._core.accept()

@@ -851,9 +851,11 @@ class Peer(MakesProxies, PeerBase):
         async def judged() -> Any:
             return await verdict
 
+        judging = loop_thread.submit(judged())
         try:
-            return loop_thread.submit(judged()).result(self.options.limits.handshake_timeout)
+            return judging.result(self.options.limits.handshake_timeout)
         except Exception as exc:  # (a broken or slow authenticate refuses: it never said yes)
+            judging.cancel()
             log.warning("peer %s: authenticate() raised %s: %s", self.peer_id, type(exc).__name__, exc)
             return False
 
