@@ -189,9 +189,9 @@ def test_a_client_reading_slowly_pauses_its_reading_and_loses_nothing(rundir: Pa
     def flood() -> None:
         connection, _ = listener.accept()
         with connection:
-            for frame in frames:  # (one write each: reads bring a few at a time)
-                connection.sendall(frame)
-                time.sleep(0.0005)
+            connection.sendall(b"".join(frames[:20]))  # twice the client's limit, then the rest
+            time.sleep(0.3)
+            connection.sendall(b"".join(frames[20:]))
             connection.settimeout(5)
             connection.recv(10)  # (until the client leaves)
 
@@ -201,8 +201,8 @@ def test_a_client_reading_slowly_pauses_its_reading_and_loses_nothing(rundir: Pa
     async def read_slowly() -> list[bytes]:
         limits = ipfi.Limits(max_queued_messages=10)
         async with ipfi.connect("libipc:flood", limits=limits) as peer:
-            await asyncio.sleep(0.5)  # everything sent: the limit (and what its last read brought) is queued
-            assert peer._core.reading_paused and 10 <= peer._core.messages_queued < 50
+            await asyncio.sleep(0.6)  # everything sent: what the reads before the pause brought is queued
+            assert peer._core.reading_paused and 10 <= peer._core.messages_queued <= 20
             return [bytes((await peer.receive(timeout=5)).payload) for _ in frames]
 
     assert asyncio.run(read_slowly()) == [str(number).encode() for number in range(200)]
