@@ -183,14 +183,15 @@ def test_tokens_must_be_a_collection() -> None:
         ipfi.sync.connect("tcp://127.0.0.1:1", tokens=TOKEN)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("scheme", ["tcp", "ws"])
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
-def test_a_plain_tcp_server_open_to_the_network_without_authentication_is_warned_of(
-    host: str, caplog: pytest.LogCaptureFixture
+def test_a_plain_server_open_to_the_network_without_authentication_is_warned_of(
+    host: str, scheme: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, "ipfi"):
-        with ipfi.sync.serve(f"tcp://{host}:0", served):
+        with ipfi.sync.serve(f"{scheme}://{host}:0", served):
             pass
-        with ipfi.sync.serve(f"tcp://{host}:0", served, tokens={TOKEN}):
+        with ipfi.sync.serve(f"{scheme}://{host}:0", served, tokens={TOKEN}):
             pass
     warnings = [record for record in caplog.records if "without TLS or authentication" in record.getMessage()]
     assert len(warnings) == (1 if host == "0.0.0.0" else 0)

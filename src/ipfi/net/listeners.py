@@ -47,9 +47,10 @@ class Listener:
 
         A Unix socket gets ``mode`` before it listens, so no client can connect while it is wider.
         A ``service:`` first takes the service's lock (a second server with the name fails here).
-        Plain ``tcp://`` beyond the loopback without ``authenticated`` clients is logged as a warning.
+        Plain ``tcp://`` or ``ws://`` beyond the loopback without ``authenticated`` clients is logged
+        as a warning.
         """
-        if address.scheme == "tcp" and not authenticated and not _is_loopback(address.host):
+        if address.scheme in ("tcp", "ws") and not authenticated and not _is_loopback(address.host):
             log.warning(
                 "serving %s without TLS or authentication: whoever reaches it may call it"
                 " (use tls:// with ssl=, and tokens=)",
