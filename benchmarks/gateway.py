@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ipfi
+
+from .processes import allow_many_files
 
 SERVICE = """
 import ipfi
@@ -139,8 +140,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--calls-per-client", type=int, default=10)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # (a socket per client)
+    allow_many_files()
     try:
         import uvloop
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .processes import allow_many_files
+
 PAYLOAD = b"0123456789abcdef"  # 16 bytes
 MIB = 1024 * 1024
 BIG = 16 * MIB
@@ -131,6 +133,7 @@ def main() -> None:
     """``python -m benchmarks.harness server MODULE LOOP KIND WHERE``, or
     ``... client MODULE LOOP KIND WHERE SERVER_PID DURATION ITEMS`` (the runner calls both)."""
     role, spec, loop, kind, where = sys.argv[1:6]
+    allow_many_files()
     endpoint = (kind, int(where) if kind == "tcp" else where)
     module = load_system(spec)
     loop_name = None if loop == "-" else loop

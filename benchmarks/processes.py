@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -31,6 +32,12 @@ def command(
     kind, where = endpoint
     line = [sys.executable, "-m", runner, role, module, loop or "-", kind, str(where)]
     return ["taskset", "-c", "0", *line] if pinned else line
+
+
+def allow_many_files(wanted: int = 8192) -> None:
+    """Raise this process's open-file limit towards ``wanted`` (a socket per connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, wanted)), hard))
 
 
 def environment(**extra: str) -> dict[str, str]:

@@ -60,6 +60,7 @@ class Client:
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
-    channel = grpc.aio.insecure_channel(target(endpoint), options=OPTIONS)
+    # (each channel a connection of its own: by default channels to one target share one)
+    channel = grpc.aio.insecure_channel(target(endpoint), options=[*OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
     await channel.channel_ready()
     return Client(channel)
