@@ -217,7 +217,7 @@ class Server(TimersAndFds):
         # among the connections once connected: a TLS client whose handshake fails never is, and
         # the weak set forgets its peer by itself.
         self._accepting.add(peer)
-        peer.on_made, peer.on_open, peer.on_close = self._peer_made, self._peer_opened, self._peer_closed
+        peer.watcher = self
         return peer
 
     def _peer_made(self, peer: Peer) -> None:

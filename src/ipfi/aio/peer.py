@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
 from ..core.connection import Role
@@ -97,6 +97,16 @@ class _Serving:
         self.input = input_queue
 
 
+class PeerWatcher(Protocol):
+    """What keeps count of a server's peers: told once a peer's transport is connected (over TLS:
+    once its handshake is done; a peer whose TLS handshake fails never is), once its handshake is
+    done, and once its connection has ended. (One reference per peer, not three bound methods.)"""
+
+    def _peer_made(self, peer: Peer) -> None: ...
+    def _peer_opened(self, peer: Peer) -> None: ...
+    def _peer_closed(self, peer: Peer) -> None: ...
+
+
 class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     """One connection: call the peer, stream from it, serve it an :class:`~ipfi.Interface`.
 
@@ -140,11 +150,9 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         "_writes_backed_up",
         "credentials",
         "interface",
-        "on_close",
-        "on_made",
-        "on_open",
         "options",
         "process",
+        "watcher",
     )
 
     def __init__(
@@ -158,12 +166,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         super().__init__(role, interface, options, peer_id)
         self._core.defer_verdict = role is Role.SERVER and inspect.iscoroutinefunction(options.authenticate)
         self._loop = asyncio.get_running_loop()
-        #: Called once the transport is connected (over TLS: once its handshake is done; a peer
-        #: whose TLS handshake fails never is), once the handshake is done, and once the
-        #: connection has ended (a server's bookkeeping).
-        self.on_made: Callable[[Peer], None] | None = None
-        self.on_open: Callable[[Peer], None] | None = None
-        self.on_close: Callable[[Peer], None] | None = None
+        #: Told of this peer's connection, its handshake and its end (a server's bookkeeping).
+        self.watcher: PeerWatcher | None = None
         self._transport: asyncio.Transport | None = None
         # How frames are written where the transport's own writelines will not do (see
         # _writelines_replacement; None: it will).
@@ -224,8 +228,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self._transport = cast(asyncio.Transport, transport)
-        if self.on_made is not None:
-            self.on_made(self)
+        if self.watcher is not None:
+            self.watcher._peer_made(self)
         self._writelines = _writelines_replacement(self._transport)
         if not self._admit(transport.get_extra_info("socket")):
             self._close_error = ConnectionLost("refused: this user may not connect")
@@ -354,8 +358,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             # Set in the transport's context for its calls (see _call_received), which uvloop's
             # transport keeps: a reference cycle through the transport otherwise.
             current_peer_var.set(None)
-        if self.on_close is not None:
-            self.on_close(self)
+        if self.watcher is not None:
+            self.watcher._peer_closed(self)
 
     def pause_writing(self) -> None:
         self._writes_backed_up = True
@@ -516,8 +520,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         self._log_opened()
         log.debug("peer %s: open (channels=%s)", self.peer_id, list(self.channels))
         self._opened.set_result(None)
-        if self.on_open is not None:
-            self.on_open(self)
+        if self.watcher is not None:
+            self.watcher._peer_opened(self)
 
     async def _await_verdict(self, verdict: Awaitable[Any]) -> None:
         try:
@@ -781,6 +785,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             return
         serving = self._serving
         serving.pop(call_id, None)
+        if not serving:  # (an emptied dict keeps its table until cleared)
+            serving.clear()
         if self._credit_waiters:  # (a stream's)
             self._credit_waiters.pop(call_id, None)
         if self._inside_read:  # an eager task's reply goes out with the read's write

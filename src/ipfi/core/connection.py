@@ -107,6 +107,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "_in_parts",
         "_keepalive",
         "_last_heard",
+        "_log",
         "_max_calls",
         "_next_id",
         "_next_tick",
@@ -140,7 +141,6 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "has_output",
         "item_bytes_queued",
         "limits",
-        "log",
         "message_bytes_queued",
         "messages_queued",
         "peer_hello",
@@ -257,8 +257,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.calls_held = False
         self._held_call: tuple[int, Buffer] | None = None
         self._held_frames: list[tuple[int, bytes | bytearray]] = []
-        #: Lines about this peer's misbehaviour, limited in rate.
-        self.log = RateLimitedLog(log, clock=clock)
+        self._log: RateLimitedLog | None = None  # (made at the first line: most peers never need one)
         #: The driver's own close (see :meth:`close`): later calls raise InvalidState, not ConnectionLost.
         self.closed_here = False
         self._close_reason = ""
@@ -446,6 +445,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
             return
         del calls[call_id]
         self._serving -= 1
+        if not calls:  # an emptied dict keeps its table (~200 bytes) until cleared: an idle connection need not
+            calls.clear()
 
     def send_error(
         self, call_id: int, remote_type: str, message: str, data: Any = None, traceback: str | None = None
@@ -454,8 +455,11 @@ class Connection(Negotiation, Reading, Writing, Timers):
         ``data`` that the codec cannot encode is left out; ``traceback`` is the callee's, as text."""
         if not self.is_serving(call_id) or self.state is not _OPEN:
             return
-        entry = self._calls.pop(call_id)
+        calls = self._calls
+        entry = calls.pop(call_id)
         self._serving -= 1
+        if not calls:
+            calls.clear()
         if type(entry) is Call and entry.pending:
             self._flush_items_of(entry)  # items produced before the failure still go first
         self._queue_error(call_id, remote_type, message, data, traceback)
@@ -571,6 +575,8 @@ class Connection(Negotiation, Reading, Writing, Timers):
         else:
             del self._calls[call_id]  # the output is complete: the call is answered
             self._serving -= 1
+            if not self._calls:
+                self._calls.clear()
         self._queue_id_message(wire.END, call_id, b"")
 
     def grant_credit(self, call_id: int, credit: int) -> None:

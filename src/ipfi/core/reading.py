@@ -103,7 +103,7 @@ class Reading(QueuedMessages):
     call_sink: CallSink
     result_sink: ResultSink
     procedures: ProcedureTable
-    log: RateLimitedLog
+    _log: RateLimitedLog | None
     #: Checks plain frames as they arrive (``None``: none are checked).
     schemas: PayloadCheck | None
     calls_held: bool
@@ -139,6 +139,14 @@ class Reading(QueuedMessages):
     close: Callable[[], None]
     owns: Callable[[int], bool]
     _closed_error: Callable[[], ConnectionLost]
+
+    @property
+    def log(self) -> RateLimitedLog:
+        """Lines about this peer's misbehaviour, limited in rate (made at the first: most peers
+        never need one)."""
+        if self._log is None:
+            self._log = RateLimitedLog(log, clock=self._clock)
+        return self._log
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed received bytes, in any chunking; returns the events they complete.
