@@ -27,6 +27,7 @@ from .systems import (
     BLOCKING_TO_PLAIN,
     FASTEST_PATH,
     GRPC_AIO,
+    MINIMAL_RPC,
     PLAIN_PATH,
     RAW_ASYNC,
     RAW_BLOCKING,
@@ -106,13 +107,13 @@ def print_table(title: str, results: dict[str, list[dict[str, float]]], repeat: 
             medians[name][key] = median
             cells.append(form.format(median) + (f" ±{spread:.0%}" if repeat > 1 else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nipfi as a share of the matching floor, and as a multiple of grpc.aio:\n")
+    print("\nAs a share of the matching floor, and as a multiple of grpc.aio:\n")
     print("| system | " + " | ".join(label for key, label, _ in METRICS if key.endswith("_s")) + " |")
     print("|---|" + "---:|" * sum(key.endswith("_s") for key, _, _ in METRICS))
     by_name = {system.name: system for system in SYSTEMS}
     for name, figures in medians.items():
         system = by_name[name]
-        if not system.is_ipfi:
+        if system.floor is None:
             continue
         cells = []
         for key, _, _ in METRICS:
@@ -137,6 +138,12 @@ def print_targets(medians: dict[str, dict[str, float]]) -> None:
         shown = f"{ratio:.0%}" if least < 1.5 else f"{ratio:.1f}x"
         wanted = f"{least:.0%}" if least < 1.5 else f"{least:.0f}x"
         print(f"- {name} {key} vs {other}: {shown} (target ≥ {wanted}): {_verdict(ratio >= least)}")
+    if MINIMAL_RPC in medians and RAW_ASYNC in medians:
+        print(f"\nWhat the least RPC in Python reaches ({MINIMAL_RPC}), and {USERS_PATH} beside it:\n")
+        for key in ("seq_per_s", "in_flight_per_s", "stream_items_per_s"):
+            minimal = medians[MINIMAL_RPC][key]
+            users = f", {USERS_PATH} {medians[USERS_PATH][key] / minimal:.0%} of it" if USERS_PATH in medians else ""
+            print(f"- {key}: {minimal / medians[RAW_ASYNC][key]:.0%} of {RAW_ASYNC}{users}")
 
 
 def print_many_clients(results: dict[str, list[dict[str, float]]], repeat: int) -> None:

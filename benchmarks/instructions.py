@@ -1,18 +1,22 @@
 """Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
 
-    python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync] [--untyped] [--calls N] [--warmup N]
+    python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|floor|minimal|...] [--untyped]
+                                      [--calls N] [--warmup N]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
 ``warmup`` calls, and prints the difference divided by the calls between: start-up cancels out.
 ``aio-async`` serves an ``async def`` procedure instead of a plain ``def``, ``aio-stream`` counts per
 item of an async generator's stream (``--calls`` items); ``--untyped`` serves them without checking
-their type hints.
+their type hints. ``floor``, ``minimal`` (and their ``-stream``) count the same through the
+benchmark's asyncio floor and its minimal RPC in Python, for reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import re
 import subprocess
 import sys
@@ -64,6 +68,33 @@ def _run_sync(address: str, calls: int) -> None:
             peer.call("echo", PAYLOAD)
 
 
+async def _run_reference(module_name: str, path: str, calls: int, stream: bool) -> None:
+    """The same round trips (or items) through a reference system of the benchmark: the asyncio
+    floor or the minimal RPC (``benchmarks/systems``)."""
+    module = importlib.import_module(f"benchmarks.systems.{module_name}")
+    endpoint = ("unix", path)
+    ready = asyncio.Event()
+    server = asyncio.ensure_future(module.serve(endpoint, ready.set))
+    await ready.wait()
+    client = await module.connect(endpoint)
+    if stream:
+        await client.stream(calls)
+    else:
+        for _ in range(calls):
+            await client.echo(PAYLOAD)
+    client.close()
+    server.cancel()
+
+
+#: The reference systems, by --driver: (module, a stream?).
+REFERENCES = {
+    "floor": ("raw_aio", False),
+    "floor-stream": ("raw_aio", True),
+    "minimal": ("minimal_rpc", False),
+    "minimal-stream": ("minimal_rpc", True),
+}
+
+
 def run(driver: str, calls: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         address = f"unix:{Path(directory) / 'b.sock'}"
@@ -72,6 +103,10 @@ def run(driver: str, calls: int) -> None:
             return
         import uvloop
 
+        if driver in REFERENCES:
+            module_name, stream = REFERENCES[driver]
+            uvloop.run(_run_reference(module_name, str(Path(directory) / "r.sock"), calls, stream))
+            return
         name = {"aio-async": "aecho", "aio-stream": "items"}.get(driver, "echo")
         uvloop.run(_run_aio(address, calls, name))
 
@@ -99,7 +134,7 @@ def count(driver: str, calls: int, untyped: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--driver", choices=["aio", "aio-async", "aio-stream", "sync"], default="aio")
+    parser.add_argument("--driver", choices=["aio", "aio-async", "aio-stream", "sync", *REFERENCES], default="aio")
     parser.add_argument("--calls", type=int, default=12_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
@@ -112,7 +147,7 @@ def main() -> None:
         return
     many, few = count(args.driver, args.calls, args.untyped), count(args.driver, args.warmup, args.untyped)
     shown = f"{args.driver}{' untyped' if args.untyped else ''}"
-    unit = "item streamed" if args.driver == "aio-stream" else "round trip"
+    unit = "item streamed" if args.driver.endswith("-stream") else "round trip"
     print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per {unit}")
 
 

@@ -32,6 +32,8 @@ class System:
 RAW_ASYNC = "raw asyncio floor"
 RAW_BLOCKING = "raw blocking floor"
 GRPC_AIO = "grpc.aio"
+#: The least an RPC in Python does, on the asyncio floor (a reference, see systems/minimal_rpc.py).
+MINIMAL_RPC = "minimal rpc (reference)"
 #: The path users write: ``async def`` procedures and async generators, default options, uvloop.
 USERS_PATH = "ipfi uvloop async-def"
 PLAIN_PATH = "ipfi uvloop def"
@@ -74,6 +76,7 @@ SYSTEMS = [
     System("grpc sync", "grpc_sync", None, needs=("grpc", "grpc_tools")),
     System("pyzmq", "zmq_dealer", None, needs=("zmq",)),
     System("multiprocessing", "mp_connection", None),
+    System(MINIMAL_RPC, "minimal_rpc", "uvloop", floor=RAW_ASYNC),
     System(RAW_ASYNC, "raw_aio", "uvloop"),
     System(RAW_BLOCKING, "raw_blocking", None),
 ]
