@@ -56,6 +56,13 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             yield i
 
     @iface.procedure
+    async def then_unencodable() -> AsyncIterator[Any]:
+        yield 1
+        yield 2
+        yield object()  # (no codec carries it)
+        yield 3
+
+    @iface.procedure
     async def forever() -> AsyncIterator[int]:
         record.started.set()
         try:

@@ -395,6 +395,15 @@ def test_streams_out_and_collected(client: Any) -> None:
     assert client.call("count", 0) == []
 
 
+def test_an_item_that_cannot_be_encoded_ends_its_stream_with_an_error_saying_so(client: Any) -> None:
+    received: list[Any] = []
+    with pytest.raises(ipfi.RemoteError, match="object") as caught:
+        received.extend(client.stream("then_unencodable"))  # (what came, even as it fails)
+    assert received == [1, 2]  # what came before it arrives; nothing after it is sent
+    assert caught.value.remote_type == "Unencodable"
+    assert client.call("add", 1, 2) == 3  # the connection goes on
+
+
 def test_streams_in(client: Any) -> None:
     assert client.with_options(input=range(1001)).call("total") == 500500
 

@@ -730,13 +730,15 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         core = self._core
         credit = core.credit(call_id)  # then as send_item returns it: no call per item to ask
         turn = ITEMS_PER_TURN  # items until this producer lets the others run (see _next_turn)
+        send_item = core.send_item
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
                 async for item in iterator:
                     if credit <= 0 or self._writes_backed_up:
                         await self._await_credit(call_id)
-                    credit = core.send_item(call_id, item)
-                    self._schedule_flush()
+                    credit = send_item(call_id, item)
+                    if self._flush_handle is None:  # (_schedule_flush's test inlined: this runs per item)
+                        self._schedule_flush()
                     if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
                         turn = await self._next_turn()
             finally:
@@ -749,7 +751,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             for item in iterator:
                 if credit <= 0 or self._writes_backed_up:
                     await self._await_credit(call_id)
-                credit = core.send_item(call_id, item)
+                credit = send_item(call_id, item)
                 if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
                     turn = await self._next_turn()
             self._schedule_flush()
@@ -1165,8 +1167,8 @@ class CallStream:
             self._feeder = peer._loop.create_task(peer._feed(call_id, input_items))
         return queue
 
-    def __aiter__(self) -> CallStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return (self._queue or self._start()).items(self._stop)
 
     async def __anext__(self) -> Any:
         queue = self._queue or self._start()

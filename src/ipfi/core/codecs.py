@@ -80,6 +80,11 @@ class Codec(Protocol):
     def encode_args(self, args: Sequence[Any]) -> Body: ...
     def decode_args(self, data: Buffer) -> list[Any]: ...
     def encode_item(self, item: Any) -> bytes: ...
+    def item_packer(self) -> Callable[[Any], bytes]:
+        """The quickest callable that encodes one item: it may raise anything for an item it cannot
+        encode (:meth:`encode_item` then says why). It changes when :meth:`release_buffers` is
+        called."""
+
     def join_items(self, encoded: Sequence[bytes]) -> bytes: ...
     def decode_items(self, data: Buffer) -> list[Any]: ...
     def encode_record(self, record: dict[str, Any]) -> bytes: ...
@@ -107,6 +112,12 @@ class StructuredCodec:
 
     def decode_args(self, data: Buffer) -> list[Any]:
         return self._decode_list(data)
+
+    def encode_item(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def item_packer(self) -> Callable[[Any], bytes]:
+        return self.encode_item
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         raise NotImplementedError
@@ -175,6 +186,9 @@ class MsgpackCodec(StructuredCodec):
     def release_buffers(self) -> None:
         # The packer never shrinks its buffer, which grows to the largest message it packed.
         self._packb = self._new_packer()
+
+    def item_packer(self) -> Callable[[Any], bytes]:
+        return self._packb  # (encode_item's try around it costs a Python call per item streamed)
 
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
@@ -570,6 +584,9 @@ class RawCodec:
     def encode_item(self, item: Any) -> bytes:
         encoded = _raw_bytes(item)
         return _ITEM_LENGTH.pack(len(encoded)) + encoded
+
+    def item_packer(self) -> Callable[[Any], bytes]:
+        return self.encode_item
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return b"".join(encoded)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
@@ -99,7 +99,6 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "_control_window_start",
         "_custom_types",
         "_deadlines",
-        "_encode_item",
         "_handshake_deadline",
         "_heard",
         "_held_call",
@@ -114,6 +113,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "_out",
         "_own_parity",
         "_own_peer_id",
+        "_pack_item",
         "_parts",
         "_parts_size",
         "_peer_max_frame",
@@ -203,7 +203,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
         #: Negotiated after the handshake.
         self.codec: Codec | None = None
-        self._encode_item: Callable[[Any], bytes] = _no_codec  # the codec's, once negotiated
+        self._pack_item: Callable[[Any], bytes] = _no_codec  # the codec's item_packer(), once negotiated
         self.rpc = False
         self.channels: tuple[int, ...] = ()
         self.peer_hello: Hello | None = None
@@ -456,12 +456,13 @@ class Connection(Negotiation, Reading, Writing, Timers):
         if not self.is_serving(call_id) or self.state is not _OPEN:
             return
         calls = self._calls
-        entry = calls.pop(call_id)
+        entry = calls[call_id]
+        if type(entry) is Call and entry.pending:
+            self._flush_items_of(entry)  # items produced before the failure still go first (while in the table)
+        del calls[call_id]
         self._serving -= 1
         if not calls:
             calls.clear()
-        if type(entry) is Call and entry.pending:
-            self._flush_items_of(entry)  # items produced before the failure still go first
         self._queue_error(call_id, remote_type, message, data, traceback)
 
     def _queue_error(
@@ -533,17 +534,20 @@ class Connection(Negotiation, Reading, Writing, Timers):
         does not fit its procedure's hint), :class:`PayloadTooLarge`
         past the peer's message limit, :class:`ConnectionLost` if the stream has ended (cancelled,
         expired, closed), :class:`LocalProtocolError` past the credit (wait for CreditReceived)."""
-        call = self._stream_out(call_id)
-        if call is None:
+        call = self._calls.get(call_id)  # (_stream_out inlined: this runs per item)
+        if type(call) is not Call or call.send_credit is None:
             raise ConnectionLost(f"stream {call_id} is closed")
         pending = call.pending
         queued = len(pending)
-        credit: int = call.send_credit  # type: ignore[assignment]
+        credit = call.send_credit
         if queued >= credit:
             raise LocalProtocolError(f"stream {call_id} has no credit left")
         if call.item_check is not None and type(item) is not call.item_type:
             item = call.item_check(item)
-        encoded = self._encode_item(item)
+        try:
+            encoded = self._pack_item(item)
+        except Exception:  # the codec's encode_item says why (Unencodable, naming the path)
+            encoded = cast(Codec, self.codec).encode_item(item)
         if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:
             raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
         if not queued:

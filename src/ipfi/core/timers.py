@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from . import wire
 from .calls import Call, Entry
@@ -52,6 +52,7 @@ class Timers:
     _heard: bool
     _pings: list[float | None]
     _release_buffers_at: float | None
+    _pack_item: Callable[[Any], bytes]
     decoder: FrameDecoder
     codec: Codec | None
     # Of the other parts of the connection:
@@ -134,6 +135,7 @@ class Timers:
             self.decoder.release_spare()
             if self.codec is not None:
                 self.codec.release_buffers()
+                self._pack_item = self.codec.item_packer()
         return events
 
     def _watch(self, now: float) -> None:
