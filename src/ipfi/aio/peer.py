@@ -41,7 +41,7 @@ from ..core.events import (
     ShutdownRequested,
     StreamEnded,
 )
-from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var
+from ..core.interface import Interface, Kind, Procedure, current_call_var, current_peer_var
 from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
@@ -87,14 +87,9 @@ class _StreamCall(ItemQueue):
         self.finish(error)
 
 
-class _Serving:
-    """A procedure running here for the peer."""
-
-    __slots__ = ("input", "task")
-
-    def __init__(self, task: asyncio.Task[None], input_queue: ItemQueue | None) -> None:
-        self.task = task
-        self.input = input_queue
+#: A procedure running here for the peer: its task, and the queue of its input stream if it has one
+#: (a tuple: made for every call that runs in a task).
+_Serving = tuple[asyncio.Task[None], ItemQueue | None]
 
 
 class PeerWatcher(Protocol):
@@ -329,10 +324,10 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         for stream in streams.values():
             stream.fail(error)
         serving, self._serving = self._serving, {}
-        for entry in serving.values():
-            entry.task.cancel()
-            if entry.input is not None:
-                entry.input.finish(error)
+        for task, input_queue in serving.values():
+            task.cancel()
+            if input_queue is not None:
+                input_queue.finish(error)
         for task in self._notifications:
             task.cancel()
         for waiter in self._credit_waiters.values():
@@ -590,9 +585,9 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         if stream is not None:
             stream.on_items(event.items)
             return
-        serving = self._serving.get(call_id)
-        if serving is not None and serving.input is not None:
-            serving.input.push(event.items)
+        input_queue = self._input_of(call_id)
+        if input_queue is not None:
+            input_queue.push(event.items)
 
     def _on_end(self, event: StreamEnded) -> None:
         call_id = event.call_id
@@ -606,16 +601,22 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         if stream is not None:
             stream.on_end()
             return
+        input_queue = self._input_of(call_id)
+        if input_queue is not None:
+            input_queue.finish()
+
+    def _input_of(self, call_id: int) -> ItemQueue | None:
+        """The input stream of call ``call_id`` served here, if it has one."""
         serving = self._serving.get(call_id)
-        if serving is not None and serving.input is not None:
-            serving.input.finish()
+        return None if serving is None else serving[1]
 
     def _on_cancel(self, event: CancelReceived | DeadlinePassed) -> None:
         """The caller cancelled, or the deadline passed: the core has answered already (or owes no
         answer); the procedure stops."""
         serving = self._serving.pop(event.call_id, None)
         if serving is not None:
-            serving.task.cancel()
+            task, _ = serving
+            task.cancel()
 
     def _on_credit(self, event: CreditReceived) -> None:
         waiter = self._credit_waiters.pop(event.call_id, None)
@@ -698,17 +699,20 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             self._notifications |= {task}
             task.add_done_callback(self._notification_done)
             return
-        self._serving[call_id] = _Serving(task, input_queue)
+        self._serving[call_id] = (task, input_queue)
 
     def _notification_done(self, task: asyncio.Task[None]) -> None:
         self._notifications -= {task}
 
     async def _serve(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
-        current_call_var.set(CallContext(self, call_id, self._core))  # (in this task's own context)
+        current_call_var.set((self, call_id, self._core))  # (in this task's own context)
         try:
             kind = procedure.kind
             if kind is Kind.COROUTINE:  # (an empty ** costs a dict copy: most calls have no keywords)
                 result = await (procedure.function(*args, **kwargs) if kwargs else procedure.function(*args))
+                check = procedure.result_check
+                if check is not None and type(result) is not check.exact:
+                    result = check.check(result)
             elif kind is Kind.FUNCTION:
                 result = await asyncio.to_thread(procedure.function, *args, **kwargs)
             else:

@@ -215,7 +215,8 @@ def item_hint(hint: Any) -> Any:
 
 
 class ItemCheck(NamedTuple):
-    """How the core checks each item a generator procedure yields, as it is sent."""
+    """How the core checks each item a generator procedure yields, as it is sent; and how a driver
+    checks what an ``async def`` procedure returns, once awaited."""
 
     #: Checks an item and makes it plain data; raises :class:`InvalidResult` for one that does not fit.
     check: Callable[[Any], Any]
@@ -285,12 +286,12 @@ class Contract:
         except Mismatch as exc:
             raise InvalidArguments(f"{self.name}: {_where(str(exc), parameter)}") from None
 
-    def item_check(self) -> ItemCheck | None:
-        """What each item a generator procedure yields must pass before it is sent (``None``:
-        nothing to check)."""
+    def item_check(self, what: str = "item") -> ItemCheck | None:
+        """What each item a generator procedure yields (or, ``what="result"``, what an ``async
+        def`` procedure returns) must pass before it is sent (``None``: nothing to check)."""
         if self.result is None:
             return None
-        return ItemCheck(functools.partial(self.returned, what="item"), _EXACT_TYPES.get(_hint_of(self.result), _Never))
+        return ItemCheck(functools.partial(self.returned, what=what), _EXACT_TYPES.get(_hint_of(self.result), _Never))
 
     def returned(self, value: Any, what: str = "result") -> Any:
         """``value`` checked against the result's hint and made plain data; raises
@@ -351,22 +352,19 @@ class Outgoing:
         return _fitted(self._result, value, self.name, what)
 
 
-async def _awaited(contract: Contract, awaitable: Any) -> Any:
-    return contract.returned(await awaitable)
-
-
 def enforcing(function: Callable[..., Any], contract: Contract, *, awaits: bool, yields: bool) -> Callable[..., Any]:
-    """``function`` with its contract enforced: arguments checked before it runs, and its result
-    after (a generator's items are checked as they are sent: :meth:`Contract.item_check`). A
-    generator or coroutine function stays one as far as a driver can tell: what is returned is a
-    generator or an awaitable, made only after the arguments fit.
+    """``function`` with its contract enforced: arguments checked before it runs, and a plain
+    function's result after. A generator or coroutine function stays one as far as a driver can
+    tell: what is returned is its generator or coroutine, made only after the arguments fit; a
+    generator's items are checked as they are sent, a coroutine's result by the driver once awaited
+    (:meth:`Contract.item_check`: a coroutine around it would cost a round trip 2%).
 
-    Raises :class:`InvalidArguments` for arguments that do not fit, and its result, awaited if it
-    is a coroutine, :class:`InvalidResult` for a result that does not."""
+    Raises :class:`InvalidArguments` for arguments that do not fit, and :class:`InvalidResult` for
+    a plain function's result that does not."""
     checks_arguments = contract.checks_arguments
     finish: Callable[[Contract, Any], Any] | None = None
-    if contract.result is not None and not yields:  # (items are checked as they are sent: item_check)
-        finish = _awaited if awaits else Contract.returned
+    if contract.result is not None and not yields and not awaits:
+        finish = Contract.returned
 
     def run(*args: Any, **kwargs: Any) -> Any:
         if checks_arguments:
@@ -374,7 +372,7 @@ def enforcing(function: Callable[..., Any], contract: Contract, *, awaits: bool,
         produced = function(*args, **kwargs)
         return produced if finish is None else finish(contract, produced)
 
-    fast = _positional_fast_path(function, contract, run, awaits=awaits, yields=yields, finish=finish)
+    fast = _positional_fast_path(function, contract, run, returns_plainly=finish is not None)
     fast.__wrapped__ = function  # type: ignore[attr-defined]
     fast.__doc__ = function.__doc__
     fast.__name__ = getattr(function, "__name__", contract.name)
@@ -390,9 +388,7 @@ def _positional_fast_path(
     contract: Contract,
     general: Callable[..., Any],
     *,
-    awaits: bool,
-    yields: bool,
-    finish: Callable[[Contract, Any], Any] | None,
+    returns_plainly: bool,
 ) -> Callable[..., Any]:
     """``general`` (the wrapper above), with the call that passes each positional parameter and no
     keyword written out as code: a type test per value of a common type, a call per other check.
@@ -401,14 +397,12 @@ def _positional_fast_path(
     count = len(contract._positional)
     values = [f"v{index}" for index in range(count)]
     names = ", ".join(values)
-    # A coroutine function whose result is checked is wrapped by one; otherwise what the function
-    # returns (a coroutine, a generator) is returned as it is.
-    awaited = awaits and not yields and contract.result is not None
+    # What a generator or coroutine function returns is returned as it is (see enforcing).
     lines = [
-        "def make(function, general, checked, returned, finish, contract):",
-        f"    {'async ' if awaited else ''}def run(*args, **kwargs):",
+        "def make(function, general, checked, returned):",
+        "    def run(*args, **kwargs):",
         f"        if kwargs or len(args) != {count}:",
-        f"            return {'await ' if awaited else ''}general(*args, **kwargs)",
+        "            return general(*args, **kwargs)",
     ]
     if count:
         lines.append(f"        {names}, = args")
@@ -418,11 +412,11 @@ def _positional_fast_path(
         exact = _EXACT_TYPES.get(_hint_of(check))
         test = f"if type(v{index}) is not {exact.__name__}: " if exact else ""
         lines.append(f"        {test}v{index} = checked({index}, v{index})")
-    if yields or contract.result is None:
-        call = f"function({names})"
-        lines.append(f"        return {call}" if finish is None else f"        return finish(contract, {call})")
+    if not returns_plainly:  # (a generator or a coroutine, or nothing to check)
+        lines.append(f"        return function({names})")
     else:
-        lines.append(f"        result = {'await ' if awaits else ''}function({names})")
+        assert contract.result is not None
+        lines.append(f"        result = function({names})")
         exact = _EXACT_TYPES.get(_hint_of(contract.result))
         test = f"if type(result) is not {exact.__name__}: " if exact else ""
         lines += [f"        {test}result = returned(result)", "        return result"]
@@ -435,7 +429,7 @@ def _positional_fast_path(
         assert check is not None
         return contract._checked(check, value, name)
 
-    made: Callable[..., Any] = namespace["make"](function, general, checked, contract.returned, finish, contract)
+    made: Callable[..., Any] = namespace["make"](function, general, checked, contract.returned)
     return made
 
 

@@ -47,6 +47,9 @@ class Procedure:
     item_check: contracts.ItemCheck | None = None
     #: Its number on IPFI's wire (``protocol="ipfi-rust"``), where procedures have no names.
     index: int | None = None
+    #: What an ``async def`` procedure's result must pass once awaited (drivers check it; see
+    #: ``contracts.enforcing``).
+    result_check: contracts.ItemCheck | None = None
     #: A plain function that does not block: drivers run it at once where its call was read.
     inline: bool = field(init=False)
 
@@ -227,16 +230,19 @@ class Interface:
             signature = None
         kind = _kind_of(function)
         hints = contracts.hints_of(function, procedure_name) if signature is not None else {}
-        item_check = None
+        item_check = result_check = None
         if hints and signature is not None and (self._check_types if check_types is None else check_types):
             contract = contracts.Contract(procedure_name, signature, hints, kind.streams)
-            if contract.checks_arguments or (contract.result is not None and not kind.streams):
-                function = contracts.enforcing(
-                    function, contract, awaits=kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR), yields=kind.streams
-                )
+            awaits = kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR)
+            if contract.checks_arguments or (contract.result is not None and not kind.streams and not awaits):
+                function = contracts.enforcing(function, contract, awaits=awaits, yields=kind.streams)
             if kind.streams:
                 item_check = contract.item_check()
-        procedure = Procedure(procedure_name, function, kind, blocking, signature, hints, item_check, index)
+            elif kind is Kind.COROUTINE:
+                result_check = contract.item_check("result")
+        procedure = Procedure(
+            procedure_name, function, kind, blocking, signature, hints, item_check, index, result_check
+        )
         self._procedures[procedure_name] = self._callable[procedure_name] = procedure
 
     @property
@@ -284,7 +290,7 @@ class CallContext:
 
     __slots__ = ("call_id", "core", "peer")
 
-    def __init__(self, peer: Any, call_id: int, core: _Core) -> None:  # (made for every call in a task)
+    def __init__(self, peer: Any, call_id: int, core: _Core) -> None:  # (made when current_call() asks)
         self.peer = peer
         self.call_id = call_id
         self.core = core
@@ -306,8 +312,9 @@ class CallContext:
         return self.call_id != 0 and not self.core.is_serving(self.call_id)
 
 
-#: The call running now, where a driver runs it in a task or thread of its own (see current_call).
-current_call_var: ContextVar[CallContext] = ContextVar("ipfi_current_call")
+#: The call running now, where a driver runs it in a task or thread of its own (see current_call):
+#: (peer, call id, core), made into a CallContext only when asked for (it is set for every call).
+current_call_var: ContextVar[tuple[Any, int, _Core]] = ContextVar("ipfi_current_call")
 
 
 def current_call() -> CallContext:
@@ -316,7 +323,7 @@ def current_call() -> CallContext:
     Raises ``LookupError`` outside a procedure, and in a plain ``def`` procedure run inline (on the
     event loop or a reader thread): such a procedure finishes before anything could cancel it.
     """
-    return current_call_var.get()
+    return CallContext(*current_call_var.get())
 
 
 def current_peer() -> Any:

@@ -45,7 +45,7 @@ from ..core.events import (
     ShutdownRequested,
     StreamEnded,
 )
-from ..core.interface import CallContext, Interface, Kind, Procedure, current_call_var, current_peer_var
+from ..core.interface import Interface, Kind, Procedure, current_call_var, current_peer_var
 from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
@@ -805,7 +805,7 @@ class Peer(MakesProxies, PeerBase):
             self._inputs.pop(call_id, None)
             return
         peer_token = current_peer_var.set(self)
-        call_token = current_call_var.set(CallContext(self, call_id, self._core))
+        call_token = current_call_var.set((self, call_id, self._core))
         finished = True
         try:
             kind = work.procedure.kind
@@ -821,7 +821,9 @@ class Peer(MakesProxies, PeerBase):
                 finished = self._produce(work)
             elif kind is Kind.COROUTINE:
                 try:
-                    work.result = self._on_loop(call_id, work.procedure.function(*work.args, **work.kwargs))
+                    result = self._on_loop(call_id, work.procedure.function(*work.args, **work.kwargs))
+                    check = work.procedure.result_check
+                    work.result = result if check is None or type(result) is check.exact else check.check(result)
                 except Exception as exc:
                     work.error = exc
             else:
@@ -835,7 +837,7 @@ class Peer(MakesProxies, PeerBase):
     def _produce_again(self, work: _Work) -> None:
         """In a worker thread: a parked generator has credit again (see _produce)."""
         peer_token = current_peer_var.set(self)
-        call_token = current_call_var.set(CallContext(self, work.call_id, self._core))
+        call_token = current_call_var.set((self, work.call_id, self._core))
         try:
             finished = self._produce(work)
         finally:
@@ -870,7 +872,7 @@ class Peer(MakesProxies, PeerBase):
         """Await ``awaitable`` on the loop thread, in this call's context; a cancel of the call
         (CANCEL, its deadline, the connection's end) cancels it there."""
         loop_thread = self._loop_thread()
-        context = CallContext(self, call_id, self._core)
+        context = (self, call_id, self._core)
 
         started: list[bool] = []
 
