@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from .raw_aio import _Framed
+from .raw_aio import _Framed, connect_protocol, serve_protocol
 from .raw_framing import LENGTH
 
 IS_ASYNC = True
@@ -87,14 +87,7 @@ class _Server(_Framed):
 
 
 async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    kind, where = endpoint
-    if kind == "unix":
-        server = await loop.create_unix_server(_Server, where, backlog=4096)
-    else:
-        server = await loop.create_server(_Server, "127.0.0.1", where, backlog=4096)
-    ready()
-    await server.serve_forever()
+    await serve_protocol(_Server, endpoint, ready)
 
 
 class Client(_Framed):
@@ -146,10 +139,4 @@ class Client(_Framed):
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
-    loop = asyncio.get_running_loop()
-    kind, where = endpoint
-    if kind == "unix":
-        _, client = await loop.create_unix_connection(Client, where)
-    else:
-        _, client = await loop.create_connection(Client, "127.0.0.1", where)
-    return client
+    return await connect_protocol(Client, endpoint)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .raw_framing import ITEM_FRAME, LENGTH, STREAM_FLAG, stream_request
 
 IS_ASYNC = True
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 class _Framed(asyncio.Protocol):
@@ -50,15 +51,32 @@ class _EchoServer(_Framed):
             self.transport.writelines([LENGTH.pack(header), payload])
 
 
-async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
+async def serve_protocol(
+    factory: Callable[[], asyncio.Protocol], endpoint: tuple[str, Any], ready: Callable[[], None]
+) -> None:
+    """Serve ``factory``'s protocol on ``endpoint`` (the floor's and the minimal RPC's server)."""
     loop = asyncio.get_running_loop()
     kind, where = endpoint
     if kind == "unix":
-        server = await loop.create_unix_server(_EchoServer, where, backlog=4096)  # (as ipfi listens)
+        server = await loop.create_unix_server(factory, where, backlog=4096)  # (as ipfi listens)
     else:
-        server = await loop.create_server(_EchoServer, "127.0.0.1", where, backlog=4096)
+        server = await loop.create_server(factory, "127.0.0.1", where, backlog=4096)
     ready()
     await server.serve_forever()
+
+
+async def connect_protocol(factory: Callable[[], _P], endpoint: tuple[str, Any]) -> _P:
+    loop = asyncio.get_running_loop()
+    kind, where = endpoint
+    if kind == "unix":
+        _, client = await loop.create_unix_connection(factory, where)
+    else:
+        _, client = await loop.create_connection(factory, "127.0.0.1", where)
+    return client
+
+
+async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
+    await serve_protocol(_EchoServer, endpoint, ready)
 
 
 class Client(_Framed):
@@ -95,10 +113,4 @@ class Client(_Framed):
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
-    loop = asyncio.get_running_loop()
-    kind, where = endpoint
-    if kind == "unix":
-        _, client = await loop.create_unix_connection(Client, where)
-    else:
-        _, client = await loop.create_connection(Client, "127.0.0.1", where)
-    return client
+    return await connect_protocol(Client, endpoint)
