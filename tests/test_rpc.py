@@ -19,6 +19,7 @@ import pytest
 
 import ipfi
 
+from .behaviour.procedures import Record, interface
 from .conftest import PYTHON
 from .helpers import calc
 
@@ -266,26 +267,14 @@ async def test_a_server_holds_little_memory_per_idle_connection(sock_path: str) 
 
 
 async def test_breaking_out_of_a_stream_loop_stops_it_while_the_stream_object_is_still_held() -> None:
-    stopped = asyncio.Event()
-    iface = ipfi.Interface()
-
-    @iface.procedure
-    async def forever() -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-                await asyncio.sleep(0.001)
-        finally:
-            stopped.set()
-
+    record = Record()
+    iface = interface("asyncio", record)  # (the behaviour suite's ``forever``: sets record.stopped)
     client, _ = await ipfi.pair(None, iface)
     stream = client.stream("forever")
     async for i in stream:
         if i == 3:
             break
-    await asyncio.wait_for(stopped.wait(), 2)  # (``stream`` is still referenced here)
+    assert await asyncio.to_thread(record.stopped.wait, 2)  # (``stream`` is still referenced here)
     assert await anext(client.stream("forever")) == 0  # __anext__ without a loop: no stop
     await client.aclose()
 
