@@ -27,6 +27,7 @@ from .systems import (
     BLOCKING_TO_PLAIN,
     FASTEST_PATH,
     GRPC_AIO,
+    MINIMAL_BLOCKING_TO_ASYNC,
     MINIMAL_RPC,
     PLAIN_PATH,
     RAW_ASYNC,
@@ -72,6 +73,14 @@ TARGETS = [
     (FASTEST_PATH, "in_flight_per_s", GRPC_AIO, 20.0),
     (FASTEST_PATH, "stream_items_per_s", GRPC_AIO, 50.0),
     (FASTEST_PATH, "big_mib_per_s", "pyzmq", 1.0),
+]
+
+
+#: The references (systems/minimal_rpc*.py), each beside the ipfi system it bounds: (reference,
+#: ipfi system, their floor, metrics).
+REFERENCE_PAIRS = [
+    (MINIMAL_RPC, USERS_PATH, RAW_ASYNC, ("seq_per_s", "in_flight_per_s", "stream_items_per_s")),
+    (MINIMAL_BLOCKING_TO_ASYNC, BLOCKING_TO_ASYNC, RAW_BLOCKING, ("seq_per_s",)),
 ]
 
 
@@ -138,12 +147,14 @@ def print_targets(medians: dict[str, dict[str, float]]) -> None:
         shown = f"{ratio:.0%}" if least < 1.5 else f"{ratio:.1f}x"
         wanted = f"{least:.0%}" if least < 1.5 else f"{least:.0f}x"
         print(f"- {name} {key} vs {other}: {shown} (target ≥ {wanted}): {_verdict(ratio >= least)}")
-    if MINIMAL_RPC in medians and RAW_ASYNC in medians:
-        print(f"\nWhat the least RPC in Python reaches ({MINIMAL_RPC}), and {USERS_PATH} beside it:\n")
-        for key in ("seq_per_s", "in_flight_per_s", "stream_items_per_s"):
-            minimal = medians[MINIMAL_RPC][key]
-            users = f", {USERS_PATH} {medians[USERS_PATH][key] / minimal:.0%} of it" if USERS_PATH in medians else ""
-            print(f"- {key}: {minimal / medians[RAW_ASYNC][key]:.0%} of {RAW_ASYNC}{users}")
+    for reference, system, floor, keys in REFERENCE_PAIRS:
+        if reference not in medians or floor not in medians:
+            continue
+        print(f"\nWhat the least RPC in Python reaches ({reference}), and {system} beside it:\n")
+        for key in keys:
+            least = medians[reference][key]
+            ours = f", {system} {medians[system][key] / least:.0%} of it" if system in medians else ""
+            print(f"- {key}: {least / medians[floor][key]:.0%} of {floor}{ours}")
 
 
 def print_many_clients(results: dict[str, list[dict[str, float]]], repeat: int) -> None:

@@ -9,14 +9,14 @@ blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for
 ``aio-async`` serves an ``async def`` procedure instead of a plain ``def``, ``aio-stream`` counts per
 item of an async generator's stream (``--calls`` items); ``--untyped`` serves them without checking
 their type hints. ``floor``, ``minimal`` (and their ``-stream``) count the same through the
-benchmark's asyncio floor and its minimal RPC in Python, for reference.
+benchmark's asyncio floor and its minimal RPC in Python, for reference; ``minimal-def`` with the
+minimal RPC's ``echo`` a plain function, called inline (against ``minimal``: what a Task costs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import re
 import subprocess
 import sys
@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import ipfi
+
+from .harness import load_system
 
 PAYLOAD = b"0123456789abcdef"
 
@@ -71,7 +73,7 @@ def _run_sync(address: str, calls: int) -> None:
 async def _run_reference(module_name: str, path: str, calls: int, stream: bool) -> None:
     """The same round trips (or items) through a reference system of the benchmark: the asyncio
     floor or the minimal RPC (``benchmarks/systems``)."""
-    module = importlib.import_module(f"benchmarks.systems.{module_name}")
+    module = load_system(module_name)
     endpoint = ("unix", path)
     ready = asyncio.Event()
     server = asyncio.ensure_future(module.serve(endpoint, ready.set))
@@ -92,6 +94,7 @@ REFERENCES = {
     "floor-stream": ("raw_aio", True),
     "minimal": ("minimal_rpc", False),
     "minimal-stream": ("minimal_rpc", True),
+    "minimal-def": ("minimal_rpc:def", False),
 }
 
 

@@ -34,6 +34,8 @@ RAW_BLOCKING = "raw blocking floor"
 GRPC_AIO = "grpc.aio"
 #: The least an RPC in Python does, on the asyncio floor (a reference, see systems/minimal_rpc.py).
 MINIMAL_RPC = "minimal rpc (reference)"
+#: Its client written blocking, against its asyncio server (systems/minimal_rpc_blocking.py).
+MINIMAL_BLOCKING_TO_ASYNC = "minimal rpc blocking->uvloop (reference)"
 #: The path users write: ``async def`` procedures and async generators, default options, uvloop.
 USERS_PATH = "ipfi uvloop async-def"
 PLAIN_PATH = "ipfi uvloop def"
@@ -70,6 +72,7 @@ SYSTEMS = [
     _ipfi_aio(FASTEST_PATH, "def+views"),
     _ipfi_aio("ipfi asyncio async-def", "async", loop="asyncio"),
     _ipfi_blocking(BLOCKING, None),
+    System(BLOCKING + " views", "ipfi_blocking:def+views", None, floor=RAW_BLOCKING),
     _ipfi_blocking(BLOCKING_TO_ASYNC, "async"),
     _ipfi_blocking(BLOCKING_TO_PLAIN, "def"),
     System(GRPC_AIO, "grpc_aio", "asyncio", needs=("grpc", "grpc_tools")),
@@ -77,6 +80,14 @@ SYSTEMS = [
     System("pyzmq", "zmq_dealer", None, needs=("zmq",)),
     System("multiprocessing", "mp_connection", None),
     System(MINIMAL_RPC, "minimal_rpc", "uvloop", floor=RAW_ASYNC),
+    System(
+        MINIMAL_BLOCKING_TO_ASYNC,
+        "minimal_rpc_blocking",
+        None,
+        floor=RAW_BLOCKING,
+        server_module="minimal_rpc",
+        server_loop="uvloop",
+    ),
     System(RAW_ASYNC, "raw_aio", "uvloop"),
     System(RAW_BLOCKING, "raw_blocking", None),
 ]

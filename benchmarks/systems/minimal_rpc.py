@@ -37,7 +37,20 @@ async def _items(count: int) -> AsyncIterator[bytes]:
         yield ITEM
 
 
+def _echo_plain(value: bytes) -> bytes:
+    return value
+
+
 PROCEDURES: dict[str, Callable[..., Any]] = {"echo": _echo, "items": _items}
+#: Procedures called inline, their reply written at once (no Task): empty unless configured ``def``.
+PLAIN_PROCEDURES: dict[str, Callable[..., Any]] = {}
+
+
+def configure(variant: str) -> None:
+    """``def``: ``echo`` a plain function, called inline. Against the default, what a Task costs."""
+    if variant != "def":
+        raise ValueError(f"unknown variant {variant!r}")
+    PLAIN_PROCEDURES["echo"] = _echo_plain
 
 
 def _framed(record: Any) -> list[bytes]:
@@ -51,6 +64,10 @@ class _Server(_Framed):
 
     def frame(self, header: int, payload: bytearray | bytes) -> None:
         call_id, name, args = msgpack.unpackb(payload)
+        plain = PLAIN_PROCEDURES.get(name)
+        if plain is not None:
+            self.transport.writelines(_framed([call_id, plain(*args)]))
+            return
         procedure = PROCEDURES[name]
         runner = self._stream(call_id, procedure(*args)) if name == "items" else self._call(call_id, procedure, args)
         loop = asyncio.get_running_loop()

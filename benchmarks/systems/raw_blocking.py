@@ -14,7 +14,7 @@ SMALL = 64 * 1024  # below this, header and payload go out in one write
 ITEMS_PER_WRITE = 64  # a stream goes out in batches, as ipfi's drivers write theirs (ITEMS_PER_TURN)
 
 
-def _send(sock: socket.socket, payload: bytes) -> None:
+def send_frame(sock: socket.socket, payload: bytes) -> None:
     if len(payload) < SMALL:
         sock.sendall(LENGTH.pack(len(payload)) + payload)
     else:
@@ -33,10 +33,10 @@ def _serve_one(sock: socket.socket) -> None:
                     sock.sendall(ITEM_FRAME * batch)
                     left -= batch
             else:
-                _send(sock, reader.read(length))
+                send_frame(sock, reader.read(length))
 
 
-def _socket(endpoint: tuple[str, Any]) -> socket.socket:
+def open_socket(endpoint: tuple[str, Any]) -> socket.socket:
     kind, _ = endpoint
     sock = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET)
     if kind == "tcp":
@@ -50,7 +50,7 @@ def _where(endpoint: tuple[str, Any]) -> Any:
 
 
 def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
-    listener = _socket(endpoint)
+    listener = open_socket(endpoint)
     listener.bind(_where(endpoint))
     listener.listen(4096)  # (as ipfi listens)
     ready()
@@ -66,23 +66,23 @@ class Client:
         self.sock = sock
         self.reader = sock.makefile("rb")
 
-    def _receive(self) -> bytes:
+    def receive(self) -> bytes:
         (length,) = LENGTH.unpack(self.reader.read(4))
         return self.reader.read(length)
 
     def echo(self, payload: bytes) -> bytes:
-        _send(self.sock, payload)
-        return self._receive()
+        send_frame(self.sock, payload)
+        return self.receive()
 
     def in_flight(self, payload: bytes, depth: int) -> None:
         self.sock.sendall((LENGTH.pack(len(payload)) + payload) * depth)
         for _ in range(depth):
-            self._receive()
+            self.receive()
 
     def stream(self, count: int) -> int:
         self.sock.sendall(stream_request(count))
         for _ in range(count):
-            self._receive()
+            self.receive()
         return count
 
     def close(self) -> None:
@@ -90,7 +90,11 @@ class Client:
         self.sock.close()
 
 
-def connect(endpoint: tuple[str, Any]) -> Client:
-    sock = _socket(endpoint)
+def connect_socket(endpoint: tuple[str, Any]) -> socket.socket:
+    sock = open_socket(endpoint)
     sock.connect(_where(endpoint))
-    return Client(sock)
+    return sock
+
+
+def connect(endpoint: tuple[str, Any]) -> Client:
+    return Client(connect_socket(endpoint))
