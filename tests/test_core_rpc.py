@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import msgpack
@@ -498,3 +499,89 @@ def test_a_bad_extension_value_is_answered_as_undecodable_arguments() -> None:
     [error] = deliver(server, client)
     assert isinstance(error, ErrorReceived) and isinstance(error.error, InvalidArguments), error
     assert "not decoded" in str(error.error)
+
+
+def receive_in_place(target: Connection, data: bytes, first: int, step: int) -> list[Event]:
+    """``data`` received as the blocking driver receives it: ``first`` bytes pushed, the rest
+    written into receive_target() ``step`` at a time (or pushed while there is none)."""
+    events = target.receive_data(data[:first])
+    position = first
+    while position < len(data):
+        place = target.receive_target()
+        if place is None:
+            events += target.receive_data(data[position : position + step])
+            position += step
+            continue
+        count = min(len(place), step, len(data) - position)
+        place[:count] = data[position : position + count]
+        del place
+        position += count
+        events += target.received_into(count)
+    return events
+
+
+BIG = bytes(range(256)) * 2048  # 512 KiB: a large frame
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [([BIG], None), ([1, "two", [3], BIG], None), ([BIG, BIG], None), ([1], {"data": BIG}), ([{"data": BIG}], None)],
+    ids=["alone", "last", "two", "keyword", "nested"],
+)
+def test_a_large_binary_received_in_place_arrives_as_sent(args: list[Any], kwargs: dict[str, Any] | None) -> None:
+    client, server = wired()
+    client.receive_binaries_whole()
+    server.receive_binaries_whole()
+    call_id = client.send_call("echo", args, kwargs)
+    [call] = receive_in_place(server, b"".join(client.data_to_send()), 3000, 100_000)
+    assert call == CallReceived(call_id, "echo", args, kwargs or {}, None, False)
+    assert all(type(value) is bytes for value in call.args if type(value) is not dict and value == BIG)
+    server.send_result(call_id, call.args)
+    assert receive_in_place(client, b"".join(server.data_to_send()), 100, 7000) == [ResultReceived(call_id, args)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    small=st.lists(st.one_of(st.integers(-(2**63), 2**64 - 1), st.text(max_size=9), st.binary(max_size=9)), max_size=5),
+    size=st.integers(300_000, 600_000),
+    first=st.integers(1, 70_000),
+    step=st.integers(1000, 300_000),
+)
+def test_receiving_in_place_gives_what_pushing_gives(small: list[Any], size: int, first: int, step: int) -> None:
+    binary = bytes(size)
+    for whole in (False, True):
+        client, server = wired()
+        if whole:
+            server.receive_binaries_whole()
+        call_id = client.send_call("echo", [*small, binary])
+        events = receive_in_place(server, b"".join(client.data_to_send()), first, step)
+        assert events == [CallReceived(call_id, "echo", [*small, binary], {}, None, False)]
+
+
+def test_a_large_binary_received_in_place_is_held_once() -> None:
+    """The memory a 4 MiB argument takes to receive: its bytes only, where the frame's own buffer
+    and a copy out of it took twice that."""
+    client, server = wired()
+    server.receive_binaries_whole()
+    client.send_call("echo", [bytes(4 * 1024 * 1024)])
+    data = b"".join(client.data_to_send())
+    tracemalloc.start()
+    try:
+        [call] = receive_in_place(server, data, 64 * 1024, 64 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert call.args == [bytes(4 * 1024 * 1024)]
+    assert peak < 1.2 * 4 * 1024 * 1024, f"{peak / 2**20:.1f} MiB"
+
+
+def test_a_call_received_in_place_and_held_at_the_concurrency_limit_keeps_its_binary() -> None:
+    client, server = wired(max_concurrent_calls=1)
+    server.receive_binaries_whole()
+    first = client.send_call("f", [])
+    second = client.send_call("echo", [1, BIG])
+    events = receive_in_place(server, b"".join(client.data_to_send()), 3000, 100_000)
+    assert [event.call_id for event in events if isinstance(event, CallReceived)] == [first]
+    assert server.calls_held
+    server.send_result(first, None)
+    assert server.release_held() == [CallReceived(second, "echo", [1, BIG], {}, None, False)]

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipfi.core.errors import FrameTooLarge, InvalidMagic
-from ipfi.core.frames import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, LARGE_FRAME, FrameDecoder, encode_frame, frame_header
+from ipfi.core.frames import (
+    BINARY_AHEAD,
+    DEFAULT_MAX_PAYLOAD,
+    HEADER_SIZE,
+    LARGE_FRAME,
+    FrameDecoder,
+    PayloadWithBinary,
+    encode_frame,
+    frame_header,
+)
 
 from .conftest import load_vectors, unhex
 
@@ -182,5 +191,100 @@ def test_memory_follows_the_bytes_received_not_the_length_announced() -> None:
             decoder.feed(bytes(LARGE_FRAME))
         held, _ = tracemalloc.get_traced_memory()
         assert held < 3 * (4 * LARGE_FRAME + 1000)
+    finally:
+        tracemalloc.stop()
+
+
+def _split_at(offset: int) -> Any:
+    """A split_at that splits every frame at ``offset`` (the protocol core finds a real binary)."""
+    return lambda channel, head, length: offset if len(head) >= offset else None
+
+
+def _receive_in_place(decoder: FrameDecoder, frame: bytes, first: int, step: int, hold: bool = False) -> Any:
+    """``frame`` fed as a driver receives it: ``first`` bytes through feed(), the rest written into
+    fill_target() ``step`` at a time (each view kept alive to the end with ``hold``)."""
+    frames = decoder.feed(frame[:first])
+    position = first
+    held = []
+    while not frames:
+        target = decoder.fill_target()
+        assert target is not None
+        count = min(len(target), step)
+        target[:count] = frame[position : position + count]
+        position += count
+        if hold:
+            held.append(target)
+        del target
+        frames = decoder.filled(count)
+    assert position == len(frame)
+    return frames
+
+
+@pytest.mark.parametrize("step", [1000, 64 * 1024, 4 * 1024 * 1024])
+@pytest.mark.parametrize("hold", [False, True], ids=["released", "views-held"])
+def test_a_split_frame_ends_in_a_bytes_of_its_own_however_it_arrives(step: int, hold: bool) -> None:
+    payload = bytes(range(256)) * 12 * 1024  # 3 MiB: past what the first read lets the binary have at once
+    decoder = FrameDecoder()
+    decoder.split_at = _split_at(100)
+    [(channel, received)] = _receive_in_place(decoder, encode_frame(5, payload), 2000, step, hold)
+    assert channel == 5 and decoder.idle and decoder.fill_target() is None
+    assert type(received) is PayloadWithBinary and received == payload[:100]
+    assert type(received.binary) is bytes and received.binary == payload[100:]
+
+
+def test_a_split_frame_fed_in_pieces_is_the_same() -> None:
+    payload = bytes(range(256)) * 2048
+    frame = encode_frame(5, payload)
+    decoder = FrameDecoder()
+    decoder.split_at = _split_at(10)
+    frames = []
+    for start in range(0, len(frame), 100_000):
+        frames += decoder.feed(frame[start : start + 100_000] + (b"" if start + 100_000 < len(frame) else frame))
+    [(_, first), (_, second)] = frames
+    assert first == payload[:10] and first.binary == payload[10:]  # type: ignore[attr-defined]
+    assert second == payload  # (the same frame whole in one piece: never split)
+    assert decoder.idle
+
+
+def test_no_split_where_split_at_finds_no_binary() -> None:
+    payload = bytes(512 * 1024)
+    decoder = FrameDecoder()
+    decoder.split_at = lambda channel, head, length: None
+    [(_, received)] = _receive_in_place(decoder, encode_frame(1, payload), 5000, 100_000)
+    assert type(received) is bytearray and received == payload
+
+
+def test_a_split_frame_cut_short_is_left_over_whole() -> None:
+    frame = encode_frame(1, bytes(range(256)) * 2048)
+    decoder = FrameDecoder()
+    decoder.split_at = _split_at(40)
+    decoder.feed(frame[:3000])
+    target = decoder.fill_target()
+    assert target is not None
+    target[:5000] = frame[3000:8000]
+    del target
+    decoder.filled(5000)
+    assert decoder.buffered == 8000 and decoder.leftover() == frame[:8000]
+
+
+def test_a_split_binary_takes_memory_as_its_bytes_arrive() -> None:
+    decoder = FrameDecoder()
+    decoder.split_at = _split_at(20)
+    tracemalloc.start()
+    try:
+        decoder.feed(frame_header(1, DEFAULT_MAX_PAYLOAD) + bytes(1000))
+        held, _ = tracemalloc.get_traced_memory()
+        assert held < 2 * LARGE_FRAME  # not the 16 MiB the header announced
+        for _ in range(3):
+            decoder.feed(bytes(LARGE_FRAME))
+            held, _ = tracemalloc.get_traced_memory()
+            assert held <= 4 * decoder.buffered + 4096  # grown in proportion to what arrived
+        held, _ = tracemalloc.get_traced_memory()
+        assert held < 4 * 1024 * 1024  # with 768 KiB received, of the 16 MiB announced
+        decoder = FrameDecoder()
+        decoder.split_at = _split_at(20)
+        decoder.feed(frame_header(1, DEFAULT_MAX_PAYLOAD) + bytes(64 * 1024))
+        held, _ = tracemalloc.get_traced_memory()
+        assert held <= BINARY_AHEAD * 64 * 1024 + 4096  # a first read's worth, times BINARY_AHEAD at most
     finally:
         tracemalloc.stop()

@@ -148,6 +148,19 @@ def test_the_memory_a_large_message_grew_is_given_back_once_idle(world: World, r
         tracemalloc.stop()
 
 
+def test_large_binaries_arrive_whole_wherever_they_sit_in_a_message(client: Any) -> None:
+    """The blocking driver receives a large binary that ends a message into a ``bytes`` of its own
+    (FrameDecoder.split_at), every other one out of its frame: the values are the same either way."""
+    big = bytes(range(256)) * 4096  # 1 MiB
+    huge = os.urandom(3 * 1024 * 1024)  # more than one allocation takes at once
+    for value in (big, huge, [1, "two", big], [big, huge], {"data": big}, [{"data": big}, big]):
+        echoed = client.call("echo", value)
+        assert echoed == value
+        last = echoed if type(echoed) is not list else echoed[-1]
+        assert type(last if type(last) is not dict else last["data"]) is bytes
+    assert client.call("keywords", data=big) == {"data": big}
+
+
 @dataclasses.dataclass
 class Point:
     x: int

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipfi.core.cbor_codec import CborCodec
-from ipfi.core.codecs import BUDGETED, BYTES_PER_CONTAINER, MsgpackCodec
+from ipfi.core.codecs import BUDGETED, BYTES_PER_CONTAINER, LARGE_BINARY, MsgpackCodec
 from ipfi.core.errors import RemoteProtocolError
 
 SIZE = 1 << 18
@@ -105,3 +105,49 @@ def test_any_bytes_decode_as_cbor_or_are_refused_cleanly(data: bytes) -> None:
     for decode in (codec.decode_value, codec.decode_args, codec.decode_items):
         with contextlib.suppress(RemoteProtocolError):
             decode(data)
+
+
+_SMALL_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=st.lists(_SMALL_VALUES, max_size=4) | st.none(),
+    size=st.integers(LARGE_BINARY - 2, LARGE_BINARY + 300),
+    cut=st.integers(-30, 400),
+)
+def test_a_message_split_before_its_last_binary_decodes_as_the_whole(
+    before: list[Any] | None, size: int, cut: int
+) -> None:
+    """Wherever a reader's first bytes end, a split is found only where a binary ends the value,
+    and decoding the two pieces gives what decoding the whole gives, with the binary as it came."""
+    codec = MsgpackCodec()
+    binary = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    value = binary if before is None else [*before, binary]
+    data = msgpack.packb(value, use_bin_type=True)
+    start = codec.binary_start(memoryview(data)[: max(0, len(data) - size + cut)], len(data))
+    if size < LARGE_BINARY or cut < 0:  # a small binary, or its header not all there: no split
+        assert start is None
+        return
+    assert start == len(data) - size
+    tail = data[start:]
+    decoded = codec.decode_with_binary(data[:start], tail, args=before is not None)
+    assert decoded == codec.decode_value(data)
+    assert (decoded if before is None else decoded[-1]) is tail
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.binary(max_size=64), extra=st.integers(0, 2 * LARGE_BINARY))
+def test_any_bytes_before_a_binary_are_split_or_not_and_decode_or_are_refused_cleanly(head: bytes, extra: int) -> None:
+    codec = MsgpackCodec()
+    length = len(head) + extra
+    start = codec.binary_start(memoryview(head), length)
+    if start is None:
+        return
+    assert 0 < start <= len(head) and length - start >= LARGE_BINARY
+    with contextlib.suppress(RemoteProtocolError):
+        codec.decode_with_binary(head[:start], bytes(length - start), args=True)

@@ -16,7 +16,7 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import msgpack
 
@@ -92,6 +92,36 @@ class Codec(Protocol):
     def release_buffers(self) -> None:
         """Give back memory grown by a large message (a packer's buffer)."""
 
+    def binary_start(self, head: memoryview, length: int) -> int | None:
+        """Where, in an encoding of ``length`` bytes whose first bytes are ``head``, the data of a
+        binary of :data:`LARGE_BINARY` bytes or more that ends it begins: a binary that is the value
+        or the last item of a top-level list. ``None`` if ``head`` does not show one (nor when the
+        binary is viewed anyway, with ``binary_views``). The receiver then reads that binary into a
+        ``bytes`` of its own and decodes with :meth:`decode_with_binary`."""
+
+    def decode_with_binary(self, head: Buffer, binary: bytes, *, args: bool = False) -> Any:
+        """:meth:`decode_value` (:meth:`decode_args` with ``args``) of ``head`` followed by ``binary``,
+        the binary :meth:`binary_start` found in ``head``, which is in the value as it is."""
+
+
+class JoiningBinary:
+    """``codec``, decoding one message whose last binary was received apart (see
+    :meth:`Codec.binary_start`): ``decode_value`` and ``decode_args`` join ``binary`` to the head
+    they are given; the rest is ``codec``'s own."""
+
+    def __init__(self, codec: Codec, binary: bytes) -> None:
+        self._codec = codec
+        self._binary = binary
+
+    def decode_value(self, data: Buffer) -> Any:
+        return self._codec.decode_with_binary(data, self._binary)
+
+    def decode_args(self, data: Buffer) -> list[Any]:
+        return cast(list[Any], self._codec.decode_with_binary(data, self._binary, args=True))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._codec, name)
+
 
 class StructuredCodec:
     """A codec whose values can be lists and maps, so args and items are plain lists."""
@@ -133,6 +163,12 @@ class StructuredCodec:
 
     def release_buffers(self) -> None:
         pass  # (JSON keeps no buffer between messages)
+
+    def binary_start(self, head: memoryview, length: int) -> int | None:
+        return None  # (JSON has no binaries; cbor2 copies every binary it decodes)
+
+    def decode_with_binary(self, head: Buffer, binary: bytes, *, args: bool = False) -> Any:
+        raise NotImplementedError  # (binary_start found none)
 
     def _decode_list(self, data: Buffer) -> list[Any]:
         value = self.decode_value(data)
@@ -257,6 +293,26 @@ class MsgpackCodec(StructuredCodec):
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return _array_header(len(encoded)) + b"".join(encoded)
 
+    def binary_start(self, head: memoryview, length: int) -> int | None:
+        if self._views:  # (viewed where it was received: no copy to save)
+            return None
+        layout = _trailing_binary(head, length)
+        return None if layout is None else layout[3]
+
+    def decode_with_binary(self, head: Buffer, binary: bytes, *, args: bool = False) -> Any:
+        layout = _trailing_binary(memoryview(head), len(head) + len(binary))
+        if layout is None or layout[3] != len(head):
+            raise RemoteProtocolError("msgpack: a message split before its last binary does not end with one")
+        count, start, end, _ = layout
+        if count < 0:
+            value: Any = binary
+        else:  # the items before the binary, decoded as a list of their own (with decode_value's checks)
+            value = self.decode_value(_array_header(count - 1) + bytes(head[start:end]))
+            value.append(binary)
+        if args and type(value) is not list:
+            raise RemoteProtocolError(f"msgpack: expected a list, got {type(value).__name__}")
+        return value
+
     def decode_value(self, data: Buffer) -> Any:
         unpacking = self._unpacking
         try:
@@ -364,6 +420,50 @@ def _decode_viewing(data: Buffer, unpacking: dict[str, Any]) -> Any:
         item, offset = _decode_item(view, offset, hooks)
         items.append(item)
     return _whole(view, items, offset)
+
+
+def _trailing_binary(head: memoryview, length: int) -> tuple[int, int, int, int] | None:
+    """If the msgpack value of ``length`` bytes that begins with ``head`` ends with a binary of
+    :data:`LARGE_BINARY` bytes or more whose header is in ``head``, as the value itself or as the
+    last item of a top-level array: ``(count, start, end, data)``, the array's count (-1 for the
+    binary alone), where the items before the binary begin and where they end, and where the
+    binary's data begins. Malformed or cut short: ``None`` (decoding says what is wrong)."""
+    if not head:
+        return None
+    first = head[0]
+    count = -1
+    offset = 0
+    if 0x91 <= first <= 0x9F:
+        count, offset = first & 0x0F, 1
+    elif first in _MSGPACK_ARRAYS:
+        size = _MSGPACK_ARRAYS[first]
+        if len(head) < 1 + size.size:
+            return None
+        (count,) = size.unpack_from(head, 1)
+        offset = 1 + size.size
+    elif first not in _MSGPACK_BIN_SIZES:
+        return None
+    start = offset
+    if count > 1:  # skip the items before the last: all in head, or no split
+        unpacker = msgpack.Unpacker(max_buffer_size=len(head))
+        unpacker.feed(head[offset:])
+        try:
+            for _ in range(count - 1):
+                unpacker.skip()
+        except Exception:  # (msgpack.OutOfData, or the several kinds of malformed)
+            return None
+        offset += unpacker.tell()
+    elif count == 0:
+        return None
+    if offset >= len(head) or (length_field := _MSGPACK_BIN_SIZES.get(head[offset])) is None:
+        return None
+    data = offset + 1 + length_field.size
+    if data > len(head):
+        return None
+    (binary_length,) = length_field.unpack_from(head, offset + 1)
+    if binary_length < LARGE_BINARY or data + binary_length != length:
+        return None
+    return count, start, offset, data
 
 
 def _whole(view: memoryview, value: Any, end: int) -> Any:
@@ -614,6 +714,14 @@ class RawCodec:
 
     def release_buffers(self) -> None:
         pass  # (it keeps no buffer between messages)
+
+    def binary_start(self, head: memoryview, length: int) -> int | None:
+        return 0 if length >= LARGE_BINARY and not self._views else None  # (the whole body is the binary)
+
+    def decode_with_binary(self, head: Buffer, binary: bytes, *, args: bool = False) -> Any:
+        if len(head):
+            raise RemoteProtocolError("raw: a message split before its binary holds other bytes")
+        return [binary] if args else binary
 
 
 def _raw_bytes(value: Any) -> bytes:

@@ -88,6 +88,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
     __slots__ = (
         "_auth_token",
         "_batched",
+        "_binaries_whole",
         "_binary_views",
         "_calls",
         "_channels",
@@ -188,6 +189,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self._own_peer_id = peer_id
         self._want_rpc = rpc
         self._binary_views = binary_views
+        self._binaries_whole = False
         self._custom_types = tuple(custom_types)
         self.schemas = schemas
         self._clock = clock
@@ -307,6 +309,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         self.state = OPEN
         self._plain_rpc = self.rpc
         self.decoder.max_payload = self.limits.max_frame_payload
+        self._split_binaries()
         self._start_watch(self._clock())
         return HandshakeComplete(hello, self.rpc)
 

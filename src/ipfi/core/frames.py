@@ -6,7 +6,9 @@ Pure functions and an incremental decoder; no I/O. The decoder accepts bytes in 
 
 from __future__ import annotations
 
+import io
 import struct
+from collections.abc import Callable
 from typing import Final, cast
 
 from .errors import FrameTooLarge, InvalidMagic
@@ -35,6 +37,25 @@ _COMPACT_AT: Final = 64 * 1024
 #: buffer starts at this size (or twice what has arrived) and doubles as it fills: memory follows
 #: the bytes received, not the length a header announces.
 LARGE_FRAME: Final = 256 * 1024
+#: A binary received into a ``bytes`` of its own (see :attr:`FrameDecoder.split_at`) grows by a
+#: copy (realloc of memory rarely at the top of the heap), which is what receiving it in place
+#: saves; so its memory starts at up to this many times what its first read brought (2 MiB after
+#: a 64 KiB read: such a binary is never copied), then grows fourfold (copies of a third of it).
+#: A peer still sends 1/32 of what it makes this side hold.
+BINARY_AHEAD: Final = 32
+
+
+class PayloadWithBinary(bytes):
+    """A large frame's payload received in two pieces: these bytes, then :attr:`binary`, a binary
+    that ends the message (see :attr:`FrameDecoder.split_at`), received straight into a ``bytes``
+    of its own so that whoever decodes the message can hand out that object rather than a copy."""
+
+    binary: bytes
+
+
+#: Where a large frame's payload may be split (:attr:`FrameDecoder.split_at`): given its channel,
+#: the bytes of it received so far and its length, the offset at which a binary ending it begins.
+SplitAt = Callable[[int, memoryview, int], "int | None"]
 
 
 def frame_header(channel: int, length: int) -> bytes:
@@ -56,6 +77,8 @@ class FrameDecoder:
     """
 
     __slots__ = (
+        "_binary_head",
+        "_binary_io",
         "_buffer",
         "_large",
         "_large_channel",
@@ -65,13 +88,18 @@ class FrameDecoder:
         "_spare",
         "idle",
         "max_payload",
+        "split_at",
     )
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._buffer = bytearray()
         self._offset = 0
-        self._large: bytearray | None = None
+        # The memory a large frame is received into: its own bytearray, or (split) the memory of
+        # the bytes its binary will be, exported by _binary_io; _binary_head is then what precedes it.
+        self._large: bytearray | memoryview | None = None
+        self._binary_io: io.BytesIO | None = None
+        self._binary_head = b""
         self._large_channel = 0
         self._large_filled = 0
         self._large_length = 0
@@ -79,11 +107,15 @@ class FrameDecoder:
         #: No byte of a frame is held: the next byte received starts one. (An attribute, not a
         #: property: the protocol core reads it for every read.)
         self.idle = True
+        #: Set by the protocol core: where a large frame's payload ends with a binary (``None``: it
+        #: does not). That binary is then received into the memory of a ``bytes`` of its own, and the
+        #: frame handed out as a :class:`PayloadWithBinary`.
+        self.split_at: SplitAt | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
-        partial = HEADER_SIZE + self._large_filled if self._large is not None else 0
+        partial = HEADER_SIZE + len(self._binary_head) + self._large_filled if self._large is not None else 0
         return len(self._buffer) - self._offset + partial
 
     def peek(self, size: int) -> bytes:
@@ -165,10 +197,23 @@ class FrameDecoder:
         return frames
 
     def _start_large(self, channel: int, length: int, received: memoryview) -> None:
-        filled = len(received)
-        large = self._large = self._large_buffer(min(length, max(LARGE_FRAME, 2 * filled)), length)
-        large[:filled] = received
-        received.release()  # the shared buffer is about to be cleared, which an open view forbids
+        split = None if self.split_at is None else self.split_at(channel, received, length)
+        large: bytearray | memoryview
+        if split is None:
+            start = received
+            large = self._large = self._large_buffer(min(length, max(LARGE_FRAME, 2 * len(start))), length)
+        else:
+            self._binary_head = bytes(received[:split])
+            start = received[split:]
+            length -= split
+            # bytes(size) comes from calloc (pages mapped as they are written) and, referenced by the
+            # BytesIO alone, is neither copied by getbuffer() nor by getvalue() (CPython's io.BytesIO).
+            self._binary_io = io.BytesIO(bytes(min(length, max(LARGE_FRAME, BINARY_AHEAD * len(start)))))
+            large = self._large = self._binary_io.getbuffer()
+        filled = len(start)
+        large[:filled] = start
+        start.release()  # the shared buffer is about to be cleared, which an open view forbids
+        received.release()
         self._large_channel = channel
         self._large_filled = filled
         self._large_length = length
@@ -187,18 +232,48 @@ class FrameDecoder:
             return spare
         return bytearray(size)
 
-    def _room(self) -> bytearray:
-        """The large frame's buffer, grown (doubling, up to the frame's length) if it is full."""
+    def _room(self) -> bytearray | memoryview:
+        """The large frame's buffer, grown if it is full (doubling; a binary received apart fourfold),
+        up to the frame's length."""
         large = self._large
         assert large is not None
         size = len(large)
         if self._large_filled == size < self._large_length:
+            if self._binary_io is not None:
+                return self._grow_binary(min(4 * size, self._large_length))
             more = min(size, self._large_length - size)
+            assert isinstance(large, bytearray)
             try:
                 large += bytes(more)  # in place: realloc (mremap for large buffers), no copy
             except BufferError:  # a view of it is still held: move to a new buffer
                 large = self._large = large + bytes(more)
         return large
+
+    def _grow_binary(self, size: int) -> memoryview:
+        stream = self._binary_io
+        assert stream is not None and isinstance(self._large, memoryview)
+        self._large.release()
+        stream.seek(size - 1)
+        try:
+            stream.write(b"\0")  # in place (realloc); the bytes between are zeroed
+        except BufferError:  # a view of it is still held: move to new memory
+            moved = self._binary_io = io.BytesIO(bytes(size))
+            with stream.getbuffer() as old, moved.getbuffer() as new:
+                new[: len(old)] = old
+            stream = moved
+        large = self._large = stream.getbuffer()
+        return large
+
+    def _binary_payload(self) -> PayloadWithBinary:
+        """The split frame now received, as one payload (see :class:`PayloadWithBinary`)."""
+        stream = self._binary_io
+        assert stream is not None and isinstance(self._large, memoryview)
+        self._large.release()
+        payload = PayloadWithBinary(self._binary_head)
+        payload.binary = stream.getvalue()  # its own memory (a copy only while a view of it lives)
+        self._binary_io = None
+        self._binary_head = b""
+        return payload
 
     def recycle(self, frame: bytearray) -> None:
         """``frame``, a large payload this decoder handed out, is no longer referenced by its
@@ -232,20 +307,23 @@ class FrameDecoder:
         """
         return None if self._large is None else memoryview(self._room())[self._large_filled :]
 
-    def filled(self, count: int) -> list[tuple[int, bytes | bytearray]]:
+    def filled(self, count: int) -> list[tuple[int, bytes | bytearray]]:  # (a PayloadWithBinary is bytes)
         """``count`` more bytes of the large frame have arrived; returns it once it is complete."""
         large = self._large
         assert large is not None and count <= len(large) - self._large_filled
         self._large_filled += count
         if self._large_filled < self._large_length:
             return []
+        payload = cast(bytearray, large) if self._binary_io is None else self._binary_payload()
         self._large = None
         self._large_filled = 0
         self.idle = not self._buffer
-        return [(self._large_channel, large)]
+        return [(self._large_channel, payload)]
 
     def leftover(self) -> bytes:
         """The bytes of an incomplete frame still waiting (what EOF would cut off)."""
         if self._large is not None:
-            return frame_header(self._large_channel, self._large_length) + self._large[: self._large_filled]
+            head = self._binary_head
+            length = len(head) + self._large_length
+            return frame_header(self._large_channel, length) + head + self._large[: self._large_filled]
         return bytes(self._buffer[self._offset :])

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Final, Protocol
 
 from . import wire
 from .calls import AWAITING_REPLY, RUNNING, Call, Entry
-from .codecs import Buffer, Codec, compact_json
+from .codecs import Buffer, Codec, JoiningBinary, compact_json
 from .errors import (
     ConnectionLost,
     FrameTooLarge,
@@ -38,7 +39,7 @@ from .events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .frames import CONTROL, ERROR, HEADER_SIZE, MAGIC, FrameDecoder
+from .frames import CONTROL, ERROR, HEADER_SIZE, MAGIC, FrameDecoder, PayloadWithBinary
 from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
 from .limits import Limits
 from .logs import RateLimitedLog, shown
@@ -89,6 +90,29 @@ CallSink = Callable[[int, Any, list[Any], dict[str, Any], float | None, bool], E
 ResultSink = Callable[[int, Any], Event | None]
 
 
+def binary_start(codec: Codec, channel: int, head: memoryview, length: int) -> int | None:
+    """:attr:`FrameDecoder.split_at` of a connection speaking ``codec``: where the data of a large
+    binary that ends a CALL's arguments (not its keywords) or a RESULT begins, if the codec sees
+    one in ``head``. (Whether this frame is a message of its own or a fragment is judged when it is
+    handled: a fragment's kind is never a CALL's or a RESULT's.)"""
+    if channel != _RPC or not head:
+        return None
+    kind = head[0]
+    if kind == _RESULT:
+        body = _ID_SIZE
+    elif kind in _CALL_KINDS and len(head) >= _CALL_SIZE:
+        _, _, flags, _, name_length = _unpack_call(head)
+        if flags & _FLAG_KWARGS:
+            return None
+        body = _CALL_SIZE + name_length
+    else:
+        return None
+    if len(head) < body:
+        return None
+    start = codec.binary_start(head[body:], length - body)
+    return None if start is None else body + start
+
+
 class Reading(QueuedMessages):
     """``receive_data`` and everything it decodes."""
 
@@ -107,6 +131,7 @@ class Reading(QueuedMessages):
     #: Checks plain frames as they arrive (``None``: none are checked).
     schemas: PayloadCheck | None
     calls_held: bool
+    _binaries_whole: bool
     _pending_reply: bytes | None
     _held_call: tuple[int, Buffer] | None
     _held_frames: list[tuple[int, bytes | bytearray]]
@@ -203,6 +228,21 @@ class Reading(QueuedMessages):
         events += self._handle_frames(decoder.feed(b""))
         return events
 
+    def receive_binaries_whole(self) -> None:
+        """Have a large binary that ends a message received into the memory of a ``bytes`` of its
+        own, which the decoded value then holds (rather than a copy): for a driver that lets go of
+        every view :meth:`receive_target` gave before it calls :meth:`received_into`, as the
+        blocking driver does. (An asyncio transport holds its view until ``buffer_updated``
+        returns, so the ``bytes`` would be copied there, at more memory for nothing.)"""
+        self._binaries_whole = True
+        self._split_binaries()
+
+    def _split_binaries(self) -> None:
+        """Once the handshake has chosen the codec (see :meth:`receive_binaries_whole`)."""
+        if self._binaries_whole and self.rpc and self.codec is not None:
+            # (a function of the codec, not a method of this connection: no reference cycle)
+            self.decoder.split_at = partial(binary_start, self.codec)
+
     def receive_target(self) -> memoryview | None:
         """Where the next received bytes may be written in place: the rest of a large frame being
         received, or ``None`` (then pass them to :meth:`receive_data`). See :meth:`received_into`."""
@@ -250,7 +290,9 @@ class Reading(QueuedMessages):
         for channel, payload in remaining:
             if channel == _RPC and rpc:
                 kind = payload[0] if payload and not self._in_parts else _FRAGMENT
-                if kind == _CALL:  # the common cases: a whole message
+                if type(payload) is PayloadWithBinary:  # (its binary received apart: see split_at)
+                    event = self._handle_split(payload)
+                elif kind == _CALL:  # the common cases: a whole message
                     event = self._handle_call(kind, payload)
                 elif kind < _FRAGMENT:
                     event = self._handle_message(payload)
@@ -286,7 +328,8 @@ class Reading(QueuedMessages):
         held = self._held_call
         assert held is not None
         self._held_call = None
-        event = self._handle_call(*held)
+        kind, message = held
+        event = self._handle_split(message) if type(message) is PayloadWithBinary else self._handle_call(kind, message)
         events = [] if event is None else [event]
         frames, self._held_frames = self._held_frames, []
         if self.calls_held:
@@ -330,6 +373,21 @@ class Reading(QueuedMessages):
         if kind == SHUTDOWN_FORCE:
             return ShutdownRequested(force=True)
         return ShutdownAcknowledged()
+
+    def _handle_split(self, message: PayloadWithBinary) -> Event | None:
+        """A CALL, NOTIFY or RESULT whose last binary was received into a ``bytes`` of its own:
+        handled as any, by a codec that joins that binary to what it decodes (so that the paths
+        every message takes test nothing more for this one)."""
+        if self._in_parts:
+            raise RemoteProtocolError("a fragmented message was interrupted by another message")
+        codec = self.codec
+        assert codec is not None
+        self.codec = JoiningBinary(codec, message.binary)
+        try:
+            kind = message[0]
+            return self._handle_message(message) if kind == _RESULT else self._handle_call(kind, message)
+        finally:
+            self.codec = codec
 
     def _handle_rpc(self, payload: bytes | bytearray) -> Event | None:
         if not payload:

@@ -94,7 +94,12 @@ class Writing:
             raise PayloadTooLarge(f"message of {size} bytes exceeds the peer's limit of {self._peer_max_message}")
         self.has_output = True
         if size <= self._peer_max_frame:
-            self._out += (frame_header(_RPC, size) + header, *pieces)
+            # The headers before the first large piece go out as one (a reader that finds them
+            # whole can receive the binary after them in place: see FrameDecoder.split_at).
+            small = 0
+            while small < len(pieces) and len(pieces[small]) < SMALL:
+                small += 1
+            self._out += (frame_header(_RPC, size) + header + b"".join(pieces[:small]), *pieces[small:])
             return
         self._queue_fragments([header, *pieces], size)
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, Protocol
 
 from ..core.codecs import Buffer
@@ -28,6 +29,11 @@ class Link(Protocol):
 
     def send(self, data: Buffer) -> None:
         """Write all of ``data``; raises ``OSError`` if the wire is gone."""
+        ...
+
+    def send_pieces(self, pieces: list[Buffer]) -> None:
+        """:meth:`send` of the pieces one after the other, in as few system calls as the wire allows
+        (a large binary among them is not copied)."""
         ...
 
     def readable(self, timeout: float | None) -> bool:
@@ -58,6 +64,15 @@ class SocketLink:
         self.recv_into: Callable[[memoryview], int] = sock.recv_into
         self.send: Callable[[Buffer], None] = sock.sendall
 
+    def send_pieces(self, pieces: list[Buffer]) -> None:
+        # One sendmsg for all: a reader wakes to a message's headers and the start of its binary
+        # together, and can receive that binary in place (FrameDecoder.split_at).
+        sendmsg = getattr(self.sock, "sendmsg", None)
+        if sendmsg is None:  # (Windows)
+            send_each(self.send, pieces)
+        else:
+            write_all(sendmsg, pieces)
+
     def readable(self, timeout: float | None) -> bool:
         fd = self.sock.fileno()
         return fd < 0 or wait_readable(fd, timeout)  # a closed socket "reads" its EOF at once
@@ -74,6 +89,25 @@ class SocketLink:
 
 
 _READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
+_WRITEV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "writev", None)
+#: Pieces given to one gathering write at most (Linux's IOV_MAX is 1024; POSIX promises 16).
+_PIECES_PER_WRITE: Final = 16
+
+
+def write_all(write: Callable[[list[memoryview]], int], pieces: list[Buffer]) -> None:
+    """All of ``pieces`` through ``write`` (``sendmsg``, ``writev``), which may write part of them."""
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        written = write(views[:_PIECES_PER_WRITE])
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
+
+
+def send_each(send: Callable[[Buffer], None], pieces: list[Buffer]) -> None:
+    for piece in pieces:
+        send(piece)
 
 
 class PipeLink:
@@ -99,6 +133,12 @@ class PipeLink:
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]
+
+    def send_pieces(self, pieces: list[Buffer]) -> None:
+        if _WRITEV is None:  # (Windows)
+            send_each(self.send, pieces)
+        else:
+            write_all(partial(_WRITEV, self.write_fd), pieces)
 
     def readable(self, timeout: float | None) -> bool:
         return wait_readable(self.read_fd, timeout)

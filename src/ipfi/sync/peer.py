@@ -233,6 +233,7 @@ class Peer(MakesProxies, PeerBase):
         peer_id: str | None = None,
     ) -> None:
         super().__init__(role, interface, options, peer_id)
+        self._core.receive_binaries_whole()  # (_read_until lets go of the view before reporting)
         self._link = link
         # Reused by every read: a fresh buffer per read would cost an mmap, an mremap and an munmap.
         self._read_buffer = memoryview(bytearray(_READ_SIZE))
@@ -735,8 +736,7 @@ class Peer(MakesProxies, PeerBase):
                 elif sum(map(len, data)) <= _JOIN_UP_TO:
                     self._send(b"".join(data))
                 else:
-                    for piece in data:  # a large binary is sent from where it is, not copied
-                        self._send(piece)
+                    self._link.send_pieces(data)  # a large binary is sent from where it is, not copied
             except OSError as exc:
                 with self._lock:
                     self._lose(ConnectionLost(f"write failed: {exc}"))

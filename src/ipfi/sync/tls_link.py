@@ -38,6 +38,14 @@ class TlsLink(SocketLink):
         self.recv_into = self._recv_into  # (SocketLink binds the socket's own: not here)
         self.send = self._send
 
+    def send_pieces(self, pieces: list[Buffer]) -> None:
+        with self._send_lock:
+            with self._tls_lock:
+                for piece in pieces:
+                    self._tls.write(piece)
+                encrypted = self._outgoing.read()
+            self.sock.sendall(encrypted)
+
     def _recv_into(self, buffer: memoryview) -> int:
         while True:
             with self._tls_lock:

@@ -14,6 +14,7 @@ from ..net.tls import client_arguments as tls_client_arguments
 from ..net.tls import server_arguments as tls_server_arguments
 from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, url_of
 from ..options import Options
+from .links import send_each
 
 _NOTHING = memoryview(b"")
 
@@ -76,6 +77,9 @@ class WebSocketLink:
                 self._websocket.send(message)
         except ConnectionClosed as exc:
             raise ConnectionResetError(str(exc)) from None
+
+    def send_pieces(self, pieces: list[Buffer]) -> None:
+        send_each(self.send, pieces)
 
     def readable(self, timeout: float | None) -> bool:
         return bool(self._left) or self._pending is not None or self._next_message(timeout)

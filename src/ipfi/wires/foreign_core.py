@@ -86,6 +86,9 @@ class ForeignCore(QueuedMessages):
         self.peer_hello = Hello(self.channels, protocol=self.protocol, version="", peer_id=self.peer_id)
         return [HandshakeComplete(self.peer_hello, rpc=self.codec is not None)]
 
+    def receive_binaries_whole(self) -> None:
+        """(Nothing is received in place on these wires: see :meth:`receive_target`.)"""
+
     def receive_target(self) -> None:
         """Bytes are always pushed (:meth:`receive_from`): no large frame is filled in place."""
         return
