@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trustme
+import uvloop
 
 import ipfi
 import ipfi.sync
@@ -26,8 +27,8 @@ from ipfi.core.frames import CONTROL, DATA, FrameDecoder, encode_frame
 from ipfi.core.relay import FrameScanner, RateLimit
 
 from .conftest import PYTHON, ROOT
+from .helpers.servers import DRIVERS, run_on
 
-DRIVERS = ["asyncio", "blocking"]
 TOKEN = "edge-token"
 
 calc = ipfi.Interface()
@@ -51,11 +52,13 @@ def who() -> dict[str, str] | None:
 
 
 @pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
     """A loop in a thread running ``calc`` as ``service:calc`` (plain frames echoed), where the
-    tests start their gateways."""
+    tests start their gateways: asyncio's, or uvloop's when parametrized so (indirectly)."""
     monkeypatch.setenv("IPFI_RUNDIR", str(tmp_path / "run"))
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop() if getattr(request, "param", "asyncio") == "uvloop" else asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
@@ -109,9 +112,10 @@ def session(driver: str, address: str, **options: Any) -> tuple[Any, ...]:
             items = [item async for item in peer.stream("count", 3)]
             return await peer.call("add", 1, 2), items, await peer.call("who")
 
-    return asyncio.run(client())
+    return run_on(driver, client())
 
 
+@pytest.mark.parametrize("service", ["asyncio", "uvloop"], indirect=True, ids=["gateway-asyncio", "gateway-uvloop"])
 @pytest.mark.parametrize("listen", ["tcp", "tls", "ws"])
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_clients_reach_a_named_service_through_the_gateway(driver: str, listen: str, service: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ passed through to ipfi). Both drivers' clients; an ipfi server behind each."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
@@ -22,14 +21,13 @@ import trustme
 import ipfi
 import ipfi.sync
 
-from .helpers.servers import serving
+from .helpers.servers import DRIVERS, run_on, serving
 
 NGINX = shutil.which("nginx") or next(
     (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None
 )
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs Debian's)")
-DRIVERS = ["asyncio", "blocking"]
 
 calc = ipfi.Interface()
 
@@ -95,7 +93,7 @@ def session(driver: str, address: str, **options: Any) -> tuple[int, list[int]]:
         async with ipfi.connect(address, **options) as peer:
             return await peer.call("add", 1, 2), [item async for item in peer.stream("count", 3)]
 
-    return asyncio.run(client())
+    return run_on(driver, client())
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,8 @@ import ipfi
 import ipfi.sync
 
 from .conftest import PYTHON, ROOT
-from .helpers.servers import serving
+from .helpers.servers import DRIVERS, run_on, serving
 
-DRIVERS = ["asyncio", "blocking"]
 TOKEN = "s3cret-token-value"
 
 served = ipfi.Interface()
@@ -71,7 +70,7 @@ def call_and_stream(driver: str, address: str, **options: Any) -> tuple[Any, lis
         async with ipfi.connect(address, **options) as peer:
             return await peer.call("who"), [item async for item in peer.stream("count", 3)]
 
-    return asyncio.run(client())
+    return run_on(driver, client())
 
 
 def by_name(address: str) -> str:

@@ -4,7 +4,6 @@ message, a message over the limit) ending its connection only."""
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,8 @@ import ipfi
 import ipfi.sync
 from ipfi.net import websocket as websocket_wire
 
-from .helpers.servers import serving
+from .helpers.servers import DRIVERS, run_on, serving
 
-DRIVERS = ["asyncio", "blocking"]
 LARGE = 3 * websocket_wire.MESSAGE_SIZE + 5  # a result that takes four messages
 
 calc = ipfi.Interface()
@@ -78,7 +76,7 @@ def session(driver: str, address: str, **options: Any) -> tuple[Any, ...]:
             items = [item async for item in peer.stream("count", 3)]
             return await peer.call("add", 1, 2), items, len(await peer.call("large", LARGE)), await peer.call("path")
 
-    return asyncio.run(client())
+    return run_on(driver, client())
 
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
@@ -109,7 +107,7 @@ def test_one_server_serves_several_paths_and_refuses_others(driver: str, server_
                 async with ipfi.connect(address + "/negating") as peer:
                     return int(await peer.call("add", 1, 2))
 
-            assert asyncio.run(negate()) == -1
+            assert run_on(driver, negate()) == -1
         with pytest.raises(InvalidStatus, match="404"):
             session(driver, address + "/elsewhere")
 

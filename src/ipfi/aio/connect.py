@@ -80,7 +80,9 @@ def connect(address: str, iface: Interface | None = None, **options: Unpack[Opti
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
     options = options.for_scheme(address.scheme)
     loop = asyncio.get_running_loop()
-    peer = new_peer(Role.CLIENT, iface, options)
+    # (A WebSocket's transport only pushes bytes: a peer that would switch it to reading large frames
+    # in place, as on uvloop's sockets, must not be its protocol. The server's are made so too.)
+    peer = Peer(Role.CLIENT, iface, options) if address.is_websocket else new_peer(Role.CLIENT, iface, options)
     if address.is_websocket:
         require_websockets()
         await connect_websocket(peer, address, options)
