@@ -790,9 +790,10 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
                 self._schedule_flush()
             return
         serving = self._serving
-        serving.pop(call_id, None)
-        if not serving:  # (an emptied dict keeps its table until cleared)
-            serving.clear()
+        if serving:  # (empty when the call was an eager task done at once: never entered)
+            serving.pop(call_id, None)
+            if not serving:  # (an emptied dict keeps its table until cleared)
+                serving.clear()
         if self._credit_waiters:  # (a stream's)
             self._credit_waiters.pop(call_id, None)
         if self._inside_read:  # an eager task's reply goes out with the read's write
@@ -805,7 +806,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             self._flush()
 
     def _reply(self, call_id: int, result: Any) -> None:
-        if call_id and self._core.is_open:
+        if call_id:  # (the core sends nothing for a call it no longer serves, nor once closed)
             self._core.send_result(call_id, result)
 
     def _reply_error(
