@@ -46,7 +46,7 @@ TABLES = {
 }
 #: Tables of their own (benchmarks.scaling), for the systems in SCALING_SYSTEMS.
 SCALING_TABLES = ("many-clients", "memory")
-SCALING_SYSTEMS = (USERS_PATH, FASTEST_PATH, RAW_ASYNC, GRPC_AIO)
+SCALING_SYSTEMS = (USERS_PATH, FASTEST_PATH, MINIMAL_RPC, RAW_ASYNC, GRPC_AIO)
 METRICS = [
     ("seq_per_s", "seq calls/s", "{:,.0f}"),
     ("p50_us", "p50 µs", "{:.1f}"),
