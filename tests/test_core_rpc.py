@@ -585,3 +585,31 @@ def test_a_call_received_in_place_and_held_at_the_concurrency_limit_keeps_its_bi
     assert server.calls_held
     server.send_result(first, None)
     assert server.release_held() == [CallReceived(second, "echo", [1, BIG], {}, None, False)]
+
+
+def _outcome(client: Connection, server: Connection, data: bytes) -> Any:
+    """What the server made of ``data`` (events, or the error that ends the connection), and what
+    its replies are to the client (refusals by type: their texts name what could not be decoded)."""
+    try:
+        events = receive_in_place(server, data, 3000, 100_000)
+    except RemoteProtocolError as exc:
+        return type(exc)
+    replies = deliver(server, client)
+    return events, [(type(reply), type(getattr(reply, "error", None))) for reply in replies]
+
+
+@settings(max_examples=400, deadline=None)
+@given(position=st.integers(0, 60), value=st.integers(0, 255))
+def test_a_damaged_message_received_in_place_fares_as_one_pushed(position: int, value: int) -> None:
+    """Whatever a peer puts before a large binary, receiving in place gives the events (or the
+    error) and the replies that decoding the frame whole gives."""
+    outcomes = []
+    for whole in (False, True):
+        client, server = wired()
+        if whole:
+            server.receive_binaries_whole()
+        client.send_call("echo", [1, "two", BIG])
+        data = bytearray(b"".join(client.data_to_send()))
+        data[position] = value
+        outcomes.append(_outcome(client, server, bytes(data)))
+    assert outcomes[0] == outcomes[1]
