@@ -725,7 +725,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         except Exception as exc:
             self._reply_error(call_id, procedure, exc, args, kwargs)
         else:
-            self._reply(call_id, result)
+            if call_id:  # (the core sends nothing for a call it no longer serves, nor once closed)
+                self._core.send_result(call_id, result)
         finally:
             self._finish_serving(call_id)
 
@@ -804,10 +805,6 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
             self._flush()
-
-    def _reply(self, call_id: int, result: Any) -> None:
-        if call_id:  # (the core sends nothing for a call it no longer serves, nor once closed)
-            self._core.send_result(call_id, result)
 
     def _reply_error(
         self, call_id: int, procedure: Procedure, exc: Exception, args: list[Any], kwargs: dict[str, Any]
