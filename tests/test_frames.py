@@ -232,17 +232,18 @@ def test_a_split_frame_ends_in_a_bytes_of_its_own_however_it_arrives(step: int, 
     assert type(received.binary) is bytes and received.binary == payload[100:]
 
 
-def test_a_split_frame_fed_in_pieces_is_the_same() -> None:
+def test_a_split_frame_fed_in_pieces_is_the_same_and_a_frame_fed_whole_is_not_split() -> None:
     payload = bytes(range(256)) * 2048
     frame = encode_frame(5, payload)
     decoder = FrameDecoder()
     decoder.split_at = _split_at(10)
     frames = []
-    for start in range(0, len(frame), 100_000):
-        frames += decoder.feed(frame[start : start + 100_000] + (b"" if start + 100_000 < len(frame) else frame))
+    for start in range(0, len(frame), 100_000):  # pushed (feed), as a transport that pushes bytes
+        frames += decoder.feed(frame[start : start + 100_000])
+    frames += decoder.feed(frame)  # whole in one read: nothing to receive in place
     [(_, first), (_, second)] = frames
-    assert first == payload[:10] and first.binary == payload[10:]  # type: ignore[attr-defined]
-    assert second == payload  # (the same frame whole in one piece: never split)
+    assert type(first) is PayloadWithBinary and first == payload[:10] and first.binary == payload[10:]
+    assert type(second) is bytes and second == payload
     assert decoder.idle
 
 
