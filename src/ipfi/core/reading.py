@@ -291,7 +291,7 @@ class Reading(QueuedMessages):
         for channel, payload in remaining:
             if channel == _RPC and rpc:
                 kind = payload[0] if payload and not self._in_parts else _FRAGMENT
-                if type(payload) is PayloadWithBinary:  # (its binary received apart: see split_at)
+                if type(payload) is PayloadWithBinary and kind != _FRAGMENT:  # (see split_at)
                     event = self._handle_split(payload)
                 elif kind == _CALL:  # the common cases: a whole message
                     event = self._handle_call(kind, payload)
@@ -378,9 +378,8 @@ class Reading(QueuedMessages):
     def _handle_split(self, message: PayloadWithBinary) -> Event | None:
         """A CALL, NOTIFY or RESULT whose last binary was received into a ``bytes`` of its own:
         handled as any, by a codec that joins that binary to what it decodes (so that the paths
-        every message takes test nothing more for this one)."""
-        if self._in_parts:
-            raise RemoteProtocolError("a fragmented message was interrupted by another message")
+        every message takes test nothing more for this one). (One that interrupts a fragmented
+        message goes to :meth:`_handle_rpc`, which refuses it, as any.)"""
         codec = self.codec
         assert codec is not None
         self.codec = JoiningBinary(codec, message.binary)
