@@ -55,8 +55,9 @@ def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str
                 for _ in range(2):
                     assert await peer.call("echo", blob) == blob
                     assert transport.get_protocol() is not peer  # read in place, and staying there
-                    # The read that completed the reply was the first to end between frames.
-                    for i in range(62):
+                    # The reply was completed after its last read (see the test below): that read
+                    # did not end between frames, the next 64 do.
+                    for i in range(63):
                         assert await peer.call("add", i, 1) == i + 1
                     assert transport.get_protocol() is not peer
                     assert await peer.call("add", 1, 1) == 2  # the 64th read between frames
@@ -64,6 +65,33 @@ def test_uvloop_reads_large_frames_in_place_and_small_ones_pushed(sock_path: str
                 [server_peer] = server.connections
                 assert server_peer._transport is not None
                 assert server_peer._transport.get_protocol() is server_peer
+
+    ipfi.run(scenario(), use_uvloop=True)
+
+
+def test_large_binaries_and_what_follows_them_in_one_write_arrive_in_order_on_uvloop(sock_path: str) -> None:
+    """uvloop holds its view of a large frame's memory while the read that completes it is handled:
+    the peer stops reading and completes the frame a loop turn later. The bytes that arrived
+    behind it (here, other calls written in the same write) are read after it, in order, and the
+    binary is the very ``bytes`` received into."""
+    received: list[bytes] = []
+    iface = ipfi.Interface()
+
+    @iface.procedure
+    def keep(data: bytes, tag: int) -> int:
+        received.append(data)
+        return tag
+
+    async def scenario() -> None:
+        async with await ipfi.serve(f"unix:{sock_path}", iface) as server:
+            async with ipfi.connect(f"unix:{sock_path}") as peer:
+                blobs = [bytes([i]) * (256 * 1024 * (i + 1)) for i in range(4)]
+                calls = [peer.call("keep", blob, i) for i, blob in enumerate(blobs)]
+                calls += [peer.call("keep", b"small", 10 + i) for i in range(50)]
+                assert await asyncio.gather(*calls) == [*range(4), *range(10, 60)]
+                assert received[:4] == blobs and received[4:] == [b"small"] * 50
+                [serving] = server.connections
+                assert serving._read_pauses == frozenset()  # reading again
 
     ipfi.run(scenario(), use_uvloop=True)
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, ClassVar, Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from ..core.codecs import LARGE_BINARY, Buffer
 from ..core.connection import Role
@@ -112,11 +112,6 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     #: Calls are awaited (``True``, the asyncio driver) or block (``False``).
     asynchronous = True
 
-    #: A large binary that ends a message is received into a ``bytes`` of its own (see
-    #: ``receive_binaries_whole`` of the core): a reader that lets go of its view before the frame is
-    #: complete (data_received does) hands that very object out.
-    _binaries_whole: ClassVar[bool] = True
-
     __slots__ = (
         "_calls",
         "_close_error",
@@ -165,8 +160,9 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
     ) -> None:
         super().__init__(role, interface, options, peer_id)
         self._core.defer_verdict = role is Role.SERVER and inspect.iscoroutinefunction(options.authenticate)
-        if self._binaries_whole:  # (data_received lets go of the view it handed out; see _PushedPeer)
-            self._core.receive_binaries_whole()
+        # A large binary that ends a message is received into a bytes of its own, handed out as it
+        # is: data_received lets go of the view it gave (or waits until the transport has).
+        self._core.receive_binaries_whole()
         self._loop = asyncio.get_running_loop()
         #: Told of this peer's connection, its handshake and its end (a server's bookkeeping).
         self.watcher: PeerWatcher | None = None
@@ -268,11 +264,18 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             if self._filling is None:
                 events = core.receive_from(data, len(data) if count is None else count)
             else:
-                filling, self._filling = self._filling, None
+                filling = self._filling
                 # Let go of it, so that a binary received into a bytes of its own is not copied out
-                # (see receive_binaries_whole). A transport that holds a view of its own keeps it.
-                with contextlib.suppress(BufferError):
+                # (see receive_binaries_whole).
+                try:
                     filling.release()
+                except BufferError:  # the transport holds a view of it until this returns (uvloop)
+                    if count == len(filling) and not self._peer_left:  # the frame may end here, or grow
+                        self._inside_read = False
+                        self._pause_reading("view held")  # (libuv reads on into a filled buffer)
+                        self._loop.call_soon(self._filled_later, count)
+                        return
+                self._filling = None
                 events = core.received_into(cast(int, count))
             if events:
                 self._dispatch(events)
@@ -297,6 +300,13 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
                     self._writelines(core.data_to_send())
         if not self._frames.idle and self._switch_for_large_frames:
             self._read_large_frame_in_place()
+
+    def _filled_later(self, count: int) -> None:
+        """:meth:`data_received` of a read that filled a view the transport held: now let go of."""
+        if self._closed.done():
+            return
+        self._resume_reading("view held")
+        self.data_received(self._read_buffer, count)
 
     def _read_large_frame_in_place(self) -> None:
         if self._core.receive_target() is not None and self._transport is not None:
@@ -1041,10 +1051,6 @@ class _PushedPeer(Peer, asyncio.Protocol):
     :meth:`Peer.get_buffer`: on uvloop that is about 1 µs a call faster for small messages. While a
     large frame arrives, a :class:`_LargeFrameReader` stands in, so that the rest of the frame is
     read straight into its memory, not copied twice."""
-
-    #: uvloop holds its view of the memory it read into until ``buffer_updated`` returns: a binary
-    #: received into a ``bytes`` of its own would be copied out of it then, at more memory for nothing.
-    _binaries_whole: ClassVar[bool] = False
 
     def __init__(self, role: Role, interface: Interface | None, options: Options, *, peer_id: str | None) -> None:
         super().__init__(role, interface, options, peer_id=peer_id)

@@ -231,10 +231,9 @@ class Reading(QueuedMessages):
     def receive_binaries_whole(self) -> None:
         """Have a large binary that ends a message received into the memory of a ``bytes`` of its
         own, which the decoded value then holds (rather than a copy): for a driver that lets go of
-        every view :meth:`receive_target` gave before it calls :meth:`received_into`, as the
-        blocking driver does, and the asyncio one on the standard loop. (uvloop holds its view
-        until ``buffer_updated`` returns, so the ``bytes`` would be copied there, at more memory
-        for nothing.)"""
+        every view :meth:`receive_target` gave before it calls the :meth:`received_into` that
+        completes the frame, as both drivers do (the asyncio one waits for uvloop to let go of its
+        own view, a loop turn). Otherwise the ``bytes`` is copied then, at more memory for nothing."""
         self._binaries_whole = True
         self._split_binaries()
 
