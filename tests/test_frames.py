@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 from typing import Any
 
@@ -289,3 +290,31 @@ def test_a_split_binary_takes_memory_as_its_bytes_arrive() -> None:
         assert held <= BINARY_AHEAD * 64 * 1024 + 4096  # a first read's worth, times BINARY_AHEAD at most
     finally:
         tracemalloc.stop()
+
+
+def test_a_split_binary_is_received_into_memory_not_cleared_first_or_cleared_without_ctypes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bytes(size) zeroes its memory, which costs what receiving in place saves: the binary's
+    ``bytes`` is made uninitialised through ctypes (a prototype of its own, not pythonapi's), or
+    zeroed where ctypes is missing; either way only what was received is handed out."""
+    import ctypes
+
+    from ipfi.core import frames
+
+    payload = bytes(range(256)) * 4096
+    try:
+        for ctypes_module in (ctypes, None):
+            monkeypatch.setitem(sys.modules, "ctypes", ctypes_module)
+            frames._bytes_maker.cache_clear()
+            made = frames._unfilled_bytes(300_000)
+            assert type(made) is bytes and len(made) == 300_000
+            if ctypes_module is None:
+                assert made == bytes(300_000)
+            decoder = FrameDecoder()
+            decoder.split_at = _split_at(30)
+            [(_, received)] = _receive_in_place(decoder, encode_frame(1, payload), 2000, 50_000)
+            assert received.binary == payload[30:]
+    finally:
+        frames._bytes_maker.cache_clear()  # (made again with ctypes back, at the next use)
+    assert ctypes.pythonapi.PyBytes_FromStringAndSize.restype is not ctypes.py_object
