@@ -85,8 +85,33 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         return "finished"
 
     @iface.procedure
-    async def time_left() -> float | None:
+    async def time_left(suspend: bool = False) -> float | None:
+        if suspend:  # (other calls run meanwhile: the call found after is still this one)
+            await asyncio.sleep(0.05)
         return ipfi.current_call().time_left()
+
+    @iface.procedure(blocking=True)
+    def time_left_in_thread() -> float | None:
+        return ipfi.current_call().time_left()
+
+    @iface.procedure
+    async def times_left(count: int) -> AsyncIterator[float | None]:
+        for _ in range(count):
+            await asyncio.sleep(0)
+            yield ipfi.current_call().time_left()
+
+    @iface.procedure
+    async def in_a_task_of_its_own() -> str:
+        """What current_call() does in a task an async def procedure starts (not in it)."""
+
+        async def started() -> str:
+            try:
+                ipfi.current_call()
+            except LookupError:
+                return "not found"
+            return "found"
+
+        return await asyncio.create_task(started())
 
     @iface.procedure
     async def note(value: Any) -> None:

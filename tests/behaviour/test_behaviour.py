@@ -496,10 +496,22 @@ def test_a_deadline_fails_the_call_and_stops_the_procedure(world: World, client:
     assert client.call("add", 1, 2) == 3
 
 
-def test_a_procedure_reads_its_deadline(client: Any) -> None:
+def test_a_procedure_reads_its_deadline(world: World, client: Any) -> None:
+    """In an async def procedure (suspending or not, among other calls), in a blocking one's
+    thread, in a stream's generator; not in a task an async def procedure starts, on asyncio."""
     left = client.with_options(timeout=5).call("time_left")
     assert 3 < left <= 5
     assert client.call("time_left") is None
+    assert 3 < client.with_options(timeout=5).call("time_left_in_thread") <= 5
+    assert client.call("time_left_in_thread") is None
+    assert all(3 < left <= 5 for left in client.with_options(timeout=5).call("times_left", 3))
+    timeouts = [9, 7, 5, 3]
+    with ThreadPoolExecutor(4) as pool:  # each suspended while the others run: each finds its own
+        lefts = list(pool.map(lambda timeout: client.with_options(timeout=timeout).call("time_left", True), timeouts))
+    assert all(timeout - 1 < left <= timeout for timeout, left in zip(timeouts, lefts, strict=True)), lefts
+    # (the blocking driver runs async def procedures in a context of their own, which tasks copy)
+    expected = "found" if world.driver == "blocking" else "not found"
+    assert client.with_options(timeout=5).call("in_a_task_of_its_own") == expected
 
 
 def test_cancelling_a_call_stops_the_procedure(world: World, client: Any, record: Record) -> None:

@@ -312,17 +312,27 @@ class CallContext:
         return self.call_id != 0 and not self.core.is_serving(self.call_id)
 
 
-#: The call running now, where a driver runs it in a task or thread of its own (see current_call):
-#: (peer, call id, core), made into a CallContext only when asked for (it is set for every call).
+#: The call running now, where a driver runs it in a thread of its own or a task it made for it
+#: (see current_call): (peer, call id, core), made into a CallContext only when asked for.
 current_call_var: ContextVar[tuple[Any, int, _Core]] = ContextVar("ipfi_current_call")
+
+#: How a driver that does not set current_call_var for a call finds it when asked: each returns
+#: (peer, call id, core), or None where the call running now is not one of its own.
+call_finders: list[Callable[[], tuple[Any, int, _Core] | None]] = []
 
 
 def current_call() -> CallContext:
-    """The call the running procedure serves (see :class:`CallContext`).
+    """The call the running procedure serves (see :class:`CallContext`): in the procedure itself,
+    in what it awaits and, for a blocking one, in its thread.
 
-    Raises ``LookupError`` outside a procedure, and in a plain ``def`` procedure run inline (on the
-    event loop or a reader thread): such a procedure finishes before anything could cancel it.
+    Raises ``LookupError`` outside a procedure; in a plain ``def`` procedure run inline (on the
+    event loop or a reader thread), as such a procedure finishes before anything could cancel it;
+    and in a task an ``async def`` procedure starts (pass it what it needs to know).
     """
+    for find in call_finders:
+        found = find()
+        if found is not None:
+            return CallContext(*found)
     return CallContext(*current_call_var.get())
 
 
