@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import ipfi
 import ipfi.sync
-from ipfi.aio.peer import _FORGETS_TO_PAUSE, _writelines_replacement
+from ipfi.aio.peer import _FORGETS_TO_PAUSE, _PacedWriter, _writelines_replacement
 from ipfi.core.codecs import LARGE_BINARY, MsgpackCodec, RawCodec
 from ipfi.core.errors import ProtocolError
 
@@ -138,18 +138,29 @@ async def test_views_stay_valid_after_later_messages(sock_path: str) -> None:
             assert kept == blobs + blobs
 
 
+class _Feeding(asyncio.Protocol):
+    """A protocol that feeds a paced writer as the transport drains, as the peer does."""
+
+    writer: Any = None
+
+    def resume_writing(self) -> None:
+        if isinstance(self.writer, _PacedWriter):
+            self.writer.feed()
+
+
 async def test_standard_transports_write_large_pieces_apart_and_in_order() -> None:
     """asyncio's default writelines joins every piece into one copy; the peer's writer does not."""
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
-    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-    apart = _writelines_replacement(transport)  # type: ignore[arg-type]
+    transport, protocol = await loop.connect_accepted_socket(_Feeding, ours)
+    apart = protocol.writer = _writelines_replacement(transport)  # type: ignore[arg-type]
     # Python 3.12's socket transports write lists with sendmsg, without joining: nothing to work around,
     # but the pause their writelines forgets before 3.12.9 and 3.13.2 (see _writelines_replacement).
     assert (apart is None) == (sys.version_info >= (3, 12) and not _FORGETS_TO_PAUSE)
     write_frames = apart or transport.writelines
     large = memoryview(bytes(range(256)) * 1024).toreadonly()  # 256 KiB
-    pieces: list[Any] = [b"a", b"bc", large, b"d", large[1:], b"e"]
+    larger = bytes(range(251)) * 12_000  # ~3 MiB: slices, past what the socket takes at once
+    pieces: list[Any] = [b"a", b"bc", large, b"d", large[1:], b"e", larger, b"f"]
     write_frames(pieces)
     expected = b"".join(bytes(piece) for piece in pieces)
     theirs.setblocking(False)

@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import decimal
 import gc
+import sys
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ import cbor2
 import pytest
 
 import ipfi
+from ipfi.aio.peer import _PACED_SLICE, _PacedWriter
 
 from .behaviour.procedures import Record, interface
 from .conftest import PYTHON
@@ -302,6 +304,85 @@ async def test_cbor_carries_msgpacks_types_and_custom_types_as_tags() -> None:
     with pytest.raises(ipfi.Unencodable, match=r"argument 0\[1\]: frozenset: not a CBOR type ipfi carries"):
         await client.call("echo", [1, frozenset()])
     await client.aclose()
+
+
+def _keeper(received: list[bytes]) -> ipfi.Interface:
+    iface = ipfi.Interface()
+
+    @iface.procedure
+    def keep(data: bytes, tag: int = 0) -> int:
+        received.append(data)
+        return tag
+
+    return iface
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_large_messages_and_what_follows_them_arrive_whole_and_in_order(sock_path: str, loop: str) -> None:
+    """Written a slice at a time where the transport would move what it holds after every send
+    (the standard loop on 3.11: see _PacedWriter), or whole: the same bytes, in the same order."""
+    received: list[bytes] = []
+
+    async def scenario() -> list[int]:
+        address = f"unix:{sock_path}"
+        async with await ipfi.serve(address, _keeper(received)), ipfi.connect(address) as peer:
+            paced = isinstance(peer._writelines, _PacedWriter)
+            assert paced == (loop == "asyncio" and sys.version_info < (3, 12))
+            calls = [peer.call("keep", bytes([1]) * (9 << 20), 0)]
+            calls += [peer.call("keep", b"small", tag) for tag in range(1, 21)]
+            calls += [peer.call("keep", bytes(range(256)) * (20 << 12), 21), peer.call("keep", b"last", 22)]
+            return await asyncio.gather(*calls)
+
+    assert run_on(loop, scenario()) == list(range(23))
+    assert received == [bytes([1]) * (9 << 20), *[b"small"] * 20, bytes(range(256)) * (20 << 12), b"last"]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_what_was_written_before_a_close_arrives(sock_path: str, loop: str) -> None:
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        address = f"unix:{sock_path}"
+        async with await ipfi.serve(address, _keeper(received)):
+            peer = await ipfi.connect(address)
+            peer.notify("keep", bytes(range(256)) * 65536)  # 16 MiB
+            await asyncio.sleep(0)  # (written: what a notification queues goes out a loop turn later)
+            peer.abort()
+            await peer.wait_closed()
+            for _ in range(500):
+                if received:
+                    return
+                await asyncio.sleep(0.01)
+
+    run_on(loop, scenario())
+    assert received == [bytes(range(256)) * 65536]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12's socket transport keeps what it holds as views")
+def test_a_large_message_waits_in_slices_not_in_the_transports_buffer(sock_path: str) -> None:
+    """On 3.11's standard loop, a 16 MiB message to a peer that does not read waits here a slice at
+    a time: the transport holds about its high-water mark and one slice, not the 15 MiB its
+    socket did not take (which it would move on every send)."""
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        address = f"unix:{sock_path}"
+        async with await ipfi.serve(address, _keeper(received)) as server, ipfi.connect(address) as peer:
+            assert await peer.call("keep", b"", 1) == 1
+            [serving] = server.connections
+            serving._pause_reading("test")
+            sent = asyncio.ensure_future(peer.call("keep", bytes(16 << 20), 2))
+            try:
+                await asyncio.sleep(0.1)
+                transport = peer._transport
+                assert transport is not None
+                assert 0 < transport.get_write_buffer_size() <= 65536 + _PACED_SLICE
+            finally:
+                serving._resume_reading("test")
+            assert await sent == 2
+
+    asyncio.run(scenario())
+    assert [len(data) for data in received] == [0, 16 << 20]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
