@@ -42,9 +42,11 @@ class TlsLink(SocketLink):
         with self._send_lock:
             with self._tls_lock:
                 for piece in pieces:
-                    self._tls.write(piece)
+                    if piece:
+                        self._tls.write(piece)
                 encrypted = self._outgoing.read()
-            self.sock.sendall(encrypted)
+            if encrypted:
+                self.sock.sendall(encrypted)
 
     def _recv_into(self, buffer: memoryview) -> int:
         while True:
@@ -66,13 +68,7 @@ class TlsLink(SocketLink):
                 self._send(b"")
 
     def _send(self, data: Buffer) -> None:
-        with self._send_lock:
-            with self._tls_lock:
-                if data:
-                    self._tls.write(data)
-                encrypted = self._outgoing.read()
-            if encrypted:
-                self.sock.sendall(encrypted)
+        self.send_pieces([data])  # (empty: what TLS owes of its own, a key update's answer)
 
     def readable(self, timeout: float | None) -> bool:
         with self._tls_lock:
