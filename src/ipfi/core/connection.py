@@ -551,13 +551,14 @@ class Connection(Negotiation, Reading, Writing, Timers):
             encoded = self._pack_item(item)
         except Exception:  # the codec's encode_item says why (Unencodable, naming the path)
             encoded = cast(Codec, self.codec).encode_item(item)
-        if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:
-            raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
-        if not queued:
+        size = len(encoded)
+        if size > self._peer_max_message - ITEMS_OVERHEAD:
+            raise PayloadTooLarge(f"stream item of {size} bytes exceeds the peer's message limit")
+        if not queued:  # (a call with pending items is in _batched, and has_output stays set until they go)
             self._batched.append(call)
+            self.has_output = True
         pending.append(encoded)
-        self.item_bytes_queued += len(encoded)
-        self.has_output = True
+        self.item_bytes_queued += size
         return credit - queued - 1
 
     def _flush_items_of(self, call: Call) -> None:

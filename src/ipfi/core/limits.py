@@ -9,7 +9,7 @@ from .frames import DEFAULT_MAX_PAYLOAD
 
 #: Fairness: a stream producer lets every other task, thread and peer run after this many items,
 #: or once this many bytes of items wait to be written, whatever credit its consumer granted.
-ITEMS_PER_TURN: Final = 64
+ITEMS_PER_TURN: Final = 256
 BYTES_PER_TURN: Final = 256 * 1024
 
 
