@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 from pathlib import Path
@@ -60,3 +61,11 @@ def sock_path(tmp_path: Path) -> str:
 
 PYTHON = sys.executable
 HELPERS = Path(__file__).resolve().parent / "helpers"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that hangs after its last test (a thread nobody stopped, a loop never closed) is out of
+    pytest-timeout's sight: past a minute, print every thread's stack and exit rather than sit until
+    CI's own limit."""
+    # (To the process's own stderr: sys.stderr may be pytest's capture, gone by the time it fires.)
+    faulthandler.dump_traceback_later(60, exit=True, file=sys.__stderr__)

@@ -435,7 +435,10 @@ def test_has_output_follows_everything_queued() -> None:
     stream_id = client.send_call("consume", [], has_input=True)
     client.data_to_send()
     client.send_item(stream_id, 1)
+    client.send_item(stream_id, 2)
     assert queued(client)  # stream items, batched when taken
+    client.send_item(stream_id, 3)
+    assert queued(client)  # the first item of the next batch
     client.grant_credit(stream_id, 1)
     assert queued(client)
     client.send_end(stream_id)
