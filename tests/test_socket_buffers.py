@@ -1,8 +1,12 @@
-"""Unix socket buffers: sized at connection time on both sides, in both drivers (``unix_buffer_size``)."""
+"""Unix socket buffers, sized at connection time on both sides, and an ``exec:`` child's pipes, sized
+before it runs: in both drivers (``unix_buffer_size``)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -11,6 +15,7 @@ import pytest
 import ipfi
 import ipfi.sync
 
+from .conftest import PYTHON, ROOT
 from .helpers import calc
 
 MiB = 1 << 20
@@ -69,3 +74,38 @@ async def test_large_messages_cross_buffers_far_smaller_than_them(sock_path: str
 def test_a_size_must_be_positive(size: int) -> None:
     with pytest.raises(ValueError, match="unix_buffer_size"):
         ipfi.Options(unix_buffer_size=size)
+
+
+def _system_pipe_size() -> int:
+    import fcntl
+
+    read, write = os.pipe()
+    try:
+        return int(fcntl.fcntl(read, fcntl.F_GETPIPE_SZ))
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux sizes pipes")
+@pytest.mark.parametrize("size", [MiB, 128 * 1024, None], ids=["default", "smaller", "system"])
+@pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
+def test_an_exec_childs_pipes_are_sized(driver: str, size: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    address = f"exec:{PYTHON} -m tests.helpers.pipe_sizes_child"
+    options: dict[str, Any] = {} if size == MiB else {"unix_buffer_size": size}
+    if driver == "blocking":
+        with ipfi.sync.connect(address, **options) as blocking_peer:
+            sizes = blocking_peer.call("pipe_sizes")
+    else:
+
+        async def ask() -> list[int | None]:
+            async with ipfi.connect(address, **options) as peer:
+                return list(await peer.call("pipe_sizes"))
+
+        run = pytest.importorskip("uvloop").run if driver == "uvloop" else asyncio.run
+        sizes = run(ask())
+    if size is None and driver == "uvloop":  # (left to itself, uvloop gives a child socket pairs)
+        assert sizes == [None, None]
+    else:
+        assert sizes == [size or _system_pipe_size()] * 2

@@ -63,7 +63,9 @@ class Options:
       socket connection (default 1 MiB; ``None`` keeps the system's, often 208 KiB). Large messages
       then cross in fewer, larger reads: a 16 MiB echo ran 15-20% faster here. The kernel caps it
       at ``net.core.wmem_max``/``rmem_max``; it is a ceiling on queued bytes, not memory taken.
-      TCP connections keep the kernel's autotuning.
+      TCP connections keep the kernel's autotuning. On Linux an ``exec:`` child's stdin and stdout
+      pipes are given this size too, before it starts (64 KiB otherwise; capped by
+      ``fs.pipe-max-size``, 1 MiB): 1 MiB echoes over ``exec:`` ran 35-60% faster here.
     - ``ssl``: for ``tls://`` addresses, the ``ssl.SSLContext`` (as asyncio takes it): a server's
       holds its certificate and key (see :func:`ipfi.tls_server_context`), and asks clients for
       theirs when its ``verify_mode`` is ``CERT_REQUIRED``; a client's default verifies the server's

@@ -80,9 +80,10 @@ def connect(address: str, iface: Interface | None = None, **options: Unpack[Opti
 async def _connect(address: Address, iface: Interface | None, options: Options) -> Peer:
     options = options.for_scheme(address.scheme)
     loop = asyncio.get_running_loop()
-    # (A WebSocket's transport only pushes bytes: a peer that would switch it to reading large frames
-    # in place, as on uvloop's sockets, must not be its protocol. The server's are made so too.)
-    peer = Peer(Role.CLIENT, iface, options) if address.is_websocket else new_peer(Role.CLIENT, iface, options)
+    # (Only a socket's transport lets a peer switch it to reading large frames in place, as it does on
+    # uvloop: a WebSocket's, a pipe's and a child's only push bytes. The server's are made so too.)
+    on_socket = (address.is_unix or address.is_tcp) and not address.is_websocket
+    peer = new_peer(Role.CLIENT, iface, options) if on_socket else Peer(Role.CLIENT, iface, options)
     if address.is_websocket:
         require_websockets()
         await connect_websocket(peer, address, options)
@@ -98,7 +99,9 @@ async def _connect(address: Address, iface: Interface | None, options: Options) 
     elif address.scheme == "stdio":
         await _open_stdio(peer)
     else:
-        transport = await ChildProcessTransport.spawn(peer, address.argv, **options.spawns)
+        transport = await ChildProcessTransport.spawn(
+            peer, address.argv, pipe_size=options.unix_buffer_size, **options.spawns
+        )
         peer.process = transport.child
     return await _handshaken(peer)
 

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, cast
 
+from ..net.credentials import PIPES_SIZABLE, size_pipes
+
 log = logging.getLogger("ipfi.aio")
 
 Data = bytes | bytearray | memoryview
@@ -184,6 +186,7 @@ class ChildProcessTransport(_WritePipeTransport):
     def __init__(self, exit_timeout: float = 2.0) -> None:
         super().__init__()
         self._process: asyncio.SubprocessTransport | None = None
+        self._stdout: asyncio.ReadTransport | None = None
         self._exit_timeout = exit_timeout
         self.child: ChildProcess | None = None
 
@@ -196,26 +199,29 @@ class ChildProcessTransport(_WritePipeTransport):
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         stderr: Any = None,
+        pipe_size: int | None = None,
     ) -> ChildProcessTransport:
-        """Start ``argv`` and connect ``protocol`` to it. Raises ``OSError`` (``FileNotFoundError``
-        for a program that does not exist) as ``subprocess`` does."""
+        """Start ``argv`` and connect ``protocol`` to it, through pipes of ``pipe_size`` bytes where
+        pipes can be sized (see :func:`~ipfi.net.credentials.size_pipes`; ``None``: the system's).
+        Raises ``OSError`` (``FileNotFoundError`` for a program that does not exist) as
+        ``subprocess`` does."""
         loop = asyncio.get_running_loop()
         transport = cls()
         exited = loop.create_future()
         child_protocol = _ChildProtocol(protocol, transport, exited)
-        process, _ = await loop.subprocess_exec(
-            lambda: child_protocol,
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-            cwd=cwd,
-        )
+        child = {"stderr": stderr, "env": env, "cwd": cwd}
+        if pipe_size is None or not PIPES_SIZABLE:
+            pipe = asyncio.subprocess.PIPE
+            process, _ = await loop.subprocess_exec(lambda: child_protocol, *argv, stdin=pipe, stdout=pipe, **child)
+            # (uvloop's pipe transports have these methods without being asyncio's classes: no isinstance)
+            transport.writer = cast(asyncio.WriteTransport, process.get_pipe_transport(0))
+            transport._stdout = cast(asyncio.ReadTransport, process.get_pipe_transport(1))
+        else:
+            process, transport.writer, transport._stdout = await _spawn_through_sized_pipes(
+                child_protocol, argv, pipe_size, child
+            )
         transport._process = process
         transport.child = ChildProcess(process, exited, argv)
-        # (uvloop's pipe transports have these methods without being asyncio's classes: no isinstance)
-        transport.writer = cast(asyncio.WriteTransport, process.get_pipe_transport(0))
         protocol.connection_made(transport)
         child_protocol.connected()  # what the child wrote before now reaches the protocol only now
         return transport
@@ -225,16 +231,13 @@ class ChildProcessTransport(_WritePipeTransport):
             return f"exec:{shlex.join(self.child.args)} (pid {self.child.pid})"
         return super().get_extra_info(name, default)
 
-    def _stdout(self) -> asyncio.ReadTransport | None:
-        return None if self._process is None else cast(asyncio.ReadTransport, self._process.get_pipe_transport(1))
-
     def pause_reading(self) -> None:
-        if (stdout := self._stdout()) is not None:
-            stdout.pause_reading()
+        if self._stdout is not None:
+            self._stdout.pause_reading()
 
     def resume_reading(self) -> None:
-        if (stdout := self._stdout()) is not None:
-            stdout.resume_reading()
+        if self._stdout is not None:
+            self._stdout.resume_reading()
 
     def close(self) -> None:
         if self._closing or self._process is None:
@@ -242,20 +245,77 @@ class ChildProcessTransport(_WritePipeTransport):
         self._closing = True
         if self.writer is not None:
             self.writer.close()
-        process = self._process
-        asyncio.get_running_loop().call_later(self._exit_timeout, self._kill_if_alive, process)
+        asyncio.get_running_loop().call_later(self._exit_timeout, self._kill_if_alive)
 
     def abort(self) -> None:
         self.close()
-        if self._process is not None:
-            self._kill_if_alive(self._process)
+        self._kill_if_alive()
 
-    @staticmethod
-    def _kill_if_alive(process: asyncio.SubprocessTransport) -> None:
+    def _kill_if_alive(self) -> None:
+        process = self._process
+        if process is None:
+            return
         if process.get_returncode() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         process.close()
+        if self._stdout is not None:  # (a grandchild may still hold the child's stdout open)
+            self._stdout.close()
+
+
+class _ChildPipe(asyncio.Protocol):
+    """The child's stdin (fd 0) or stdout (fd 1), reported to :class:`_ChildProtocol` as the pipes of
+    ``subprocess_exec`` report to a ``SubprocessProtocol``."""
+
+    def __init__(self, child: _ChildProtocol, fd: int) -> None:
+        self._child = child
+        self._fd = fd
+
+    def data_received(self, data: bytes) -> None:
+        self._child.pipe_data_received(self._fd, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._child.pipe_connection_lost(self._fd, exc)
+
+    def pause_writing(self) -> None:
+        self._child.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._child.resume_writing()
+
+
+async def _spawn_through_sized_pipes(
+    child_protocol: _ChildProtocol, argv: tuple[str, ...], size: int, child: dict[str, Any]
+) -> tuple[asyncio.SubprocessTransport, asyncio.WriteTransport, asyncio.ReadTransport]:
+    """``subprocess_exec`` with stdin and stdout pipes made and sized here (uvloop's pipe transports
+    do not tell their fds, and the child should start with them sized), reported to
+    ``child_protocol`` as its own pipes would be. (Not on Windows, whose loop wants overlapped
+    pipes: pipes cannot be sized there anyway.)"""
+    loop = asyncio.get_running_loop()
+    child_stdin, to_child = os.pipe()
+    from_child, child_stdout = os.pipe()
+    size_pipes((to_child, from_child), size)
+    ours = [os.fdopen(to_child, "wb", buffering=0), os.fdopen(from_child, "rb", buffering=0)]
+    process: asyncio.SubprocessTransport | None = None
+    try:
+        try:
+            process, _ = await loop.subprocess_exec(
+                lambda: child_protocol, *argv, stdin=child_stdin, stdout=child_stdout, **child
+            )
+        finally:
+            os.close(child_stdin)
+            os.close(child_stdout)
+        writer, _ = await loop.connect_write_pipe(lambda: _ChildPipe(child_protocol, 0), ours[0])
+        reader, _ = await loop.connect_read_pipe(lambda: _ChildPipe(child_protocol, 1), ours[1])
+    except BaseException:
+        for pipe in ours:
+            pipe.close()
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.close()
+        raise
+    return process, writer, reader
 
 
 _STDOUT_GRACE = 0.5  # seconds the child's stdout may stay open after it exited

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..core.connection import Role
 from ..core.interface import Interface
 from ..net.addresses import Address, parse_address
+from ..net.credentials import size_pipes
 from ..net.services import not_running
 from ..net.tls import client_arguments as tls_client_arguments
 from ..net.websocket import require_websockets
@@ -66,6 +67,7 @@ def open_link(address: Address, settings: Options) -> Link:
         return stdio_link()
     process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **settings.spawns)
     assert process.stdin is not None and process.stdout is not None
+    size_pipes((process.stdin.fileno(), process.stdout.fileno()), settings.unix_buffer_size)
     # The link owns the raw fds from here on; the file objects must not close them again.
     read_fd, write_fd = os.dup(process.stdout.fileno()), os.dup(process.stdin.fileno())
     process.stdout.close()
