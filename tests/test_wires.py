@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 import ipfi
+from ipfi.aio.peer import _PacedWriter
 
 from .conftest import PYTHON, ROOT
 from .helpers import calc
+from .helpers.servers import run_on
 
 
 async def test_tcp_loopback() -> None:
@@ -36,6 +40,30 @@ async def test_exec_child_over_stdin_stdout() -> None:
             return
         await asyncio.sleep(0.05)
     pytest.fail("the child outlived its connection")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_what_is_written_to_an_exec_child_before_a_close_reaches_it(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large message goes to the standard loop's pipe a slice at a time (its transport would move
+    what it holds after every write: see _PacedWriter); closing hands what still waits over first,
+    since the pipe's transport drops what it is given once closing."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    notes = tmp_path / "notes"
+    data = bytes(range(256)) * 65536  # 16 MiB
+
+    async def scenario() -> None:
+        peer = await ipfi.connect(f"exec:{PYTHON} -m tests.helpers.keeper_child {notes}")
+        assert isinstance(peer._writelines, _PacedWriter) == (loop == "asyncio")
+        peer.notify("keep", data)
+        await asyncio.sleep(0)  # (written: what a notification queues goes out a loop turn later)
+        peer.abort()
+        await peer.wait_closed()
+        await peer.process.wait()
+
+    run_on(loop, scenario())
+    assert notes.read_text() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
 
 
 async def test_one_server_many_connections(sock_path: str) -> None:

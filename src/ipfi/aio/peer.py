@@ -480,13 +480,21 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         refusal = self._core.refusal
         if refusal is not None and self._transport is not None:
             self._transport.write(refusal)  # the client is told why, then the connection closes
-            self._transport.close()
+            self._close_transport()
             return
         self._abort()
 
     def _abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def _close_transport(self) -> None:
+        """Close the transport once it has written what it holds, and what waits here to be written."""
+        if self._transport is None:
+            return
+        if isinstance(self._writelines, _PacedWriter):
+            self._writelines.hand_over()
+        self._transport.close()
 
     # -- the core's timer -------------------------------------------------------------------------
 
@@ -675,8 +683,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         log.debug("peer %s asked to shut down%s", self.peer_id, " (forced)" if event.force else "")
         self._close_error = ConnectionLost("the peer shut the connection down")
         self._flush()
-        if self._transport is not None:
-            self._transport.close()
+        self._close_transport()
 
     def _on_shutdown_ack(self, _: ShutdownAcknowledged) -> None:
         if self._shutdown_acked is not None and not self._shutdown_acked.done():
@@ -1050,7 +1057,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         self._core.closed_here = True
         if self._transport is not None and not self._transport.is_closing():
             self._close_error = self._close_error or ConnectionLost("connection closed")
-            self._transport.close()
+            self._close_transport()
 
     async def __aenter__(self) -> Peer:
         return self
@@ -1112,7 +1119,8 @@ def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buff
     """How to write frames taken from the core where the transport's own ``writelines`` will not do
     (``None``: it will, as uvloop's does).
 
-    - asyncio's default one (the standard loop's socket and pipe transports on Python 3.11) joins
+    - asyncio's default one (the standard loop's socket transports on Python 3.11, its pipe
+      transports on every Python, under the ``joins_writes`` of ipfi's pipe transports) joins
       everything into one ``bytes`` first: a 16 MiB message was then copied three times before the
       socket saw it (joined, sliced after the first send, buffered). See :class:`_PacedWriter`.
     - The selector socket transport's own one (Python 3.12.0-3.12.8, 3.13.0-3.13.1) never pauses the
@@ -1121,7 +1129,7 @@ def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buff
     """
     kind = type(transport)
     writelines = getattr(kind, "writelines", None)
-    if writelines is asyncio.WriteTransport.writelines:
+    if writelines is asyncio.WriteTransport.writelines or getattr(transport, "joins_writes", False):
         return _PacedWriter(transport)
     pause = getattr(transport, "_maybe_pause_protocol", None)
     if writelines is None or pause is None or not _FORGETS_TO_PAUSE or "Selector" not in kind.__name__:
@@ -1137,14 +1145,15 @@ def _writelines_replacement(transport: asyncio.Transport) -> Callable[[list[Buff
 class _PacedWriter:
     """Writes frames to a transport whose own ``writelines`` joins them and which keeps what a send
     leaves in one ``bytearray``, moving what is left to its start after each later send (asyncio's
-    selector socket and pipe transports on Python 3.11). Large pieces go out as they are, not
-    joined; and a piece larger than :data:`_PACED_SLICE` a slice at a time, the next once the
-    transport has sent what it holds down to its high-water mark (each write is checked; the peer's
-    ``resume_writing`` feeds more): a 16 MiB message left whole in that buffer was moved ~80 times
-    over (memmove and page faults, 220 MiB/s against 700 on 3.12, which keeps views in a deque).
+    selector socket transports on Python 3.11, its pipe transports on every Python). Large pieces
+    go out as they are, not joined; and a piece larger than :data:`_PACED_SLICE` a slice at a time,
+    the next once the transport has sent what it holds down to its high-water mark (each write is
+    checked; the peer's ``resume_writing`` feeds more): a 16 MiB message left whole in that buffer
+    was moved ~80 times over (memmove and page faults, 220 MiB/s against 700 on 3.12, which keeps
+    views in a deque).
 
-    Closing loses nothing: while pieces wait here, the transport holds more than its low-water
-    mark, so it sends before it closes, and the ``resume_writing`` it calls as it drains feeds on.
+    A peer closing its transport hands everything still waiting over first (:meth:`hand_over`):
+    a pipe's transport drops what it is given once closing.
     """
 
     __slots__ = ("_high", "_transport", "_waiting", "_write")
@@ -1181,6 +1190,12 @@ class _PacedWriter:
         size = self._transport.get_write_buffer_size
         while waiting and size() <= self._high:
             self._write(waiting.pop(0))
+
+    def hand_over(self) -> None:
+        """Everything waiting, to the transport at once (it is about to close)."""
+        waiting, self._waiting = self._waiting, []
+        for piece in waiting:
+            self._write(piece)
 
 
 #: The slices :class:`_PacedWriter` hands a large piece over in.

@@ -78,6 +78,17 @@ class _WritePipeTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return self.writer.get_write_buffer_size() if self.writer is not None else 0
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.writer.get_write_buffer_limits() if self.writer is not None else (0, 0)
+
+    @property
+    def joins_writes(self) -> bool:
+        """Whether the pipe's transport is asyncio's own (the standard loop's, on every Python), which
+        joins what ``writelines`` is given and keeps what a write leaves in one ``bytearray``, moved to
+        its start after every later write: a peer then writes large messages a slice at a time
+        (``ipfi.aio.peer._PacedWriter``). uvloop's takes them as they are."""
+        return self.writer is not None and type(self.writer).writelines is asyncio.WriteTransport.writelines
+
 
 class PipePairTransport(_WritePipeTransport):
     """A duplex transport made of a read pipe and a write pipe (stdio, a child's stdin/stdout)."""
