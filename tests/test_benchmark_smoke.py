@@ -26,3 +26,13 @@ def test_benchmark_runner_smoke() -> None:
     assert len(rows) == 5  # two systems in the table, two in the ratios under it, one in the memory table
     assert "of floor" in result.stdout and "Targets" in result.stdout
     assert "Server memory per connection" in result.stdout and "kept after 16 MiB" in result.stdout
+
+
+def test_exec_echo_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "benchmarks.pipes", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
+    assert {row.split("|")[1].strip() for row in rows} >= {"ipfi asyncio", "ipfi blocking"}
+    assert "that handles pid" not in result.stderr  # (each client waits for its child to exit)

@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -64,6 +65,20 @@ def test_what_is_written_to_an_exec_child_before_a_close_reaches_it(
 
     run_on(loop, scenario())
     assert notes.read_text() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_closing_an_exec_connection_waits_for_its_child_to_exit(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that a program can end its loop right after (3.11's child watcher otherwise logs that the
+    loop handling the child's pid is closed)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+    async def scenario() -> int | None:
+        async with ipfi.connect(f"exec:{PYTHON} -m tests.helpers.stdio_child") as peer:
+            assert await peer.call("add", 1, 2) == 3
+        return cast(int | None, peer.process.returncode)
+
+    assert run_on(loop, scenario()) == 0
 
 
 async def test_one_server_many_connections(sock_path: str) -> None:

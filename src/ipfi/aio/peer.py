@@ -1030,13 +1030,18 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         await self._opened
 
     async def wait_closed(self) -> None:
+        """Until the connection has ended; over ``exec:``, until its child has exited too (it is
+        killed if it outlives the connection by 2 s): a program may end its loop right after."""
         await asyncio.shield(self._closed)
+        if self.process is not None:
+            await self.process.wait()
 
     async def aclose(self, timeout: float = 1.0) -> None:
         """Graceful close: ``shutdown_request``, wait up to ``timeout`` for the ack, then close.
         Pending calls raise :class:`ConnectionLost`, later ones :class:`InvalidState`."""
         self._core.closed_here = True
         if self._closed.done():
+            await self.wait_closed()  # (an exec: child may still be exiting)
             return
         if self._core.is_open:
             acknowledged = self._core.send_shutdown_request()
