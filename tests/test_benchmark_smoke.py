@@ -29,9 +29,8 @@ def test_benchmark_runner_smoke() -> None:
 
 
 def test_exec_echo_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "benchmarks.pipes", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    command = [PYTHON, "-m", "benchmarks.pipes", "--quick"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
     assert {row.split("|")[1].strip() for row in rows} >= {"ipfi asyncio", "ipfi blocking"}
