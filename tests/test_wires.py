@@ -13,6 +13,7 @@ from typing import cast
 import pytest
 
 import ipfi
+import ipfi.sync
 from ipfi.aio.peer import _PacedWriter
 
 from .conftest import PYTHON, ROOT
@@ -79,6 +80,27 @@ def test_closing_an_exec_connection_waits_for_its_child_to_exit(loop: str, monke
         return cast(int | None, peer.process.returncode)
 
     assert run_on(loop, scenario()) == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's fds in /proc")
+@pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
+def test_an_exec_program_that_does_not_exist_raises_and_leaves_no_fd_open(driver: str, tmp_path: Path) -> None:
+    address = f"exec:{tmp_path / 'no-such-program'}"
+
+    async def connect() -> None:
+        async with ipfi.connect(address):
+            pass
+
+    if driver != "blocking":
+        run_on(driver, asyncio.sleep(0))  # (uvloop's first loop keeps two fds of its own)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(FileNotFoundError):
+            if driver == "blocking":
+                ipfi.sync.connect(address)
+            else:
+                run_on(driver, connect())
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 async def test_one_server_many_connections(sock_path: str) -> None:

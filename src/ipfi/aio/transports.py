@@ -308,6 +308,7 @@ async def _spawn_through_sized_pipes(
     size_pipes((to_child, from_child), size)
     ours = [os.fdopen(to_child, "wb", buffering=0), os.fdopen(from_child, "rb", buffering=0)]
     process: asyncio.SubprocessTransport | None = None
+    writer: asyncio.WriteTransport | None = None
     try:
         try:
             process, _ = await loop.subprocess_exec(
@@ -319,6 +320,8 @@ async def _spawn_through_sized_pipes(
         writer, _ = await loop.connect_write_pipe(lambda: _ChildPipe(child_protocol, 0), ours[0])
         reader, _ = await loop.connect_read_pipe(lambda: _ChildPipe(child_protocol, 1), ours[1])
     except BaseException:
+        if writer is not None:
+            writer.close()
         for pipe in ours:
             pipe.close()
         if process is not None:

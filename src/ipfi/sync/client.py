@@ -67,6 +67,8 @@ def open_link(address: Address, settings: Options) -> Link:
         return stdio_link()
     process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **settings.spawns)
     assert process.stdin is not None and process.stdout is not None
+    # (Sized as the child starts, which is soon enough: it reads and writes them later; Popen's pipes
+    # work on every system, pipes made here would not on Windows.)
     size_pipes((process.stdin.fileno(), process.stdout.fileno()), settings.unix_buffer_size)
     # The link owns the raw fds from here on; the file objects must not close them again.
     read_fd, write_fd = os.dup(process.stdout.fileno()), os.dup(process.stdin.fileno())
