@@ -14,7 +14,7 @@ import pytest
 
 import ipfi
 import ipfi.sync
-from ipfi.aio.peer import _PacedWriter
+from ipfi.aio.peer import _PACED_SLICE, _PacedWriter
 
 from .conftest import PYTHON, ROOT
 from .helpers import calc
@@ -65,6 +65,29 @@ def test_what_is_written_to_an_exec_child_before_a_close_reaches_it(
         await peer.process.wait()
 
     run_on(loop, scenario())
+    assert notes.read_text() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+
+
+def test_a_large_message_to_an_exec_child_that_does_not_read_waits_here_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the standard loop the pipe's transport holds about its high-water mark and one slice, not
+    the 15 MiB the pipe did not take (which it would move after every write)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    notes = tmp_path / "notes"
+    data = bytes(16 << 20)
+
+    async def scenario() -> None:
+        async with ipfi.connect(f"exec:{PYTHON} -m tests.helpers.keeper_child {notes}") as peer:
+            peer.notify("stall", 1.0)
+            sent = asyncio.ensure_future(peer.call("keep", data))
+            await asyncio.sleep(0.5)
+            transport = peer._transport
+            assert transport is not None
+            assert 0 < transport.get_write_buffer_size() <= 65536 + _PACED_SLICE
+            await sent
+
+    asyncio.run(scenario())
     assert notes.read_text() == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
 
 

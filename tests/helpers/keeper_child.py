@@ -1,11 +1,12 @@
 """A child that writes down, in the file named by its argument, the length and digest of what it is
-sent (``keep``): a test reads it once the child has exited (``exec:``)."""
+sent (``keep``): a test reads it once the child has exited (``exec:``). ``stall`` stops it reading."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import sys
+import time
 
 import ipfi
 
@@ -16,6 +17,11 @@ iface = ipfi.Interface()
 def keep(data: bytes) -> None:
     with open(sys.argv[1], "a") as notes:
         notes.write(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n")
+
+
+@iface.procedure
+def stall(seconds: float) -> None:
+    time.sleep(seconds)  # (a plain function, run on the child's loop: it reads nothing meanwhile)
 
 
 async def main() -> None:
