@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import socket
@@ -116,6 +117,7 @@ def test_an_exec_program_that_does_not_exist_raises_and_leaves_no_fd_open(driver
 
     if driver != "blocking":
         run_on(driver, asyncio.sleep(0))  # (uvloop's first loop keeps two fds of its own)
+    gc.collect()  # (what earlier tests left for the collector closes its fds now, not during the count)
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(3):
         with pytest.raises(FileNotFoundError):
@@ -123,7 +125,7 @@ def test_an_exec_program_that_does_not_exist_raises_and_leaves_no_fd_open(driver
                 ipfi.sync.connect(address)
             else:
                 run_on(driver, connect())
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert len(os.listdir("/proc/self/fd")) <= before  # (a leak would be 4 fds a spawn)
 
 
 async def test_one_server_many_connections(sock_path: str) -> None:
