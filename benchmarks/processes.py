@@ -41,7 +41,10 @@ def allow_many_files(wanted: int = 8192) -> None:
 
 
 def environment(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    """This environment, with the repository first on ``PYTHONPATH`` (what the caller set follows:
+    a tree of ipfi to compare can be put before the installed one)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 @contextlib.contextmanager
