@@ -75,6 +75,15 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             record.stopped.set()
 
     @iface.procedure
+    async def noted_count() -> AsyncIterator[int]:
+        """Counts for ever, noting each number in ``record.seen`` as it is produced."""
+        i = 0
+        while True:
+            record.seen.append(i)
+            yield i
+            i += 1
+
+    @iface.procedure
     async def wait_for_cancel(seconds: float) -> str:
         record.started.set()
         try:

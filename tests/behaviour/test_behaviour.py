@@ -444,6 +444,58 @@ def test_leaving_a_stream_early_stops_the_producer(world: World, client: Any, re
     assert client.call("add", 2, 2) == 4
 
 
+@pytest.mark.parametrize("how", ["next", "loop"])
+def test_a_consumer_grants_credit_for_the_items_it_has_taken(
+    world: World, client: Any, record: Record, how: str
+) -> None:
+    """Half a window at a time, once the next item is asked for: never for an item still queued,
+    so a producer runs at most a window ahead of what its consumer has taken. Items taken one
+    ``next()`` at a time, or by the ``for`` / ``async for`` loop users write (taken in runs)."""
+    in_process(world)
+    window = ipfi.Limits().stream_window  # (the worlds' servers keep the default)
+    half = window // 2
+    produced: list[int] = []  # what the producer had made when the consumer had taken half, half + 1
+
+    async def settle(at_least: int) -> None:
+        deadline = time.monotonic() + 3
+        while len(record.seen) < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)  # (what more the producer could send now, it has sent)
+        produced.append(len(record.seen))
+
+    def consume(taken: int) -> bool:
+        """The consumer's body; True to stop."""
+        if taken in (half, half + 1):
+            asyncio.run(settle(window if taken == half else window + half))
+        return taken == half + 1
+
+    def blocking_loop() -> None:
+        for taken, _ in enumerate(client.peer.stream("noted_count"), 1):
+            if consume(taken):
+                break
+
+    async def asyncio_loop() -> None:
+        taken = 0
+        async for _ in client.peer.stream("noted_count"):
+            taken += 1
+            if taken in (half, half + 1):
+                await settle(window if taken == half else window + half)
+            if taken == half + 1:
+                break
+
+    if how == "next":
+        items = client.stream("noted_count")
+        for taken in range(1, half + 2):
+            assert next(items) == taken - 1
+            consume(taken)
+        items.close()
+    else:
+        _run(world, blocking_loop if world.loop is None else asyncio_loop)
+    # (+1: the item the producer made and then waits for credit to send)
+    assert window <= produced[0] <= window + 1
+    assert window + half <= produced[1] <= window + half + 1
+
+
 def _run(world: World, job: Any) -> Any:
     """Run ``job`` as the client's own code would: awaited on the asyncio loop, called when blocking."""
     return job() if world.loop is None else world.loop.run(job())

@@ -46,31 +46,41 @@ class ItemQueue:
     def __aiter__(self) -> ItemQueue:
         return self
 
+    def _grant_taken(self) -> None:
+        """Grant the credit of the items taken so far, once half a window of them has been: asked
+        for the next item, never for an item still queued (memory stays within the window)."""
+        if self._consumed >= self._grant_at and not self._finished:
+            self._grant(self._consumed)
+            self._consumed = 0
+
     def take(self) -> Any:
-        """The next item if one is here (granting credit as items are consumed), else :data:`EMPTY`."""
+        """The next item if one is here, else :data:`EMPTY` (granting credit as :meth:`_grant_taken`)."""
+        self._grant_taken()
         items = self._items
         if not items:
             return EMPTY
         self._consumed += 1
-        if self._consumed >= self._grant_at and not self._finished:
-            self._grant(self._consumed)
-            self._consumed = 0
         return items.popleft()
 
     async def items(self, stop: Callable[[], None]) -> AsyncIterator[Any]:
         """The items for ``async for``: an async generator, resumed once per item (cheaper than a
-        coroutine made per ``__anext__``), taking what is here without awaiting (:meth:`take`'s
-        work inlined: this runs per item). ``stop()`` is called if the iteration fails or is left
-        early (``break``, ``aclose()``)."""
+        coroutine made per ``__anext__``), taking what is here without awaiting, a run at a time
+        (up to the next grant of credit: the per-item work is a pop and a yield). ``stop()`` is
+        called if the iteration fails or is left early (``break``, ``aclose()``)."""
         pending = self._items
+        popleft = pending.popleft
         try:
             while True:
                 if pending:
-                    self._consumed += 1
-                    if self._consumed >= self._grant_at and not self._finished:
-                        self._grant(self._consumed)
-                        self._consumed = 0
-                    yield pending.popleft()
+                    self._grant_taken()
+                    # The items here, up to the next grant, handed out in one run: per item only a
+                    # pop and a yield.
+                    count = len(pending)
+                    if not self._finished:
+                        count = min(count, self._grant_at - self._consumed)
+                    for _ in range(count):
+                        yield popleft()
+                    self._consumed += count
                     continue
                 try:
                     item = await self.__anext__()

@@ -1145,6 +1145,7 @@ class Peer(MakesProxies, PeerBase):
 
     def _items(self, call_id: int, pending: _Pending) -> Iterator[Any]:
         grant_at = max(1, self.options.limits.stream_window // 2)
+        popleft = pending.items.popleft
         finished = False
         try:
             while True:
@@ -1155,15 +1156,23 @@ class Peer(MakesProxies, PeerBase):
                         if pending.error is not None:
                             raise pending.error
                         return
-                    item = pending.items.popleft()
-                    pending.consumed += 1
+                    count = len(pending.items)
+                    if not pending.finished:  # (consumed < grant_at here: at least one)
+                        count = min(count, grant_at - pending.consumed)
+                # The items here, up to the next grant, handed out in one run: per item a pop and a
+                # yield, no lock (only this consumer takes from the queue; the reader appends).
+                for _ in range(count):
+                    yield popleft()
+                # Their credit, once they are all taken (the next is asked for): never for an item
+                # still queued, so memory stays within the window.
+                with self._lock:
+                    pending.consumed += count
                     grant = pending.consumed >= grant_at and not pending.finished
                     if grant:
                         self._core.grant_credit(call_id, pending.consumed)
                         pending.consumed = 0
                 if grant:
                     self._flush()
-                yield item
         finally:
             if not finished:
                 self._give_up(call_id)
