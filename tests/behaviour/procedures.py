@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -82,6 +83,17 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             record.seen.append(i)
             yield i
             i += 1
+
+    @iface.procedure
+    async def lockstep(count: int) -> AsyncIterator[int]:
+        """Yields each number once the consumer has noted the one before in ``record.seen``."""
+        for i in range(count):
+            yield i
+            deadline = time.monotonic() + 2
+            while len(record.seen) <= i:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"item {i} did not reach the consumer")
+                await asyncio.sleep(0.001)
 
     @iface.procedure
     async def wait_for_cancel(seconds: float) -> str:

@@ -444,6 +444,15 @@ def test_leaving_a_stream_early_stops_the_producer(world: World, client: Any, re
     assert client.call("add", 2, 2) == 4
 
 
+def test_each_stream_item_goes_out_as_it_is_produced(world: World, client: Any, record: Record) -> None:
+    """A producer that waits for its consumer between items gets each one through at once: a batch
+    of items is written as soon as its first is queued, not once it fills."""
+    in_process(world)
+    for item in client.stream("lockstep", 20):
+        record.seen.append(item)
+    assert record.seen == list(range(20))
+
+
 @pytest.mark.parametrize("how", ["next", "loop"])
 def test_a_consumer_grants_credit_for_the_items_it_has_taken(
     world: World, client: Any, record: Record, how: str

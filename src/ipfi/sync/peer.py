@@ -972,10 +972,11 @@ class Peer(MakesProxies, PeerBase):
         thread, until its credit comes (_on_credit hands it to a worker again), so streams whose
         consumers do not read cannot take every worker."""
         core = self._core
+        lock = self._lock
         call_id = work.call_id
         items = work.items
         assert items is not None
-        with self._lock:
+        with lock:
             core.open_output_stream(call_id, work.procedure.item_check)
             flusher = self._flusher
             if flusher is None:
@@ -997,12 +998,19 @@ class Peer(MakesProxies, PeerBase):
                     item = next(items)
                 except StopIteration:
                     break
-                with self._lock:
+                lock.acquire()  # (not "with": ~85 ns more per item)
+                try:
+                    # An item that starts a batch asks the flusher to write; later ones go with it.
+                    # (Output already queued is someone's to write: whoever queues output writes it.)
+                    starts_batch = not core.has_output
                     credit = core.send_item(call_id, item)
+                finally:
+                    lock.release()
                 if core.item_bytes_queued >= BYTES_PER_TURN:
                     self._flush()  # at the writer's pace: a peer that does not read stops it here
                 else:
-                    flusher.request()
+                    if starts_batch:
+                        flusher.request()
                     if (turn := turn - 1) <= 0:
                         turn = ITEMS_PER_TURN
                         time.sleep(0)  # lets the GIL go: reader threads answer other peers meanwhile
