@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -35,3 +36,14 @@ def test_exec_echo_benchmark_smoke() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
     assert {row.split("|")[1].strip() for row in rows} >= {"ipfi asyncio", "ipfi blocking"}
     assert "that handles pid" not in result.stderr  # (each client waits for its child to exit)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads each process's CPU time in /proc")
+def test_cpu_split_benchmark_smoke() -> None:
+    systems = "raw asyncio floor,ipfi uvloop async-def,ipfi blocking"
+    command = [PYTHON, "-m", "benchmarks.cpu_split", "--quick", "--systems", systems]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row[0].strip() for row in rows[1:]] == systems.split(",")
+    assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:])
