@@ -27,6 +27,7 @@ from .systems import (
     BLOCKING_TO_PLAIN,
     FASTEST_PATH,
     GRPC_AIO,
+    IN_PLACE_ASYNC,
     MINIMAL_BLOCKING_TO_ASYNC,
     MINIMAL_RPC,
     PLAIN_PATH,
@@ -76,11 +77,12 @@ TARGETS = [
 ]
 
 
-#: The references (systems/minimal_rpc*.py), each beside the ipfi system it bounds: (reference,
-#: ipfi system, their floor, metrics).
+#: The references (systems/minimal_rpc*.py, systems/in_place_aio.py), each beside the ipfi system it
+#: bounds: (reference, ipfi system, their floor, metrics).
 REFERENCE_PAIRS = [
     (MINIMAL_RPC, USERS_PATH, RAW_ASYNC, ("seq_per_s", "in_flight_per_s", "stream_items_per_s")),
     (MINIMAL_BLOCKING_TO_ASYNC, BLOCKING_TO_ASYNC, RAW_BLOCKING, ("seq_per_s",)),
+    (IN_PLACE_ASYNC, USERS_PATH, RAW_BLOCKING, ("mib_echo_mib_per_s", "big_mib_per_s")),
 ]
 
 
@@ -150,7 +152,7 @@ def print_targets(medians: dict[str, dict[str, float]]) -> None:
     for reference, system, floor, keys in REFERENCE_PAIRS:
         if reference not in medians or floor not in medians:
             continue
-        print(f"\nWhat the least RPC in Python reaches ({reference}), and {system} beside it:\n")
+        print(f"\nWhat the least Python reaches ({reference}), and {system} beside it:\n")
         for key in keys:
             least = medians[reference][key]
             ours = f", {system} {medians[system][key] / least:.0%} of it" if system in medians else ""

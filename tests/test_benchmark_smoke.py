@@ -14,6 +14,7 @@ from .conftest import PYTHON, ROOT
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) pins the benchmark's processes")
 def test_benchmark_runner_smoke() -> None:
     systems = "ipfi uvloop async-def,ipfi blocking,multiprocessing,raw asyncio floor,raw blocking floor"
+    systems += ",asyncio floor in place (reference)"
     result = subprocess.run(
         [PYTHON, "-m", "benchmarks", "--quick", "--systems", systems],
         cwd=ROOT,
@@ -26,6 +27,7 @@ def test_benchmark_runner_smoke() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ipfi")]
     assert len(rows) == 5  # two systems in the table, two in the ratios under it, one in the memory table
     assert "of floor" in result.stdout and "Targets" in result.stdout
+    assert "- mib_echo_mib_per_s: " in result.stdout  # (what the in-place floor reaches, ipfi beside it)
     assert "Server memory per connection" in result.stdout and "kept after 16 MiB" in result.stdout
 
 

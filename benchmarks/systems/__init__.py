@@ -36,6 +36,8 @@ GRPC_AIO = "grpc.aio"
 MINIMAL_RPC = "minimal rpc (reference)"
 #: Its client written blocking, against its asyncio server (systems/minimal_rpc_blocking.py).
 MINIMAL_BLOCKING_TO_ASYNC = "minimal rpc blocking->uvloop (reference)"
+#: The asyncio floor reading large frames in place, as ipfi does (systems/in_place_aio.py).
+IN_PLACE_ASYNC = "asyncio floor in place (reference)"
 #: The path users write: ``async def`` procedures and async generators, default options, uvloop.
 USERS_PATH = "ipfi uvloop async-def"
 PLAIN_PATH = "ipfi uvloop def"
@@ -89,5 +91,6 @@ SYSTEMS = [
         server_loop="uvloop",
     ),
     System(RAW_ASYNC, "raw_aio", "uvloop"),
+    System(IN_PLACE_ASYNC, "in_place_aio", "uvloop"),
     System(RAW_BLOCKING, "raw_blocking", None),
 ]

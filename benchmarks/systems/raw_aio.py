@@ -41,7 +41,11 @@ class _Framed(asyncio.Protocol):
         raise NotImplementedError
 
 
-class _EchoServer(_Framed):
+class EchoServing:
+    """The floor's server, whatever splits its frames (``_Framed``, or in_place_aio's)."""
+
+    transport: asyncio.Transport
+
     def frame(self, header: int, payload: bytearray | bytes) -> None:
         if header & STREAM_FLAG:
             write = self.transport.write
@@ -49,6 +53,10 @@ class _EchoServer(_Framed):
                 write(ITEM_FRAME)
         else:
             self.transport.writelines([LENGTH.pack(header), payload])
+
+
+class _EchoServer(EchoServing, _Framed):
+    pass
 
 
 async def serve_protocol(
@@ -79,7 +87,11 @@ async def serve(endpoint: tuple[str, Any], ready: Callable[[], None]) -> None:
     await serve_protocol(_EchoServer, endpoint, ready)
 
 
-class Client(_Framed):
+class Calling:
+    """The floor's client, whatever splits its frames (``_Framed``, or in_place_aio's)."""
+
+    transport: asyncio.Transport
+
     def __init__(self) -> None:
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.stream_left = 0
@@ -110,6 +122,10 @@ class Client(_Framed):
 
     def close(self) -> None:
         self.transport.close()
+
+
+class Client(Calling, _Framed):
+    pass
 
 
 async def connect(endpoint: tuple[str, Any]) -> Client:
