@@ -49,6 +49,7 @@ from ..options import Options
 from ..peer_base import PeerBase
 from ..proxy import Caller, InputItems, MakesProxies
 from .streams import EMPTY, ItemQueue
+from .unowned_view import unowned_view
 
 log = logging.getLogger("ipfi.aio")
 
@@ -249,7 +250,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             target = self._core.receive_target()
             if target is not None:
                 self._filling = target
-                return target
+                return unowned_view(target)  # (uvloop holds it until the read is handled)
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -265,17 +266,10 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             if self._filling is None:
                 events = core.receive_from(data, len(data) if count is None else count)
             else:
-                filling = self._filling
                 # Let go of it, so that a binary received into a bytes of its own is not copied out
-                # (see receive_binaries_whole).
-                try:
-                    filling.release()
-                except BufferError:  # the transport holds a view of it until this returns (uvloop)
-                    if count == len(filling) and not self._peer_left:  # the frame may end here, or grow
-                        self._inside_read = False
-                        self._pause_reading("view held")  # (libuv reads on into a filled buffer)
-                        self._loop.call_soon(self._filled_later, count)
-                        return
+                # (see receive_binaries_whole). The transport held only an unowned view of it.
+                with contextlib.suppress(BufferError):  # (unless ctypes is missing: then a copy)
+                    self._filling.release()
                 self._filling = None
                 events = core.received_into(cast(int, count))
             if events:
@@ -301,13 +295,6 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
                     self._writelines(core.data_to_send())
         if not self._frames.idle and self._switch_for_large_frames:
             self._read_large_frame_in_place()
-
-    def _filled_later(self, count: int) -> None:
-        """:meth:`data_received` of a read that filled a view the transport held: now let go of."""
-        if self._closed.done():
-            return
-        self._resume_reading("view held")
-        self.data_received(self._read_buffer, count)
 
     def _read_large_frame_in_place(self) -> None:
         if self._core.receive_target() is not None and self._transport is not None:
