@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from . import raw_aio
-from .raw_framing import LENGTH, STREAM_FLAG
+from .raw_framing import LENGTH
 
 IS_ASYNC = True
 READ_SIZE = 256 * 1024  # (ipfi's asyncio driver reads as much)
@@ -34,7 +34,8 @@ class _InPlace(asyncio.BufferedProtocol):
         if sock.family == socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_BUFFERS)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UNIX_BUFFERS)
-        self.buffer = memoryview(bytearray(READ_SIZE))
+        self.memory = bytearray(READ_SIZE)
+        self.buffer = memoryview(self.memory)
         self.held = 0  # bytes of the buffer not yet handed out as frames
         self.large: io.BytesIO | None = None
         self.large_view: memoryview | None = None
@@ -57,20 +58,10 @@ class _InPlace(asyncio.BufferedProtocol):
                 # top back to the kernel at every echo and fault its pages in again (~4x slower).
                 self.last_large = payload
             return
-        buffer, size, offset = self.buffer, self.held + nbytes, 0
-        while size - offset >= 4:
-            (header,) = LENGTH.unpack_from(buffer, offset)
-            if header & STREAM_FLAG:
-                self.frame(header, b"")
-                offset += 4
-                continue
-            end = offset + 4 + header
-            if end > size:
-                break
-            self.frame(header, bytes(buffer[offset + 4 : end]))
-            offset = end
-        if size - offset >= 4 and 4 + header > len(buffer):
-            self._start_large(header, buffer[offset + 4 : size])
+        buffer, size = self.buffer, self.held + nbytes
+        offset = raw_aio.hand_out_frames(self.frame, self.memory, size)
+        if size - offset >= 4 and 4 + (length := LENGTH.unpack_from(buffer, offset)[0]) > len(buffer):
+            self._start_large(length, buffer[offset + 4 : size])
             offset = size
         buffer[: size - offset] = buffer[offset:size]
         self.held = size - offset
@@ -82,7 +73,7 @@ class _InPlace(asyncio.BufferedProtocol):
         self.large_view[: len(start)] = start
         self.filled = len(start)
 
-    def frame(self, header: int, payload: bytes) -> None:
+    def frame(self, header: int, payload: bytearray | bytes) -> None:
         raise NotImplementedError  # (the floor's server's or client's: raw_aio's EchoServing, Calling)
 
 

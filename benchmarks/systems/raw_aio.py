@@ -23,22 +23,28 @@ class _Framed(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
-        offset, size = 0, len(buffer)
-        while size - offset >= 4:
-            (header,) = LENGTH.unpack_from(buffer, offset)
-            if header & STREAM_FLAG:
-                self.frame(header, b"")
-                offset += 4
-                continue
-            end = offset + 4 + header
-            if end > size:
-                break
-            self.frame(header, buffer[offset + 4 : end])
-            offset = end
-        del buffer[:offset]
+        del buffer[: hand_out_frames(self.frame, buffer, len(buffer))]
 
     def frame(self, header: int, payload: bytearray | bytes) -> None:
         raise NotImplementedError
+
+
+def hand_out_frames(frame: Callable[[int, bytearray | bytes], None], buffer: bytearray, size: int) -> int:
+    """Each whole frame in ``buffer[:size]`` to ``frame(header, payload)``; returns where the rest
+    (an incomplete frame) begins."""
+    offset = 0
+    while size - offset >= 4:
+        (header,) = LENGTH.unpack_from(buffer, offset)
+        if header & STREAM_FLAG:
+            frame(header, b"")
+            offset += 4
+            continue
+        end = offset + 4 + header
+        if end > size:
+            break
+        frame(header, buffer[offset + 4 : end])
+        offset = end
+    return offset
 
 
 class EchoServing:
