@@ -1,7 +1,7 @@
 """Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
 
     python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|floor|minimal|...] [--untyped]
-                                      [--calls N] [--warmup N]
+                                      [--calls N] [--warmup N] [--payload BYTES]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
@@ -11,6 +11,8 @@ item of an async generator's stream (``--calls`` items); ``--untyped`` serves th
 their type hints. ``floor``, ``minimal`` (and their ``-stream``) count the same through the
 benchmark's asyncio floor and its minimal RPC in Python, for reference; ``minimal-def`` with the
 minimal RPC's ``echo`` a plain function, called inline (against ``minimal``: what a Task costs).
+``--payload`` sets the size of the echoed argument (16 bytes by default; ``--payload 1048576``
+counts a 1 MiB echo's path, where valgrind counts a ``memcpy``'s ``rep movsb`` once per byte).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import ipfi
 
 from .harness import load_system
 
-PAYLOAD = b"0123456789abcdef"
+PAYLOAD = b"0123456789abcdef"  # (--payload replaces it)
+DEFAULT_PAYLOAD = len(PAYLOAD)
 
 
 #: Whether the procedures' type hints are checked (ipfi's default); ``--untyped`` turns it off.
@@ -114,7 +117,7 @@ def run(driver: str, calls: int) -> None:
         uvloop.run(_run_aio(address, calls, name))
 
 
-def count(driver: str, calls: int, untyped: bool) -> int:
+def count(driver: str, calls: int, untyped: bool, payload: int) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -126,6 +129,8 @@ def count(driver: str, calls: int, untyped: bool) -> int:
         driver,
         "--run",
         str(calls),
+        "--payload",
+        str(payload),
         *(["--untyped"] if untyped else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -141,15 +146,20 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=12_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
+    parser.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="bytes echoed per call")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.run is not None:
-        global CHECK_TYPES
+        global CHECK_TYPES, PAYLOAD
         CHECK_TYPES = not args.untyped
+        if args.payload != DEFAULT_PAYLOAD:
+            PAYLOAD = bytes(args.payload)
         run(args.driver, args.run)
         return
-    many, few = count(args.driver, args.calls, args.untyped), count(args.driver, args.warmup, args.untyped)
+    many, few = (count(args.driver, calls, args.untyped, args.payload) for calls in (args.calls, args.warmup))
     shown = f"{args.driver}{' untyped' if args.untyped else ''}"
+    if args.payload != DEFAULT_PAYLOAD:
+        shown += f" of {args.payload:,} bytes"
     unit = "item streamed" if args.driver.endswith("-stream") else "round trip"
     print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per {unit}")
 
