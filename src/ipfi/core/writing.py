@@ -89,7 +89,7 @@ class Writing:
                 self._large_buffers_used()
         else:
             pieces = body  # type: ignore[assignment]
-            size = len(header) + sum(len(piece) for piece in pieces)
+            size = len(header) + sum(map(len, pieces))
         if size > self._peer_max_message:
             raise PayloadTooLarge(f"message of {size} bytes exceeds the peer's limit of {self._peer_max_message}")
         self.has_output = True
