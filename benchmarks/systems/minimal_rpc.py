@@ -4,7 +4,7 @@ reference for what pure Python can reach, not a library.
 Each call is a msgpack record ``[id, name, args]`` answered by ``[id, result]``; the server looks the
 name up in a table and runs an ``async def`` procedure as a Task (started eagerly where asyncio can,
 3.12+, as ipfi does), the client waits on a future per call found by its id. A stream is an async
-generator on the server, each item packed on its own and sent 64 to a write as one record
+generator on the server, each item packed on its own and sent 256 to a write as one record
 ``[id, [item, ...]]`` (``[id, None]`` ends it), read on the client through an async iterator. What it
 leaves out, and ipfi does: a handshake, limits of any kind, errors, cancellation, deadlines, flow
 control, type checks, the other codecs, the core's state machine.
@@ -24,7 +24,7 @@ from .raw_framing import LENGTH
 
 IS_ASYNC = True
 ITEM = b"x" * 16
-BATCH = 64
+BATCH = 256  # items per write, as ipfi's drivers write theirs (ITEMS_PER_TURN)
 _EAGER = sys.version_info >= (3, 12)
 
 

@@ -11,7 +11,7 @@ from .raw_framing import ITEM_FRAME, LENGTH, STREAM_FLAG, stream_request
 
 IS_ASYNC = False
 SMALL = 64 * 1024  # below this, header and payload go out in one write
-ITEMS_PER_WRITE = 64  # a stream goes out in batches, as ipfi's drivers write theirs (ITEMS_PER_TURN)
+ITEMS_PER_WRITE = 256  # a stream goes out in batches, as ipfi's drivers write theirs (ITEMS_PER_TURN)
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:
