@@ -40,6 +40,7 @@ class _InPlace(asyncio.BufferedProtocol):
         self.large: io.BytesIO | None = None
         self.large_view: memoryview | None = None
         self.filled = 0
+        self.last_large = b""
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.large_view is not None:
