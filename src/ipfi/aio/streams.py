@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..core.consumer_credit import credit_due, grant_at, items_before_grant
+
 
 class ItemQueue:
     """Items of one stream, consumed by ``async for``; grants credit back as they are consumed.
@@ -17,7 +19,7 @@ class ItemQueue:
     def __init__(self, grant: Callable[[int], None], window: int) -> None:
         self._items: deque[Any] = deque()
         self._grant = grant
-        self._grant_at = max(1, window // 2)
+        self._grant_at = grant_at(window)
         self._consumed = 0
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False
@@ -47,9 +49,8 @@ class ItemQueue:
         return self
 
     def _grant_taken(self) -> None:
-        """Grant the credit of the items taken so far, once half a window of them has been: asked
-        for the next item, never for an item still queued (memory stays within the window)."""
-        if self._consumed >= self._grant_at and not self._finished:
+        """Grant the credit of the items taken so far, when it is due (asked for the next item)."""
+        if credit_due(self._consumed, self._grant_at, self._finished):
             self._grant(self._consumed)
             self._consumed = 0
 
@@ -75,9 +76,7 @@ class ItemQueue:
                     self._grant_taken()
                     # The items here, up to the next grant, handed out in one run: per item only a
                     # pop and a yield.
-                    count = len(pending)
-                    if not self._finished:
-                        count = min(count, self._grant_at - self._consumed)
+                    count = items_before_grant(len(pending), self._consumed, self._grant_at, self._finished)
                     for _ in range(count):
                         yield popleft()
                     self._consumed += count

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.codecs import Buffer
 from ..core.connection import Role
+from ..core.consumer_credit import credit_due, grant_at, items_before_grant
 from ..core.errors import (
     Cancelled,
     ConnectionLost,
@@ -1075,7 +1076,7 @@ class Peer(MakesProxies, PeerBase):
     def _grant_collected(self, call_id: int, pending: _Pending) -> None:
         """Under the lock, as items arrive: keep the credit of a stream collected into a list flowing."""
         fresh = len(pending.items) - pending.consumed
-        if fresh >= max(1, self.options.limits.stream_window // 2):
+        if credit_due(fresh, grant_at(self.options.limits.stream_window), pending.finished):
             pending.consumed = len(pending.items)
             self._core.grant_credit(call_id, fresh)
 
@@ -1152,7 +1153,7 @@ class Peer(MakesProxies, PeerBase):
             self._give_up(call_id)
 
     def _items(self, call_id: int, pending: _Pending) -> Iterator[Any]:
-        grant_at = max(1, self.options.limits.stream_window // 2)
+        grant_every = grant_at(self.options.limits.stream_window)
         popleft = pending.items.popleft
         finished = False
         try:
@@ -1164,9 +1165,8 @@ class Peer(MakesProxies, PeerBase):
                         if pending.error is not None:
                             raise pending.error
                         return
-                    count = len(pending.items)
-                    if not pending.finished:  # (consumed < grant_at here: at least one)
-                        count = min(count, grant_at - pending.consumed)
+                    # (consumed < grant_every here: at least one)
+                    count = items_before_grant(len(pending.items), pending.consumed, grant_every, pending.finished)
                 # The items here, up to the next grant, handed out in one run: per item a pop and a
                 # yield, no lock (only this consumer takes from the queue; the reader appends).
                 for _ in range(count):
@@ -1175,7 +1175,7 @@ class Peer(MakesProxies, PeerBase):
                 # still queued, so memory stays within the window.
                 with self._lock:
                     pending.consumed += count
-                    grant = pending.consumed >= grant_at and not pending.finished
+                    grant = credit_due(pending.consumed, grant_every, pending.finished)
                     if grant:
                         self._core.grant_credit(call_id, pending.consumed)
                         pending.consumed = 0
