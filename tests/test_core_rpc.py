@@ -188,10 +188,10 @@ def test_stream_with_credit() -> None:
     call_id = client.send_call("count", [10])
     deliver(client, server)
     server.open_output_stream(call_id)
-    assert [server.send_item(call_id, i) for i in range(4)] == [3, 2, 1, 0]  # the credit left
+    assert [server.send_items(call_id, [i]) for i in range(4)] == [3, 2, 1, 0]  # the credit left
     assert server.credit(call_id) == 0
     with pytest.raises(LocalProtocolError):
-        server.send_item(call_id, 4)
+        server.send_items(call_id, [4])
     assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2, 3])]  # one batch, one message
     client.grant_credit(call_id, 2)
     assert deliver(client, server) == [CreditReceived(call_id)]
@@ -210,7 +210,7 @@ def test_item_batches_fill_a_frame_and_no_more(last: int, messages: int) -> None
     server.open_output_stream(call_id)
     items = [b"a" * 14, b"b" * 14, b"c" * last]
     for item in items:
-        server.send_item(call_id, item)
+        server.send_items(call_id, [item])
     events = deliver(server, client)
     assert len(events) == messages and all(isinstance(event, ItemsReceived) for event in events)
     assert [item for event in events for item in event.items] == items
@@ -231,7 +231,7 @@ def test_input_stream() -> None:
     [call] = deliver(client, server)
     assert isinstance(call, CallReceived) and call.has_input
     for i in range(3):
-        client.send_item(call_id, i)
+        client.send_items(call_id, [i])
     client.send_end(call_id)
     assert deliver(client, server) == [ItemsReceived(call_id, [0, 1, 2]), StreamEnded(call_id)]
 
@@ -244,8 +244,8 @@ def test_codecs(codec: str) -> None:
     [call] = deliver(client, server)
     assert isinstance(call, CallReceived) and call.args == [value]
     server.open_output_stream(call_id)
-    server.send_item(call_id, value)
-    server.send_item(call_id, value)
+    server.send_items(call_id, [value])
+    server.send_items(call_id, [value])
     server.send_end(call_id)
     assert deliver(server, client)[0] == ItemsReceived(call_id, [value, value])
 
@@ -329,7 +329,7 @@ def _script(client: Connection) -> bytes:
     client.send_notify("log", ["hello"])
     call_id = client.send_call("total", [], has_input=True)
     for i in range(5):
-        client.send_item(call_id, i)
+        client.send_items(call_id, [i])
     client.send_end(call_id)
     client.send_ping()
     return b"".join(client.data_to_send())
@@ -434,10 +434,10 @@ def test_has_output_follows_everything_queued() -> None:
     assert queued(server)
     stream_id = client.send_call("consume", [], has_input=True)
     client.data_to_send()
-    client.send_item(stream_id, 1)
-    client.send_item(stream_id, 2)
+    client.send_items(stream_id, [1])
+    client.send_items(stream_id, [2])
     assert queued(client)  # stream items, batched when taken
-    client.send_item(stream_id, 3)
+    client.send_items(stream_id, [3])
     assert queued(client)  # the first item of the next batch
     client.grant_credit(stream_id, 1)
     assert queued(client)

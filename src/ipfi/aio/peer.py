@@ -42,12 +42,12 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import Interface, Kind, Procedure, call_finders, current_call_var, current_peer_var
-from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..core.protocol_core import ProtocolCore
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up, transport_fd
 from ..options import Options
 from ..peer_base import PeerBase
 from ..proxy import Caller, InputItems, MakesProxies
+from .producer import Producer
 from .streams import EMPTY, ItemQueue
 from .unowned_view import unowned_view
 
@@ -760,20 +760,9 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
 
     async def _produce(self, call_id: int, procedure: Procedure, iterator: Any) -> None:
         self._core.open_output_stream(call_id, procedure.item_check)
-        core = self._core
-        credit = core.credit(call_id)  # then as send_item returns it: no call per item to ask
-        turn = ITEMS_PER_TURN  # items until this producer lets the others run (see _next_turn)
-        send_item = core.send_item
         if procedure.kind is Kind.ASYNC_GENERATOR:
             try:
-                async for item in iterator:
-                    if credit <= 0 or self._writes_backed_up:
-                        await self._await_credit(call_id)
-                    credit = send_item(call_id, item)
-                    if self._flush_handle is None:  # (_schedule_flush's test inlined: this runs per item)
-                        self._schedule_flush()
-                    if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
-                        turn = await self._next_turn()
+                await Producer(self, call_id).run_async(iterator)
             finally:
                 await iterator.aclose()
         elif procedure.blocking:
@@ -781,25 +770,12 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
                 await self._send_item(call_id, item)
         else:
-            for item in iterator:
-                if credit <= 0 or self._writes_backed_up:
-                    await self._await_credit(call_id)
-                credit = send_item(call_id, item)
-                if (turn := turn - 1) <= 0 or core.item_bytes_queued >= BYTES_PER_TURN:
-                    turn = await self._next_turn()
-            self._schedule_flush()
-        core.send_end(call_id)
-
-    async def _next_turn(self) -> int:
-        """A producer has sent a turn's worth: write it, and let every other task and peer run
-        (whatever its credit, a generator that never awaits would otherwise hold the loop)."""
-        self._schedule_flush()
-        await asyncio.sleep(0)
-        return ITEMS_PER_TURN
+            await Producer(self, call_id).run(iterator)
+        self._core.send_end(call_id)
 
     async def _send_item(self, call_id: int, item: Any) -> None:
         await self._await_credit(call_id)
-        self._core.send_item(call_id, item)
+        self._core.send_items(call_id, (item,))
         self._schedule_flush()
 
     async def _await_credit(self, call_id: int) -> None:
@@ -950,12 +926,11 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
 
     async def _feed(self, call_id: int, source: Iterable[Any] | AsyncIterable[Any]) -> None:
         try:
+            producer = Producer(self, call_id)
             if isinstance(source, AsyncIterable):
-                async for item in source:
-                    await self._send_item(call_id, item)
+                await producer.run_async(aiter(source))
             else:
-                for item in source:
-                    await self._send_item(call_id, item)
+                await producer.run(iter(source))
             if self._core.is_open:
                 self._core.send_end(call_id)
                 self._schedule_flush()

@@ -80,9 +80,10 @@ class Codec(Protocol):
     def encode_args(self, args: Sequence[Any]) -> Body: ...
     def decode_args(self, data: Buffer) -> list[Any]: ...
     def encode_item(self, item: Any) -> bytes: ...
-    def item_packer(self) -> Callable[[Any], bytes]:
-        """The quickest callable that encodes one item: it may raise anything for an item it cannot
-        encode (:meth:`encode_item` then says why). It changes when :meth:`release_buffers` is
+    def items_packer(self) -> Callable[[Sequence[Any]], bytes]:
+        """The quickest callable that encodes items as one ITEMS body (what :meth:`join_items` makes
+        of their :meth:`encode_item`): it may raise anything for items it cannot encode
+        (:meth:`encode_item` then says which and why). It changes when :meth:`release_buffers` is
         called."""
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes: ...
@@ -102,6 +103,13 @@ class Codec(Protocol):
     def decode_with_binary(self, head: Buffer, binary: bytes, *, args: bool = False) -> Any:
         """:meth:`decode_value` (:meth:`decode_args` with ``args``) of ``head`` followed by ``binary``,
         the binary :meth:`binary_start` found in ``head``, which is in the value as it is."""
+
+
+def joining_items(
+    encode_item: Callable[[Any], bytes], join_items: Callable[[list[bytes]], bytes]
+) -> Callable[[Sequence[Any]], bytes]:
+    """The :meth:`Codec.items_packer` of a codec with no quicker way: the items' encodings, joined."""
+    return lambda items: join_items(list(map(encode_item, items)))
 
 
 class JoiningBinary:
@@ -146,8 +154,8 @@ class StructuredCodec:
     def encode_item(self, value: Any) -> bytes:
         raise NotImplementedError
 
-    def item_packer(self) -> Callable[[Any], bytes]:
-        return self.encode_item
+    def items_packer(self) -> Callable[[Sequence[Any]], bytes]:
+        return joining_items(self.encode_item, self.join_items)
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         raise NotImplementedError
@@ -223,8 +231,8 @@ class MsgpackCodec(StructuredCodec):
         # The packer never shrinks its buffer, which grows to the largest message it packed.
         self._packb = self._new_packer()
 
-    def item_packer(self) -> Callable[[Any], bytes]:
-        return self._packb  # (encode_item's try around it costs a Python call per item streamed)
+    def items_packer(self) -> Callable[[Sequence[Any]], bytes]:
+        return self._packb  # (a list packs as join_items makes it: its length, then each item)
 
     def encode_value(self, value: Any) -> Body:
         """The encoding; a large binary, alone or in a top-level list, is referenced, not copied."""
@@ -685,8 +693,8 @@ class RawCodec:
         encoded = _raw_bytes(item)
         return _ITEM_LENGTH.pack(len(encoded)) + encoded
 
-    def item_packer(self) -> Callable[[Any], bytes]:
-        return self.encode_item
+    def items_packer(self) -> Callable[[Sequence[Any]], bytes]:
+        return joining_items(self.encode_item, self.join_items)
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
         return b"".join(encoded)

@@ -114,7 +114,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         "_out",
         "_own_parity",
         "_own_peer_id",
-        "_pack_item",
+        "_pack_items",
         "_parts",
         "_parts_size",
         "_peer_max_frame",
@@ -205,7 +205,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
 
         #: Negotiated after the handshake.
         self.codec: Codec | None = None
-        self._pack_item: Callable[[Any], bytes] = _no_codec  # the codec's item_packer(), once negotiated
+        self._pack_items: Callable[[Sequence[Any]], bytes] = _no_codec  # the codec's items_packer(), once negotiated
         self.rpc = False
         self.channels: tuple[int, ...] = ()
         self.peer_hello: Hello | None = None
@@ -338,7 +338,7 @@ class Connection(Negotiation, Reading, Writing, Timers):
         timeout: float | None = None,
         has_input: bool = False,
     ) -> int:
-        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_item`.
+        """Queue a CALL; returns its id. With ``has_input``, stream items with :meth:`send_items`.
 
         ``timeout`` (seconds) travels with the call, and is this side's deadline for it too: past it,
         :meth:`handle_timer` fails the call with ``DeadlineExceeded`` and cancels it on the peer.
@@ -530,36 +530,55 @@ class Connection(Negotiation, Reading, Writing, Timers):
         """Whether this side may still send items on stream ``call_id``."""
         return self._stream_out(call_id) is not None
 
-    def send_item(self, call_id: int, item: Any) -> int:
-        """Encode and queue one stream item; returns how many more may be sent now (the
-        :meth:`credit` left). Items queued before the next :meth:`data_to_send` go out as one ITEMS
-        message. Raises ``TypeError`` if the codec cannot encode ``item`` (:class:`InvalidResult` if it
-        does not fit its procedure's hint), :class:`PayloadTooLarge`
-        past the peer's message limit, :class:`ConnectionLost` if the stream has ended (cancelled,
-        expired, closed), :class:`LocalProtocolError` past the credit (wait for CreditReceived)."""
-        call = self._calls.get(call_id)  # (_stream_out inlined: this runs per item)
+    def send_items(self, call_id: int, items: Sequence[Any]) -> int:
+        """Encode and queue stream items; returns how many more may be sent now (the :meth:`credit`
+        left). Several items make an ITEMS message of their own; items sent one at a time before the
+        next :meth:`data_to_send` go out as one.
+
+        Raises ``TypeError`` if the codec cannot encode an item (:class:`InvalidResult` if it does
+        not fit its procedure's hint), :class:`PayloadTooLarge` past the peer's message limit (the
+        items before that one are queued), :class:`ConnectionLost` if the stream has ended
+        (cancelled, expired, closed), :class:`LocalProtocolError` past the credit (nothing queued:
+        wait for CreditReceived)."""
+        call = self._calls.get(call_id)  # (_stream_out inlined: this runs per batch, or per item)
         if type(call) is not Call or call.send_credit is None:
             raise ConnectionLost(f"stream {call_id} is closed")
-        pending = call.pending
-        queued = len(pending)
-        credit = call.send_credit
-        if queued >= credit:
-            raise LocalProtocolError(f"stream {call_id} has no credit left")
+        queued = len(call.pending)
+        count = len(items)
+        credit = call.send_credit - queued - count
+        if credit < 0:
+            raise LocalProtocolError(f"stream {call_id} has {credit + count} credit left, not {count}")
+        # A batch in one call: nothing of this stream pending, every item of its hinted type, the
+        # items encoded as one ITEMS body (by the codec, in C) that fits a frame. Else item by item
+        # (to the first that fails: those before it are sent, as one by one).
+        item_type = call.item_type
+        if not queued and count > 1 and (item_type is None or list(map(type, items)).count(item_type) == count):
+            body: bytes | None
+            try:
+                body = self._pack_items(items)
+            except Exception:  # (_queue_item says why)
+                body = None
+            if body is not None and len(body) <= self._peer_max_frame - ITEMS_OVERHEAD:
+                call.send_credit -= count
+                self.item_bytes_queued += len(body)
+                self._queue_id_message(wire.ITEMS, call_id, body)
+                return credit
+        for item in items:
+            self._queue_item(call, item)
+        return credit
+
+    def _queue_item(self, call: Call, item: Any) -> None:
+        """One item of :meth:`send_items`, raising as it says."""
         if call.item_check is not None and type(item) is not call.item_type:
             item = call.item_check(item)
-        try:
-            encoded = self._pack_item(item)
-        except Exception:  # the codec's encode_item says why (Unencodable, naming the path)
-            encoded = cast(Codec, self.codec).encode_item(item)
-        size = len(encoded)
-        if size > self._peer_max_message - ITEMS_OVERHEAD:
-            raise PayloadTooLarge(f"stream item of {size} bytes exceeds the peer's message limit")
-        if not queued:  # (a call with pending items is in _batched, and has_output stays set until they go)
+        encoded = cast(Codec, self.codec).encode_item(item)  # (raises Unencodable naming the path)
+        if len(encoded) > self._peer_max_message - ITEMS_OVERHEAD:
+            raise PayloadTooLarge(f"stream item of {len(encoded)} bytes exceeds the peer's message limit")
+        if not call.pending:
             self._batched.append(call)
             self.has_output = True
-        pending.append(encoded)
-        self.item_bytes_queued += size
-        return credit - queued - 1
+        call.pending.append(encoded)
+        self.item_bytes_queued += len(encoded)
 
     def _flush_items_of(self, call: Call) -> None:
         items = call.pending

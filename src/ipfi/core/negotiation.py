@@ -7,7 +7,7 @@ one-byte frames, or open a stream window of 2^63 items.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from . import wire
@@ -50,7 +50,7 @@ class Negotiation:
     _want_rpc: bool
     _binary_views: bool
     _custom_types: tuple[CustomType, ...]
-    _pack_item: Callable[[Any], bytes]
+    _pack_items: Callable[[Sequence[Any]], bytes]
     _peer_window: int
     _peer_max_message: int
     _peer_max_frame: int
@@ -179,7 +179,7 @@ class Negotiation:
         if max_frame < MIN_PEER_FRAME:
             raise HandshakeError(f"handshake: max_frame {max_frame} is below the floor of {MIN_PEER_FRAME} bytes")
         self.codec = get_codec(codec, binary_views=self._binary_views, custom_types=self._custom_types)
-        self._pack_item = self.codec.item_packer()
+        self._pack_items = self.codec.items_packer()
         self.rpc = True
         self._peer_window = min(window, MAX_WINDOW)
         self._peer_max_frame = min(max_frame, limits.max_frame_payload)

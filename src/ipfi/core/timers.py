@@ -11,7 +11,7 @@ flag, which the next tick turns into "heard at".
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from . import wire
@@ -52,7 +52,7 @@ class Timers:
     _heard: bool
     _pings: list[float | None]
     _release_buffers_at: float | None
-    _pack_item: Callable[[Any], bytes]
+    _pack_items: Callable[[Sequence[Any]], bytes]
     decoder: FrameDecoder
     codec: Codec | None
     # Of the other parts of the connection:
@@ -135,7 +135,7 @@ class Timers:
             self.decoder.release_spare()
             if self.codec is not None:
                 self.codec.release_buffers()
-                self._pack_item = self.codec.item_packer()
+                self._pack_items = self.codec.items_packer()
         return events
 
     def _watch(self, now: float) -> None:

@@ -18,7 +18,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Final
 
 from ..core.codecs import Buffer
 from ..core.connection import Role
@@ -47,7 +47,6 @@ from ..core.events import (
     StreamEnded,
 )
 from ..core.interface import Interface, Kind, Procedure, current_call_var, current_peer_var
-from ..core.limits import BYTES_PER_TURN, ITEMS_PER_TURN
 from ..core.logs import shown
 from ..net.hangup import HANGUP_CHECK_INTERVAL, peer_hung_up
 from ..options import Options
@@ -55,6 +54,7 @@ from ..peer_base import PeerBase
 from ..proxy import Caller, MakesProxies
 from .links import Link
 from .loop_thread import LoopThread
+from .producer import Batch
 
 log = logging.getLogger("ipfi.sync")
 _READ_SIZE = 64 * 1024  # bytes read at most per system call, but for the rest of a large frame
@@ -101,7 +101,7 @@ class _Pending:
 class _Work:
     """A call the peer made here: what to run, then how it went."""
 
-    __slots__ = ("args", "call_id", "error", "items", "kwargs", "procedure", "result")
+    __slots__ = ("args", "batch", "call_id", "error", "items", "kwargs", "procedure", "result")
 
     def __init__(self, call_id: int, procedure: Procedure, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.call_id = call_id
@@ -111,6 +111,7 @@ class _Work:
         self.result: Any = None
         self.error: Exception | None = None
         self.items: Iterator[Any] | None = None  # a generator's, kept while it waits for credit
+        self.batch: Batch | None = None  # what it gathers, once it streams
 
     def run(self) -> None:
         try:
@@ -119,13 +120,26 @@ class _Work:
             self.error = exc
 
 
-class _Flusher:
-    """A thread that writes a peer's queued output whenever asked (see Peer._produce)."""
+#: How often a flusher looks again for items gathered by workers, once it found some (seconds).
+WATCH_INTERVAL: Final = 0.001
 
-    def __init__(self, flush: Callable[[], None], name: str) -> None:
+
+class _Flusher:
+    """A thread that takes what producers have gathered, and writes it, for workers whose
+    generators block before they take it themselves (see Peer._produce).
+
+    A worker that starts a batch wakes it, unless it is ``watching``: while workers are taking
+    (or it finds items to take), it looks every WATCH_INTERVAL, and takes the items of a worker
+    that has not taken since it last looked; it sleeps once none has. A worker that runs on
+    wakes nobody (a thread switch per batch cost a quarter of a stream's items per second). An
+    item yielded before a generator blocks therefore goes out at once, or within two
+    WATCH_INTERVALs while items were flowing."""
+
+    def __init__(self, flush: Callable[[_Flusher], None], name: str) -> None:
         self._flush = flush
         self._wanted = threading.Event()
         self._stopped = False
+        self.watching = False
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def request(self) -> None:
@@ -138,11 +152,14 @@ class _Flusher:
 
     def _run(self) -> None:
         while True:
-            self._wanted.wait()
+            if self.watching:  # (the whole interval: a request met while it looked changes nothing)
+                time.sleep(WATCH_INTERVAL)
+            else:
+                self._wanted.wait()
             if self._stopped:
                 return
             self._wanted.clear()
-            self._flush()
+            self._flush(self)  # (which sets watching)
 
 
 class _Waiter:
@@ -183,6 +200,7 @@ class Peer(MakesProxies, PeerBase):
     __slots__ = (
         "_announce_open",
         "_async_runs",
+        "_batches",
         "_calls",
         "_closing_after_flush",
         "_core",
@@ -259,6 +277,7 @@ class Peer(MakesProxies, PeerBase):
         self.loop_thread: LoopThread | None = None
         self._async_runs: dict[int, concurrent.futures.Future[Any]] = {}  # call id -> its coroutine
         self._parked: dict[int, _Work] = {}  # generators waiting for credit, holding no thread
+        self._batches: dict[int, tuple[Batch, _Work]] = {}  # generators producing, by call id
         self._owns_loop_thread = False
         self._flusher: _Flusher | None = None
         # Clear while the reader thread must not read (plain frames unconsumed, calls held at the
@@ -715,18 +734,45 @@ class Peer(MakesProxies, PeerBase):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, watcher: _Flusher | None = None) -> None:
+        """Write what is queued, with what producers have gathered; for the ``watcher``, note
+        whether they had gathered any (see _Flusher)."""
         write_lock, lock = self._write_lock, self._lock
         write_lock.acquire()  # (acquire and release, not "with": see _read_until)
         try:
             lock.acquire()
             try:
+                if watcher is not None:
+                    watcher.watching = False  # (before it looks: a worker that starts a batch after the look asks)
+                    watcher.watching = self._take_batches()
                 data = self._core.data_to_send()
             finally:
                 lock.release()
             self._write(data)
         finally:
             write_lock.release()
+
+    def _take_batches(self) -> bool:
+        """Under the lock, for the flusher: what workers' generators gathered and their workers
+        did not take since it last looked (they are blocked, or slow), to the core. A take that
+        fails is answered at once; its worker stops at its next take. Returns whether any worker
+        is taking, or had gathered items (the flusher looks again soon)."""
+        core = self._core
+        active = False
+        for batch, work in self._batches.values():
+            if batch.taking:  # its worker runs: leave the items to it
+                batch.taking = False
+                active = True
+            elif batch.items and batch.failure is None:
+                active = True
+                try:
+                    batch.take(core)
+                except ConnectionLost as exc:  # (cancelled, expired: no answer is owed)
+                    batch.failure = exc
+                except Exception as exc:
+                    batch.failure = exc
+                    core.send_error(work.call_id, *self._failed(work.procedure, exc, work.args, work.kwargs))
+        return active
 
     def _write(self, data: list[Buffer]) -> None:
         """Holding the write lock (not the core lock): send frames taken from the core."""
@@ -965,65 +1011,77 @@ class Peer(MakesProxies, PeerBase):
             core.send_result(work.call_id, work.result)
 
     def _produce(self, work: _Work) -> bool:
-        """Stream ``work.items`` as the result of ``work``'s call. Each item is queued in the core and
-        a flusher thread writes what has queued up: while one write is under way, the next items
-        gather for the one after (a batch per write, as the asyncio driver's per loop turn).
+        """Stream ``work.items`` as the result of ``work``'s call. The items gather in the call's
+        :class:`~ipfi.sync.producer.Batch`, which this worker takes to the core and writes, a few
+        at a time (:meth:`_take_own`); should the generator block before it does, the flusher
+        thread takes them (see :class:`_Flusher`).
 
         Returns False when the consumer's credit is spent: the generator is parked, holding no
         thread, until its credit comes (_on_credit hands it to a worker again), so streams whose
         consumers do not read cannot take every worker."""
         core = self._core
-        lock = self._lock
         call_id = work.call_id
         items = work.items
         assert items is not None
-        with lock:
-            core.open_output_stream(call_id, work.procedure.item_check)
+        with self._lock:
+            batch = work.batch
+            if batch is None:
+                core.open_output_stream(call_id, work.procedure.item_check)
+                batch = work.batch = Batch(call_id, core.credit(call_id))
+            self._batches[call_id] = (batch, work)
             flusher = self._flusher
             if flusher is None:
                 flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
-        credit = 0  # then as send_item returns it: no lock and look-up per item to ask
-        turn = ITEMS_PER_TURN
+        gathered = batch.items
+        room = 0  # items this worker may gather before it takes them itself
         try:
             while True:
-                if credit <= 0:
-                    self._flush()
-                    with self._lock:
-                        if not core.stream_open(call_id):
-                            raise ConnectionLost(f"stream {call_id} is closed")
-                        credit = core.credit(call_id)
-                        if credit <= 0:
-                            self._parked[call_id] = work
-                            return False
+                if room <= 0:
+                    room = self._take_own(work, batch)
+                    if room <= 0:
+                        return False  # parked
                 try:
                     item = next(items)
                 except StopIteration:
                     break
-                lock.acquire()  # (not "with": ~85 ns more per item)
-                try:
-                    # An item that starts a batch asks the flusher to write; later ones go with it.
-                    # (Output already queued is someone's to write: whoever queues output writes it.)
-                    starts_batch = not core.has_output
-                    credit = core.send_item(call_id, item)
-                finally:
-                    lock.release()
-                if core.item_bytes_queued >= BYTES_PER_TURN:
-                    self._flush()  # at the writer's pace: a peer that does not read stops it here
-                else:
-                    if starts_batch:
-                        flusher.request()
-                    if (turn := turn - 1) <= 0:
-                        turn = ITEMS_PER_TURN
-                        time.sleep(0)  # lets the GIL go: reader threads answer other peers meanwhile
+                gathered.append(item)
+                room -= 1
+                if len(gathered) == 1 and not flusher.watching:  # (see _Flusher)
+                    batch.check()
+                    flusher.request()
+            _close(items)
+            with self._lock:
+                batch.check()
+                if core.is_open:
+                    batch.take(core)
+                    core.send_end(call_id)
         except Exception as exc:
             work.error = exc
             _close(items)
-            return True
-        _close(items)
-        with self._lock:
-            if core.is_open:
-                core.send_end(call_id)
+        finally:
+            with self._lock:
+                self._batches.pop(call_id, None)
         return True
+
+    def _take_own(self, work: _Work, batch: Batch) -> int:
+        """A producing worker's take: what it gathered to the core, and written (at the writer's
+        pace: a peer that does not read stops it here; the GIL goes meanwhile). Returns how many
+        items to gather before the next, or 0 once the generator is parked for want of credit."""
+        core = self._core
+        with self._lock:
+            batch.check()
+            credit = batch.take(core)
+            batch.taking = True
+        self._flush()
+        if credit <= 0:
+            with self._lock:
+                if not core.stream_open(work.call_id):
+                    raise ConnectionLost(f"stream {work.call_id} is closed")
+                credit = core.credit(work.call_id)
+                if credit <= 0:
+                    self._parked[work.call_id] = work
+                    return 0
+        return min(credit, batch.room)
 
     def _send_item(self, call_id: int, item: Any, credit: int) -> int:
         """Queue one item of a stream fed from here; when ``credit`` (as the previous call returned
@@ -1034,7 +1092,7 @@ class Peer(MakesProxies, PeerBase):
             self._flush()
             self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
         with self._lock:
-            return core.send_item(call_id, item)
+            return core.send_items(call_id, (item,))
 
     # -- calling the peer --------------------------------------------------------------------------
 

@@ -313,22 +313,21 @@ class IpfiRustCore(ForeignCore):
     def stream_open(self, call_id: int) -> bool:
         return self.is_open and call_id in self._streams
 
-    def send_item(self, call_id: int, item: Any) -> int:
-        """Encode and queue one item (sent as a Chunk once the next one, or the end, is known).
+    def send_items(self, call_id: int, items: Sequence[Any]) -> int:
+        """Encode and queue items (each sent as a Chunk once the next one, or the end, is known).
         Raises ``TypeError`` for an item msgpack cannot encode (:class:`InvalidResult` if it does not
-        fit the hint), :class:`ConnectionLost` if the stream has ended."""
+        fit the hint; the items before it are queued), :class:`ConnectionLost` if the stream has ended."""
         stream = self._streams.get(call_id)
         if stream is None or not self.is_open:
             raise ConnectionLost(f"stream {call_id} is closed")
         check = stream.check
-        if check is not None and type(item) is not check.exact:
-            item = check.check(item)
-        encoded = self._codec.encode_item(item)
-        if stream.held is not None:
-            procedure, call = self._served[call_id]
-            self._queue(encode(Message(RESPONSE, procedure, call, stream.held, Terminator.CHUNK)))
-        stream.held = encoded
-        self.item_bytes_queued += len(encoded)
+        for item in items:
+            encoded = self._codec.encode_item(item if check is None or type(item) is check.exact else check.check(item))
+            if stream.held is not None:
+                procedure, call = self._served[call_id]
+                self._queue(encode(Message(RESPONSE, procedure, call, stream.held, Terminator.CHUNK)))
+            stream.held = encoded
+            self.item_bytes_queued += len(encoded)
         return NO_CREDIT_LIMIT
 
     def send_end(self, call_id: int) -> None:

@@ -112,7 +112,7 @@ class LibipcCore(ForeignCore):
     def stream_open(self, call_id: int) -> bool:
         return False
 
-    def send_item(self, call_id: int, item: Any) -> int:
+    def send_items(self, call_id: int, items: Sequence[Any]) -> int:
         raise self._no_calls()
 
     def send_end(self, call_id: int) -> None:
