@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -11,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipfi.core import wire
-from ipfi.core.codecs import MsgpackCodec
+from ipfi.core.cbor_codec import CborCodec
+from ipfi.core.codecs import JsonCodec, MsgpackCodec, RawCodec
 from ipfi.core.connection import Connection, Role
 from ipfi.core.errors import (
     FrameTooLarge,
     InvalidArguments,
+    InvalidResult,
     LocalProtocolError,
     PayloadTooLarge,
     ProcedureNotFound,
@@ -35,6 +38,7 @@ from ipfi.core.events import (
     StreamEnded,
 )
 from ipfi.core.frames import encode_frame
+from ipfi.core.interface import Interface
 from ipfi.core.limits import Limits
 
 
@@ -192,12 +196,91 @@ def test_stream_with_credit() -> None:
     assert server.credit(call_id) == 0
     with pytest.raises(LocalProtocolError):
         server.send_items(call_id, [4])
-    assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2, 3])]  # one batch, one message
+    assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2, 3])]  # sent one by one, one message
     client.grant_credit(call_id, 2)
     assert deliver(client, server) == [CreditReceived(call_id)]
     assert server.credit(call_id) == 2
     server.send_end(call_id)
     assert deliver(server, client) == [StreamEnded(call_id)]
+
+
+def stream_of(window: int = 256, item_check: Any = None, **limits: Any) -> tuple[Connection, Connection, int]:
+    client, server = wired(stream_window=window, **limits)
+    call_id = client.send_call("items", [])
+    deliver(client, server)
+    server.open_output_stream(call_id, item_check)
+    return client, server, call_id
+
+
+def test_a_batch_of_items_is_one_message_within_the_credit() -> None:
+    client, server, call_id = stream_of(window=8)
+    assert server.send_items(call_id, [1, "two", b"three"]) == 5
+    with pytest.raises(LocalProtocolError, match="5 credit left, not 6"):
+        server.send_items(call_id, list(range(6)))  # (none of them sent)
+    assert server.send_items(call_id, [4, 5]) == 3
+    assert deliver(server, client) == [ItemsReceived(call_id, [1, "two", b"three"]), ItemsReceived(call_id, [4, 5])]
+    assert server.credit(call_id) == 3
+
+
+def test_a_batch_after_items_sent_one_by_one_joins_their_message() -> None:
+    client, server, call_id = stream_of()
+    server.send_items(call_id, [0])
+    server.send_items(call_id, [1, 2])
+    assert deliver(server, client) == [ItemsReceived(call_id, [0, 1, 2])]
+
+
+@pytest.mark.parametrize("bad", [object(), {1j: 1}])
+def test_a_batch_sends_the_items_before_one_that_cannot_be_encoded(bad: Any) -> None:
+    client, server, call_id = stream_of()
+    with pytest.raises(TypeError, match=r"complex|object"):
+        server.send_items(call_id, [1, 2, bad, 3])
+    assert deliver(server, client) == [ItemsReceived(call_id, [1, 2])]
+    assert server.credit(call_id) == 254
+
+
+def test_a_batch_checks_each_item_against_its_procedures_hint() -> None:
+    iface = Interface()
+
+    @iface.procedure
+    def numbers() -> Iterator[float]:
+        yield 1.0
+
+    client, server, call_id = stream_of(item_check=iface["numbers"].item_check)
+    server.send_items(call_id, [1.5, 2])  # (an int is a float here: checked, and kept)
+    with pytest.raises(InvalidResult, match="item"):
+        server.send_items(call_id, [3.5, "four", 5.5])
+    assert deliver(server, client) == [ItemsReceived(call_id, [1.5, 2, 3.5])]
+
+
+def test_a_batch_larger_than_a_frame_is_split_and_an_item_past_the_message_limit_refused() -> None:
+    client, server, call_id = stream_of(max_frame_payload=1024, max_message=4096)
+    items = [bytes([i]) * 100 for i in range(30)]
+    server.send_items(call_id, items)
+    events = deliver(server, client)
+    assert len(events) > 1 and [item for event in events for item in event.items] == items  # type: ignore[attr-defined]
+    with pytest.raises(PayloadTooLarge):
+        server.send_items(call_id, [b"ok", b"x" * 5000])
+    assert deliver(server, client) == [ItemsReceived(call_id, [b"ok"])]
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "json", "raw", "cbor"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_codecs_items_packer_makes_what_join_items_makes_of_the_items(codec: str, data: st.DataObject) -> None:
+    """The batch encoding (one call) and the item by item one (joined) are the same bytes on the wire."""
+    codecs = {"msgpack": MsgpackCodec(), "json": JsonCodec(), "raw": RawCodec(), "cbor": CborCodec()}
+    value = (
+        st.binary(max_size=40)
+        if codec == "raw"
+        else st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+            max_leaves=8,
+        )
+    )
+    items = data.draw(st.lists(value, max_size=20))
+    chosen = codecs[codec]
+    assert chosen.items_packer()(items) == chosen.join_items([chosen.encode_item(item) for item in items])
 
 
 @pytest.mark.parametrize(("last", "messages"), [(14, 1), (15, 2)])
@@ -209,8 +292,7 @@ def test_item_batches_fill_a_frame_and_no_more(last: int, messages: int) -> None
     deliver(client, server)
     server.open_output_stream(call_id)
     items = [b"a" * 14, b"b" * 14, b"c" * last]
-    for item in items:
-        server.send_items(call_id, [item])
+    server.send_items(call_id, items)
     events = deliver(server, client)
     assert len(events) == messages and all(isinstance(event, ItemsReceived) for event in events)
     assert [item for event in events for item in event.items] == items

@@ -8,7 +8,7 @@ import contextvars
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import ipfi
@@ -20,6 +20,7 @@ class Record:
     def __init__(self) -> None:
         self.stopped = threading.Event()
         self.started = threading.Event()
+        self.released = threading.Event()
         self.seen: list[Any] = []
 
 
@@ -187,10 +188,47 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         yield input
 
     @iface.procedure
+    def large_items(count: int, size: int) -> Iterator[bytes]:
+        """``count`` binaries of ``size`` bytes, each made as it is asked for."""
+        for _ in range(count):
+            yield bytes(size)
+
+    @iface.procedure
     def push(channel: int, payload: bytes) -> None:
         ipfi.current_peer().send(channel, payload)
 
+    # A producer that yields some items, then waits for something its consumer does: a plain
+    # generator that blocks for the blocking driver, an async generator that awaits for asyncio.
+
+    def waited(done: Callable[[], bool]) -> Iterator[None]:
+        """Yields (to sleep a little between) until ``done()``; raises TimeoutError after 3 s."""
+        deadline = time.monotonic() + 3
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("what the producer waited for did not happen")
+            yield
+
     if blocking:
+
+        @iface.procedure
+        def burst_then_wait(count: int) -> Iterator[int]:
+            """Yields ``count`` numbers at once, then ``-1`` once the consumer has noted them all."""
+            yield from range(count)
+            for _ in waited(lambda: len(record.seen) >= count):
+                time.sleep(0.001)
+            yield -1
+
+        @iface.procedure
+        def refused_then_waits() -> Iterator[Any]:
+            """Yields 1, then what no codec carries; then, once ``record.released``, counts on."""
+            try:
+                yield 1
+                yield object()
+                for _ in waited(record.released.is_set):
+                    time.sleep(0.001)
+                yield from range(2, 1000)
+            finally:
+                record.stopped.set()
 
         @iface.procedure
         def call_back(name: str) -> Any:
@@ -205,6 +243,26 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             return bytes(ipfi.current_peer().receive(channel, timeout=5).payload)
 
     else:
+
+        @iface.procedure(name="burst_then_wait")
+        async def burst_then_wait_async(count: int) -> AsyncIterator[int]:
+            for i in range(count):
+                yield i
+            for _ in waited(lambda: len(record.seen) >= count):
+                await asyncio.sleep(0.001)
+            yield -1
+
+        @iface.procedure(name="refused_then_waits")
+        async def refused_then_waits_async() -> AsyncIterator[Any]:
+            try:
+                yield 1
+                yield object()
+                for _ in waited(record.released.is_set):
+                    await asyncio.sleep(0.001)
+                for i in range(2, 1000):
+                    yield i
+            finally:
+                record.stopped.set()
 
         @iface.procedure(name="call_back")
         async def call_back_async(name: str) -> Any:

@@ -27,7 +27,7 @@ import pytest
 import ipfi
 from ipfi.core import wire
 from ipfi.core.connection import Connection, Role
-from ipfi.core.events import ErrorReceived, ResultReceived
+from ipfi.core.events import ErrorReceived, ItemsReceived, ResultReceived, StreamEnded
 from ipfi.core.frames import HEADER_SIZE, encode_frame
 from ipfi.core.handshake import Hello
 
@@ -261,6 +261,32 @@ class RawRpcPeer:
         self.sock.close()
 
 
+def test_a_producer_batches_small_items_and_sends_large_ones_one_at_a_time(world: World, record: Record) -> None:
+    """Stream items go out in batches (one ITEMS message for many), of at most a turn's worth of
+    bytes (BYTES_PER_TURN) at the size of the items so far: 1 MiB items one by one, so that a
+    producer never holds a window's worth of them."""
+    if world.wire not in ("unix", "tcp"):
+        pytest.skip("the consumer that counts messages is a hand-made socket client")
+    world.serve(interface(world.driver, record))
+    peer = RawRpcPeer(world.address)
+
+    def messages(count: int, size: int) -> list[int]:
+        """The items in each ITEMS message of a ``large_items`` stream (within the window: no credit granted)."""
+        call_id = peer.core.send_call("large_items", [count, size])
+        peer._flush()
+        counts = []
+        while not isinstance(event := peer.next_event(), StreamEnded):
+            assert isinstance(event, ItemsReceived) and event.call_id == call_id, event
+            assert all(len(item) == size for item in event.items)
+            counts.append(len(event.items))
+        return counts
+
+    assert messages(6, 1 << 20) == [1] * 6
+    small = messages(200, 16)
+    assert sum(small) == 200 and len(small) <= 8, small
+    peer.close()
+
+
 def test_a_refused_client_learns_it_was_refused(world: World, record: Record) -> None:
     if world.wire == "exec":
         pytest.skip("authenticate is a callable: it cannot be handed to the exec child")
@@ -451,6 +477,36 @@ def test_each_stream_item_goes_out_as_it_is_produced(world: World, client: Any, 
     for item in client.stream("lockstep", 20):
         record.seen.append(item)
     assert record.seen == list(range(20))
+
+
+def test_items_yielded_before_a_producer_waits_go_out_without_waiting_for_more(
+    world: World, client: Any, record: Record
+) -> None:
+    """Items go to the core in batches; those a generator yielded before it blocks (or awaits)
+    go out then, whether or not they fill a batch."""
+    in_process(world)
+    for count in (1, 5, 100):
+        record.seen.clear()
+        for item in client.stream("burst_then_wait", count):
+            record.seen.append(item)
+        assert record.seen == [*range(count), -1]
+
+
+def test_an_item_refused_before_its_producer_waits_ends_the_stream_at_once(
+    world: World, client: Any, record: Record
+) -> None:
+    """The consumer gets the error while the producer still waits; an async generator is cancelled
+    where it awaits, a blocking one closed at its next item."""
+    in_process(world)
+    received: list[Any] = []
+    with pytest.raises(ipfi.RemoteError, match="object") as caught:
+        received.extend(client.stream("refused_then_waits"))
+    assert received == [1] and caught.value.remote_type == "Unencodable"
+    if world.driver != "blocking":
+        assert record.stopped.wait(3), "the async generator was not cancelled"
+    record.released.set()
+    assert record.stopped.wait(3), "the generator was not closed"
+    assert client.call("add", 1, 2) == 3
 
 
 @pytest.mark.parametrize("how", ["next", "loop"])
