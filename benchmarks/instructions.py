@@ -1,13 +1,14 @@
 """Instructions per round trip, counted by callgrind: deterministic, unlike timings on a shared VM.
 
-    python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|floor|minimal|...] [--untyped]
+    python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|sync-stream|floor|...] [--untyped]
                                       [--calls N] [--warmup N] [--payload BYTES]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
 ``warmup`` calls, and prints the difference divided by the calls between: start-up cancels out.
 ``aio-async`` serves an ``async def`` procedure instead of a plain ``def``, ``aio-stream`` counts per
-item of an async generator's stream (``--calls`` items); ``--untyped`` serves them without checking
+item of an async generator's stream (``--calls`` items), ``sync-stream`` per item of a plain
+generator's, served by the blocking driver; ``--untyped`` serves them without checking
 their type hints. ``floor``, ``minimal`` (and their ``-stream``) count the same through the
 benchmark's asyncio floor and its minimal RPC in Python, for reference; ``minimal-def`` with the
 minimal RPC's ``echo`` a plain function, called inline (against ``minimal``: what a Task costs).
@@ -23,7 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import ipfi
@@ -54,6 +55,11 @@ def _interface() -> ipfi.Interface:
         for _ in range(count):
             yield PAYLOAD
 
+    @iface.procedure
+    def plain_items(count: int) -> Iterator[bytes]:
+        for _ in range(count):
+            yield PAYLOAD
+
     return iface
 
 
@@ -67,8 +73,12 @@ async def _run_aio(address: str, calls: int, name: str) -> None:
             await peer.call(name, PAYLOAD)
 
 
-def _run_sync(address: str, calls: int) -> None:
+def _run_sync(address: str, calls: int, stream: bool) -> None:
     with ipfi.sync.serve(address, _interface()), ipfi.sync.connect(address) as peer:
+        if stream:  # (one stream of that many items, from a plain generator in a worker thread)
+            for _ in peer.stream("plain_items", calls):
+                pass
+            return
         for _ in range(calls):
             peer.call("echo", PAYLOAD)
 
@@ -104,8 +114,8 @@ REFERENCES = {
 def run(driver: str, calls: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         address = f"unix:{Path(directory) / 'b.sock'}"
-        if driver == "sync":
-            _run_sync(address, calls)
+        if driver.startswith("sync"):
+            _run_sync(address, calls, stream=driver == "sync-stream")
             return
         import uvloop
 
@@ -142,7 +152,9 @@ def count(driver: str, calls: int, untyped: bool, payload: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--driver", choices=["aio", "aio-async", "aio-stream", "sync", *REFERENCES], default="aio")
+    parser.add_argument(
+        "--driver", choices=["aio", "aio-async", "aio-stream", "sync", "sync-stream", *REFERENCES], default="aio"
+    )
     parser.add_argument("--calls", type=int, default=12_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
