@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import ConnectionLost
 from ..core.producer_batches import FIRST_BATCH, batch_room
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class Producer:
                 raise
             task.uncancel()  # (the cancellation was this producer's own, to stop the generator)
             raise self._failure from None
+        if self._failure is not None:  # (a generator that ignored that cancellation, and ended)
+            raise self._failure
 
     async def run(self, iterator: Iterator[Any]) -> None:
         """Stream what a plain generator yields (it cannot await: no batch waits for it). Raises as
@@ -82,6 +85,8 @@ class Producer:
             return
         try:
             self._send()
+        except ConnectionLost:  # the stream has ended: whoever ended it stops the task, and the
+            self._items.clear()  # producer's next hand-over raises this again
         except Exception as exc:
             self._items.clear()
             self._failure = exc
