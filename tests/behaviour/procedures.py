@@ -4,6 +4,7 @@ process or, for the ``exec:`` wire, in the child that serves them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import threading
@@ -231,6 +232,13 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
                 record.stopped.set()
 
         @iface.procedure
+        def refused_then_ends() -> Iterator[Any]:
+            """Yields 1, then what no codec carries, then ends after a while."""
+            yield 1
+            yield object()
+            time.sleep(0.05)
+
+        @iface.procedure
         def call_back(name: str) -> Any:
             return ipfi.current_peer().call(name, "from the server")
 
@@ -263,6 +271,14 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
                     yield i
             finally:
                 record.stopped.set()
+
+        @iface.procedure(name="refused_then_ends")
+        async def refused_then_ends_async() -> AsyncIterator[Any]:
+            """The same, ignoring the cancellation it then gets (as it should not)."""
+            yield 1
+            yield object()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(5)
 
         @iface.procedure(name="call_back")
         async def call_back_async(name: str) -> Any:

@@ -507,6 +507,10 @@ def test_an_item_refused_before_its_producer_waits_ends_the_stream_at_once(
     record.released.set()
     assert record.stopped.wait(3), "the generator was not closed"
     assert client.call("add", 1, 2) == 3
+    received.clear()
+    with pytest.raises(ipfi.RemoteError, match="object"):  # (not a stream cut short without a word)
+        received.extend(client.stream("refused_then_ends"))
+    assert received == [1]
 
 
 @pytest.mark.parametrize("how", ["next", "loop"])
