@@ -247,6 +247,13 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             return sum(items)
 
         @iface.procedure
+        def noted_total(items: Iterator[int]) -> int:
+            """The sum, noting each item in ``record.seen`` as it arrives."""
+            for item in items:
+                record.seen.append(item)
+            return sum(record.seen)
+
+        @iface.procedure
         def drain(channel: int) -> bytes:
             return bytes(ipfi.current_peer().receive(channel, timeout=5).payload)
 
@@ -287,6 +294,12 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         @iface.procedure(name="total")
         async def total_async(items: AsyncIterator[int]) -> int:
             return sum([item async for item in items])
+
+        @iface.procedure(name="noted_total")
+        async def noted_total_async(items: AsyncIterator[int]) -> int:
+            async for item in items:
+                record.seen.append(item)
+            return sum(record.seen)
 
         @iface.procedure(name="drain")
         async def drain_async(channel: int) -> bytes:

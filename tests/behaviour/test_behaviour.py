@@ -19,6 +19,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -445,6 +446,47 @@ def test_an_item_that_cannot_be_encoded_ends_its_stream_with_an_error_saying_so(
 
 def test_streams_in(client: Any) -> None:
     assert client.with_options(input=range(1001)).call("total") == 500500
+
+
+def test_input_items_go_out_before_their_iterator_waits(world: World, client: Any, record: Record) -> None:
+    """An input stream's items are sent in batches too, and never wait for one to fill: here the
+    iterator waits until the procedure has seen the first five."""
+    in_process(world)
+
+    def seen_all() -> bool:
+        deadline = time.monotonic() + 3
+        while len(record.seen) < 5:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def blocking() -> Iterator[int]:
+        yield from range(5)
+        if seen_all():
+            yield 5
+
+    async def awaiting() -> AsyncIterator[int]:
+        for i in range(5):
+            yield i
+        if await asyncio.to_thread(seen_all):
+            yield 5
+
+    source = blocking() if world.driver == "blocking" else awaiting()
+    assert client.with_options(input=source).call("noted_total") == 15
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "match"),
+    [(lambda: [1, object()], TypeError, "object"), (lambda: map(int, ["1", "x"]), ValueError, "invalid literal")],
+    ids=["unencodable", "raising"],
+)
+def test_an_input_that_fails_fails_its_call_and_the_connection_lives(
+    client: Any, source: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        client.with_options(input=source()).call("total")
+    assert client.call("add", 1, 2) == 3
 
 
 def test_every_keyword_reaches_the_procedure_and_options_go_apart(client: Any) -> None:

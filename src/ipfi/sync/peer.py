@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -277,7 +278,8 @@ class Peer(MakesProxies, PeerBase):
         self.loop_thread: LoopThread | None = None
         self._async_runs: dict[int, concurrent.futures.Future[Any]] = {}  # call id -> its coroutine
         self._parked: dict[int, _Work] = {}  # generators waiting for credit, holding no thread
-        self._batches: dict[int, tuple[Batch, _Work]] = {}  # generators producing, by call id
+        # Streams being sent from threads here, by call id: how each fails if the flusher's take does.
+        self._batches: dict[int, tuple[Batch, Callable[[Exception], None]]] = {}
         self._owns_loop_thread = False
         self._flusher: _Flusher | None = None
         # Clear while the reader thread must not read (plain frames unconsumed, calls held at the
@@ -753,14 +755,14 @@ class Peer(MakesProxies, PeerBase):
             write_lock.release()
 
     def _take_batches(self) -> bool:
-        """Under the lock, for the flusher: what workers' generators gathered and their workers
-        did not take since it last looked (they are blocked, or slow), to the core. A take that
-        fails is answered at once; its worker stops at its next take. Returns whether any worker
-        is taking, or had gathered items (the flusher looks again soon)."""
+        """Under the lock, for the flusher: what threads sending streams gathered and did not take
+        since it last looked (their iterators block, or are slow), to the core. A take that fails
+        is answered at once (see _send_stream); its thread stops at its next take. Returns
+        whether any thread is taking, or had gathered items (the flusher looks again soon)."""
         core = self._core
         active = False
-        for batch, work in self._batches.values():
-            if batch.taking:  # its worker runs: leave the items to it
+        for batch, answer in self._batches.values():
+            if batch.taking:  # its thread runs: leave the items to it
                 batch.taking = False
                 active = True
             elif batch.items and batch.failure is None:
@@ -771,7 +773,7 @@ class Peer(MakesProxies, PeerBase):
                     batch.failure = exc
                 except Exception as exc:
                     batch.failure = exc
-                    core.send_error(work.call_id, *self._failed(work.procedure, exc, work.args, work.kwargs))
+                    answer(exc)
         return active
 
     def _write(self, data: list[Buffer]) -> None:
@@ -1011,10 +1013,7 @@ class Peer(MakesProxies, PeerBase):
             core.send_result(work.call_id, work.result)
 
     def _produce(self, work: _Work) -> bool:
-        """Stream ``work.items`` as the result of ``work``'s call. The items gather in the call's
-        :class:`~ipfi.sync.producer.Batch`, which this worker takes to the core and writes, a few
-        at a time (:meth:`_take_own`); should the generator block before it does, the flusher
-        thread takes them (see :class:`_Flusher`).
+        """Stream ``work.items`` as the result of ``work``'s call (see :meth:`_send_stream`).
 
         Returns False when the consumer's credit is spent: the generator is parked, holding no
         thread, until its credit comes (_on_credit hands it to a worker again), so streams whose
@@ -1023,23 +1022,57 @@ class Peer(MakesProxies, PeerBase):
         call_id = work.call_id
         items = work.items
         assert items is not None
+        try:
+            with self._lock:
+                batch = work.batch
+                if batch is None:
+                    core.open_output_stream(call_id, work.procedure.item_check)
+                    batch = work.batch = Batch(call_id, core.credit(call_id))
+            if not self._send_stream(batch, items, self._answer_for(work), work):
+                return False
+            _close(items)
+            with self._lock:
+                if core.is_open:
+                    core.send_end(call_id)
+        except Exception as exc:
+            work.error = exc
+            _close(items)
+        return True
+
+    def _answer_for(self, work: _Work) -> Callable[[Exception], None]:
+        """How the flusher answers a failed take of ``work``'s stream: with the error, at once."""
+
+        def answer(exc: Exception) -> None:
+            self._core.send_error(work.call_id, *self._failed(work.procedure, exc, work.args, work.kwargs))
+
+        return answer
+
+    def _send_stream(
+        self, batch: Batch, items: Iterator[Any], answer: Callable[[Exception], None], parked: _Work | None
+    ) -> bool:
+        """Send what ``items`` yields on ``batch``'s stream. The items gather in ``batch``, which
+        this thread takes to the core and writes, a few at a time (:meth:`_take_own`); should
+        ``items`` block before it does, the flusher thread takes them (see :class:`_Flusher`), and
+        should its take fail, it calls ``answer`` with the error (under the lock).
+
+        Returns True once ``items`` is exhausted and all is taken (the caller ends the stream), or
+        False when the credit is spent and ``parked`` is given (parked: its generator goes on in a
+        worker when credit comes); without ``parked``, waits for the credit. Raises what the core
+        raises for an item, or :class:`ConnectionLost` once the stream has ended."""
+        call_id = batch.call_id
         with self._lock:
-            batch = work.batch
-            if batch is None:
-                core.open_output_stream(call_id, work.procedure.item_check)
-                batch = work.batch = Batch(call_id, core.credit(call_id))
-            self._batches[call_id] = (batch, work)
+            self._batches[call_id] = (batch, answer)  # (not kept in the batch: no reference cycle)
             flusher = self._flusher
             if flusher is None:
                 flusher = self._flusher = _Flusher(self._flush, f"ipfi-flush-{id(self):x}")
         gathered = batch.items
-        room = 0  # items this worker may gather before it takes them itself
+        room = 0  # items this thread may gather before it takes them itself
         try:
             while True:
                 if room <= 0:
-                    room = self._take_own(work, batch)
+                    room = self._take_own(batch, parked)
                     if room <= 0:
-                        return False  # parked
+                        return False
                 try:
                     item = next(items)
                 except StopIteration:
@@ -1049,50 +1082,38 @@ class Peer(MakesProxies, PeerBase):
                 if len(gathered) == 1 and not flusher.watching:  # (see _Flusher)
                     batch.check()
                     flusher.request()
-            _close(items)
             with self._lock:
                 batch.check()
-                if core.is_open:
-                    batch.take(core)
-                    core.send_end(call_id)
-        except Exception as exc:
-            work.error = exc
-            _close(items)
+                if self._core.is_open:
+                    batch.take(self._core)
+            return True
         finally:
             with self._lock:
                 self._batches.pop(call_id, None)
-        return True
 
-    def _take_own(self, work: _Work, batch: Batch) -> int:
-        """A producing worker's take: what it gathered to the core, and written (at the writer's
+    def _take_own(self, batch: Batch, parked: _Work | None) -> int:
+        """A sending thread's take: what it gathered to the core, and written (at the writer's
         pace: a peer that does not read stops it here; the GIL goes meanwhile). Returns how many
-        items to gather before the next, or 0 once the generator is parked for want of credit."""
+        items to gather before the next, once there is credit; or 0 once ``parked`` is parked for
+        want of it."""
         core = self._core
+        call_id = batch.call_id
         with self._lock:
             batch.check()
             credit = batch.take(core)
             batch.taking = True
         self._flush()
-        if credit <= 0:
+        while credit <= 0:
+            if parked is None:
+                self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
             with self._lock:
-                if not core.stream_open(work.call_id):
-                    raise ConnectionLost(f"stream {work.call_id} is closed")
-                credit = core.credit(work.call_id)
-                if credit <= 0:
-                    self._parked[work.call_id] = work
+                if not core.stream_open(call_id):
+                    raise ConnectionLost(f"stream {call_id} is closed")
+                credit = core.credit(call_id)
+                if credit <= 0 and parked is not None:
+                    self._parked[call_id] = parked
                     return 0
         return min(credit, batch.room)
-
-    def _send_item(self, call_id: int, item: Any, credit: int) -> int:
-        """Queue one item of a stream fed from here; when ``credit`` (as the previous call returned
-        it) is spent, first write what is queued and wait for the consumer's. Returns the credit
-        left. Raises :class:`ConnectionLost` once the stream has ended (cancelled, expired, closed)."""
-        core = self._core
-        if credit <= 0:
-            self._flush()
-            self._wait_until(lambda: core.credit(call_id) > 0 or not core.stream_open(call_id), None)
-        with self._lock:
-            return core.send_items(call_id, (item,))
 
     # -- calling the peer --------------------------------------------------------------------------
 
@@ -1192,11 +1213,11 @@ class Peer(MakesProxies, PeerBase):
         return call_id, pending, reader
 
     def _feed(self, call_id: int, items: Iterable[Any]) -> None:
+        """In a thread of its own: send ``items`` as the input stream of call ``call_id``, made here."""
         try:
-            credit = 0
-            for item in items:
-                credit = self._send_item(call_id, item, credit)
-                self._flush()
+            with self._lock:
+                batch = Batch(call_id, self._core.credit(call_id))
+            self._send_stream(batch, iter(items), functools.partial(self._fail_call, call_id), None)
             with self._lock:
                 if self._core.is_open and call_id in self._calls:
                     self._core.send_end(call_id)
@@ -1205,10 +1226,23 @@ class Peer(MakesProxies, PeerBase):
             return
         except Exception as exc:
             with self._lock:
-                pending = self._calls.get(call_id)
-                if pending is not None:
-                    pending.fail(exc)
-            self._give_up(call_id)
+                self._fail_call(call_id, exc)
+            self._flush()
+
+    def _fail_call(self, call_id: int, error: Exception) -> None:
+        """Under the lock: a call made here fails with ``error`` (its input could not be sent), and
+        is cancelled on the peer. Its caller wakes: one waiting for a reader is woken here; one
+        that reads itself is blocked reading, and nothing comes after a CANCEL, so a ping goes too,
+        whose pong wakes it."""
+        pending = self._calls.pop(call_id, None)
+        if pending is None:
+            return
+        pending.fail(error)
+        self._wake_ready()
+        if self._core.is_open:
+            self._core.send_cancel(call_id)
+            self._core.send_ping()
+            self._pings.append([])  # (its pong answers nobody's ping())
 
     def _items(self, call_id: int, pending: _Pending) -> Iterator[Any]:
         grant_every = grant_at(self.options.limits.stream_window)

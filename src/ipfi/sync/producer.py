@@ -1,6 +1,6 @@
-"""The sending end of a stream served by the blocking driver: a worker thread runs the generator and
-gathers its items; they reach the core in batches, each encoded, typed and counted against the
-credit in one call (in C, per item)."""
+"""The sending end of a stream in the blocking driver (a procedure's output, or a call's input): a
+thread runs the iterator and gathers its items; they reach the core in batches, each encoded, typed
+and counted against the credit in one call (in C, per item)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from ..core.protocol_core import ProtocolCore
 
 
 class Batch:
-    """What a worker's generator has yielded that nobody has handed to the core yet.
+    """What a stream's iterator has yielded that nobody has handed to the core yet.
 
-    The worker appends to ``items`` and takes them itself every ``room`` items (setting
-    ``taking``); should its generator block first, the peer's flusher thread takes them. Both
-    take under the peer's lock, by count: an item the worker appends meanwhile (it holds no lock
-    to append) stays for the next take. ``failure`` is set when a take the worker did not make
-    failed: its error is answered already, and the worker stops at its next take.
+    The sending thread appends to ``items`` and takes them itself every ``room`` items (setting
+    ``taking``); should its iterator block first, the peer's flusher thread takes them. Both take
+    under the peer's lock, by count: an item the sender appends meanwhile (it holds no lock to
+    append) stays for the next take. When a take the sender did not make fails, the flusher
+    answers the error and sets ``failure``: the sender stops at its next take.
     """
 
     __slots__ = ("call_id", "failure", "items", "most", "room", "taking")
@@ -33,7 +33,7 @@ class Batch:
         self.most = max(1, min(ITEMS_PER_TURN, window // 4))
         self.room = FIRST_BATCH  # items until the next take, as batch_room() says after each (credit allowing)
         self.failure: Exception | None = None
-        self.taking = False  # whether the worker took since the flusher last looked
+        self.taking = False  # whether the sender took since the flusher last looked
 
     def take(self, core: ProtocolCore) -> int:
         """Under the peer's lock: the items here to the core; returns the credit left. Raises what
