@@ -126,14 +126,15 @@ WATCH_INTERVAL: Final = 0.001
 
 
 class _Flusher:
-    """A thread that takes what producers have gathered, and writes it, for workers whose
-    generators block before they take it themselves (see Peer._produce).
+    """A thread that takes what streams' senders have gathered, and writes it, for senders whose
+    iterators block before they take it themselves (see Peer._send_stream): a procedure's worker,
+    or the thread feeding a call's input.
 
-    A worker that starts a batch wakes it, unless it is ``watching``: while workers are taking
-    (or it finds items to take), it looks every WATCH_INTERVAL, and takes the items of a worker
-    that has not taken since it last looked; it sleeps once none has. A worker that runs on
+    A sender that starts a batch wakes it, unless it is ``watching``: while senders are taking
+    (or it finds items to take), it looks every WATCH_INTERVAL, and takes the items of a sender
+    that has not taken since it last looked; it sleeps once none has. A sender that runs on
     wakes nobody (a thread switch per batch cost a quarter of a stream's items per second). An
-    item yielded before a generator blocks therefore goes out at once, or within two
+    item yielded before an iterator blocks therefore goes out at once, or within two
     WATCH_INTERVALs while items were flowing."""
 
     def __init__(self, flush: Callable[[_Flusher], None], name: str) -> None:
