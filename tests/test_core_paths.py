@@ -10,7 +10,7 @@ import pytest
 from ipfi.core import wire
 from ipfi.core.connection import Connection
 
-from .test_core_rpc import wired
+from .test_core_rpc import BIG, receive_in_place, wired
 
 
 def through(connection: Connection, data: bytes, *, one_read: bool) -> list[Any]:
@@ -76,3 +76,24 @@ def test_a_sink_gets_what_the_event_carries() -> None:
     assert other.receive_data(data) == []
     assert taken == [(event.call_id, event.procedure, event.args, event.kwargs, event.timeout, event.has_input)]
     assert call_id == event.call_id
+
+
+@pytest.mark.parametrize("args", [[BIG], [1, "two", BIG], [BIG, 2]], ids=["alone", "last", "not-last"])
+@pytest.mark.parametrize("whole", [False, True], ids=["decoded", "binary-apart"])
+def test_a_read_that_starts_a_large_message_gives_what_the_decoder_gives(args: list[Any], whole: bool) -> None:
+    """A large call and its result, each begun by one read that holds its frame's header and more
+    (the fast path starts the frame, its rest received in place), or by the header's first byte
+    alone (the decoder's general path)."""
+    outcomes = []
+    for first in (1, 3000):
+        client, server = wired()
+        if whole:
+            client.receive_binaries_whole()
+            server.receive_binaries_whole()
+        call_id = client.send_call("echo", args)
+        [call] = receive_in_place(server, b"".join(client.data_to_send()), first, 100_000)
+        server.send_result(call_id, call.args)
+        [result] = receive_in_place(client, b"".join(server.data_to_send()), first, 100_000)
+        outcomes.append((call, result))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1].value == args

@@ -290,12 +290,18 @@ class MsgpackCodec(StructuredCodec):
     encode_item = encode_record = _encode  # (aliases, not calls: an item is encoded per item streamed)
 
     def _scatter(self, values: Sequence[Any]) -> list[Buffer]:
-        parts: list[Buffer] = [_array_header(len(values))]
+        """``values`` encoded as pieces: each large binary as it is, the encoding before it joined
+        into one ``bytes`` (so a message's headers and its first binary's go out as one piece)."""
+        parts: list[Buffer] = []
+        encoded = _array_header(len(values))
         for value in values:
             if _in_place(value):
-                parts += (_bin_header(len(value)), value)
+                parts += (encoded + _bin_header(len(value)), value)
+                encoded = b""
             else:
-                parts.append(self._encode(value))
+                encoded += self._encode(value)
+        if encoded:
+            parts.append(encoded)
         return parts
 
     def join_items(self, encoded: Sequence[bytes]) -> bytes:
@@ -314,6 +320,8 @@ class MsgpackCodec(StructuredCodec):
         count, start, end, _ = layout
         if count < 0:
             value: Any = binary
+        elif count == 1:
+            value = [binary]
         else:  # the items before the binary, decoded as a list of their own (with decode_value's checks)
             value = self.decode_value(_array_header(count - 1) + bytes(head[start:end]))
             value.append(binary)
@@ -405,6 +413,8 @@ def _in_place(value: Any) -> bool:
 
 _MSGPACK_BIN_SIZES: Final = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H"), 0xC6: struct.Struct(">I")}
 _MSGPACK_ARRAYS: Final = {0xDC: struct.Struct(">H"), 0xDD: struct.Struct(">I")}
+_BIN32: Final = 0xC6
+_unpack_u32 = struct.Struct(">I").unpack_from
 
 
 def _decode_viewing(data: Buffer, unpacking: dict[str, Any]) -> Any:
@@ -439,6 +449,14 @@ def _trailing_binary(head: memoryview, length: int) -> tuple[int, int, int, int]
     if not head:
         return None
     first = head[0]
+    # The shapes nearly every large binary comes in, a result that is the binary and the arguments
+    # of a call that takes one: nothing to skip, a bin32 header (65,536 bytes or more) in its place.
+    if first == _BIN32 and len(head) >= 5:
+        (binary_length,) = _unpack_u32(head, 1)
+        return (-1, 0, 0, 5) if binary_length >= LARGE_BINARY and binary_length + 5 == length else None
+    if first == 0x91 and len(head) >= 6 and head[1] == _BIN32:
+        (binary_length,) = _unpack_u32(head, 2)
+        return (1, 1, 1, 6) if binary_length >= LARGE_BINARY and binary_length + 6 == length else None
     count = -1
     offset = 0
     if 0x91 <= first <= 0x9F:

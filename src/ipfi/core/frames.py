@@ -196,7 +196,7 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 if length >= LARGE_FRAME:
-                    self._start_large(channel, length, memoryview(source)[start:end])
+                    self.start_large(channel, length, memoryview(source)[start:end])
                     offset = end
                 break
             append((channel, cast(bytes, source[start:stop]) if is_bytes else bytes(source[start:stop])))
@@ -215,7 +215,12 @@ class FrameDecoder:
         self.idle = not buffer and self._large is None
         return frames
 
-    def _start_large(self, channel: int, length: int, received: memoryview) -> None:
+    def start_large(self, channel: int, length: int, received: memoryview) -> None:
+        """Begin a frame of :data:`LARGE_FRAME` bytes or more on ``channel``, its header checked,
+        of whose ``length`` bytes of payload ``received`` (shorter) is all that arrived so far; the
+        rest goes to :meth:`fill_target`. For :meth:`feed`, and for a caller that finds such a frame
+        at the start of a read with nothing buffered (``idle``): no general decoding loop."""
+        self.idle = False
         split = None if self.split_at is None else self.split_at(channel, received, length)
         large: bytearray | memoryview
         if split is None:

@@ -39,7 +39,7 @@ from .events import (
     ShutdownRequested,
     StreamEnded,
 )
-from .frames import CONTROL, ERROR, HEADER_SIZE, MAGIC, FrameDecoder, PayloadWithBinary
+from .frames import CONTROL, ERROR, HEADER_SIZE, LARGE_FRAME, MAGIC, FrameDecoder, PayloadWithBinary
 from .handshake import PING, PONG, SHUTDOWN_ACK, SHUTDOWN_FORCE, SHUTDOWN_REQUEST, encode_control, parse_control
 from .limits import Limits
 from .logs import RateLimitedLog, shown
@@ -203,6 +203,10 @@ class Reading(QueuedMessages):
                 else:
                     event = self._handle_message(message, self.result_sink)
                 return [] if event is None else [event]
+            if length >= LARGE_FRAME and count - HEADER_SIZE < length <= decoder.max_payload and magic == _MAGIC:
+                # The first read of a large frame: the rest is received in place (receive_target).
+                decoder.start_large(channel, length, memoryview(buffer)[HEADER_SIZE:count])
+                return []
         if self.state is OPEN:
             frames = decoder.feed(buffer if count == len(buffer) else buffer[:count])
             if self.calls_held or self._pending_reply is not None:  # (a read under way when it paused)
@@ -254,6 +258,8 @@ class Reading(QueuedMessages):
             raise self._closed_error()
         self._heard = True
         frames = self.decoder.filled(count)
+        if not frames:  # (more of the frame to come)
+            return []
         if self.calls_held or self._pending_reply is not None:
             self._held_frames += frames
             return []

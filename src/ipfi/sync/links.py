@@ -63,15 +63,15 @@ class SocketLink:
         # The socket's own methods, not wrappers: these run for every call.
         self.recv_into: Callable[[memoryview], int] = sock.recv_into
         self.send: Callable[[Buffer], None] = sock.sendall
+        self._sendmsg: Callable[[list[Buffer]], int] | None = getattr(sock, "sendmsg", None)
 
     def send_pieces(self, pieces: list[Buffer]) -> None:
         # One sendmsg for all: a reader wakes to a message's headers and the start of its binary
         # together, and can receive that binary in place (FrameDecoder.split_at).
-        sendmsg = getattr(self.sock, "sendmsg", None)
-        if sendmsg is None:  # (Windows)
+        if self._sendmsg is None:  # (Windows)
             send_each(self.send, pieces)
         else:
-            write_all(sendmsg, pieces)
+            write_all(self._sendmsg, pieces)
 
     def readable(self, timeout: float | None) -> bool:
         fd = self.sock.fileno()
@@ -94,15 +94,24 @@ _WRITEV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "wri
 _PIECES_PER_WRITE: Final = 16
 
 
-def write_all(write: Callable[[list[memoryview]], int], pieces: list[Buffer]) -> None:
+def write_all(write: Callable[[list[Buffer]], int], pieces: list[Buffer]) -> None:
     """All of ``pieces`` through ``write`` (``sendmsg``, ``writev``), which may write part of them."""
-    views = [memoryview(piece) for piece in pieces]
-    while views:
-        written = write(views[:_PIECES_PER_WRITE])
-        while views and written >= len(views[0]):
-            written -= len(views.pop(0))
-        if written:
-            views[0] = views[0][written:]
+    left = pieces
+    while left:
+        batch = left[:_PIECES_PER_WRITE]
+        written = write(batch)
+        left = left[len(batch) :]
+        if written < sum(map(len, batch)):  # (a blocking socket's sendmsg writes all, at once)
+            left = _unwritten(batch, written) + left
+
+
+def _unwritten(pieces: list[Buffer], written: int) -> list[Buffer]:
+    """What is left of ``pieces`` once ``written`` bytes of them are written."""
+    for index, piece in enumerate(pieces):
+        if written < len(piece):
+            return [memoryview(piece)[written:], *pieces[index + 1 :]]
+        written -= len(piece)
+    return []
 
 
 def send_each(send: Callable[[Buffer], None], pieces: list[Buffer]) -> None:
