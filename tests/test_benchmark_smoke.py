@@ -49,3 +49,12 @@ def test_cpu_split_benchmark_smoke() -> None:
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row[0].strip() for row in rows[1:]] == systems.split(",")
     assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:])
+
+
+def test_blocking_streams_benchmark_smoke() -> None:
+    command = [PYTHON, "-m", "benchmarks.blocking_streams", "--quick"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row[0].strip() for row in rows[1:]] == ["async generator", "generator on the loop", "blocking generator"]
+    assert all(float(row[1].replace(",", "")) > 0 for row in rows[1:])

@@ -209,34 +209,67 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
                 raise TimeoutError("what the producer waited for did not happen")
             yield
 
-    if blocking:
+    # Blocking generators: they run in worker threads (with the asyncio driver, as marked with
+    # blocking=True). Registered as NAME_in_thread for every driver; the blocking driver's NAME too.
 
-        @iface.procedure
-        def burst_then_wait(count: int) -> Iterator[int]:
-            """Yields ``count`` numbers at once, then ``-1`` once the consumer has noted them all."""
-            yield from range(count)
-            for _ in waited(lambda: len(record.seen) >= count):
-                time.sleep(0.001)
-            yield -1
+    def burst_then_wait(count: int) -> Iterator[int]:
+        """Yields ``count`` numbers at once, then ``-1`` once the consumer has noted them all."""
+        yield from range(count)
+        for _ in waited(lambda: len(record.seen) >= count):
+            time.sleep(0.001)
+        yield -1
 
-        @iface.procedure
-        def refused_then_waits() -> Iterator[Any]:
-            """Yields 1, then what no codec carries; then, once ``record.released``, counts on."""
-            try:
-                yield 1
-                yield object()
-                for _ in waited(record.released.is_set):
-                    time.sleep(0.001)
-                yield from range(2, 1000)
-            finally:
-                record.stopped.set()
-
-        @iface.procedure
-        def refused_then_ends() -> Iterator[Any]:
-            """Yields 1, then what no codec carries, then ends after a while."""
+    def refused_then_waits() -> Iterator[Any]:
+        """Yields 1, then what no codec carries; then, once ``record.released``, counts on."""
+        try:
             yield 1
             yield object()
-            time.sleep(0.05)
+            for _ in waited(record.released.is_set):
+                time.sleep(0.001)
+            yield from range(2, 1000)
+        finally:
+            record.stopped.set()
+
+    def refused_then_ends() -> Iterator[Any]:
+        """Yields 1, then what no codec carries, then ends after a while."""
+        yield 1
+        yield object()
+        time.sleep(0.05)
+
+    def forever_in_thread() -> Iterator[int]:
+        record.started.set()
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                time.sleep(0.001)
+        finally:
+            record.stopped.set()
+
+    def noted_count_in_thread() -> Iterator[int]:
+        """Counts for ever, noting each number in ``record.seen`` as it is produced."""
+        i = 0
+        while True:
+            record.seen.append(i)
+            yield i
+            i += 1
+
+    def lockstep_in_thread(count: int) -> Iterator[int]:
+        """Yields each number once the consumer has noted the one before in ``record.seen``."""
+        for i in range(count):
+            yield i
+            for _ in waited(lambda: len(record.seen) > i):  # noqa: B023 (waited in this turn)
+                time.sleep(0.001)
+
+    for function in (burst_then_wait, refused_then_waits, refused_then_ends):
+        iface.procedure(name=f"{function.__name__}_in_thread", blocking=True)(function)
+        if blocking:
+            iface.procedure(function)
+    for function in (forever_in_thread, noted_count_in_thread, lockstep_in_thread):
+        iface.procedure(blocking=True)(function)
+
+    if blocking:
 
         @iface.procedure
         def call_back(name: str) -> Any:

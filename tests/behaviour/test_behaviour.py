@@ -503,61 +503,71 @@ def in_process(world: World) -> None:
         pytest.skip("over exec: the procedures run in the child process, out of this test's sight")
 
 
-def test_leaving_a_stream_early_stops_the_producer(world: World, client: Any, record: Record) -> None:
+#: The producers of a stream: a generator run where the driver runs it (an async one on the event
+#: loop), and a blocking generator run in worker threads.
+PRODUCERS = ["", "_in_thread"]
+
+
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
+def test_leaving_a_stream_early_stops_the_producer(world: World, client: Any, record: Record, kind: str) -> None:
     in_process(world)
-    items = client.stream("forever")
+    items = client.stream("forever" + kind)
     assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
     items.close()
     assert record.stopped.wait(3), "the remote generator kept running"
     assert client.call("add", 2, 2) == 4
 
 
-def test_each_stream_item_goes_out_as_it_is_produced(world: World, client: Any, record: Record) -> None:
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
+def test_each_stream_item_goes_out_as_it_is_produced(world: World, client: Any, record: Record, kind: str) -> None:
     """A producer that waits for its consumer between items gets each one through at once: a batch
     of items is written as soon as its first is queued, not once it fills."""
     in_process(world)
-    for item in client.stream("lockstep", 20):
+    for item in client.stream("lockstep" + kind, 20):
         record.seen.append(item)
     assert record.seen == list(range(20))
 
 
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
 def test_items_yielded_before_a_producer_waits_go_out_without_waiting_for_more(
-    world: World, client: Any, record: Record
+    world: World, client: Any, record: Record, kind: str
 ) -> None:
     """Items go to the core in batches; those a generator yielded before it blocks (or awaits)
     go out then, whether or not they fill a batch."""
     in_process(world)
     for count in (1, 5, 100):
         record.seen.clear()
-        for item in client.stream("burst_then_wait", count):
+        for item in client.stream("burst_then_wait" + kind, count):
             record.seen.append(item)
         assert record.seen == [*range(count), -1]
 
 
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
 def test_an_item_refused_before_its_producer_waits_ends_the_stream_at_once(
-    world: World, client: Any, record: Record
+    world: World, client: Any, record: Record, kind: str
 ) -> None:
     """The consumer gets the error while the producer still waits; an async generator is cancelled
     where it awaits, a blocking one closed at its next item."""
     in_process(world)
     received: list[Any] = []
     with pytest.raises(ipfi.RemoteError, match="object") as caught:
-        received.extend(client.stream("refused_then_waits"))
+        received.extend(client.stream("refused_then_waits" + kind))
     assert received == [1] and caught.value.remote_type == "Unencodable"
-    if world.driver != "blocking":
+    if world.driver != "blocking" and not kind:
         assert record.stopped.wait(3), "the async generator was not cancelled"
     record.released.set()
     assert record.stopped.wait(3), "the generator was not closed"
     assert client.call("add", 1, 2) == 3
     received.clear()
     with pytest.raises(ipfi.RemoteError, match="object"):  # (not a stream cut short without a word)
-        received.extend(client.stream("refused_then_ends"))
+        received.extend(client.stream("refused_then_ends" + kind))
     assert received == [1]
 
 
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
 @pytest.mark.parametrize("how", ["next", "loop"])
 def test_a_consumer_grants_credit_for_the_items_it_has_taken(
-    world: World, client: Any, record: Record, how: str
+    world: World, client: Any, record: Record, how: str, kind: str
 ) -> None:
     """Half a window at a time, once the next item is asked for: never for an item still queued,
     so a producer runs at most a window ahead of what its consumer has taken. Items taken one
@@ -577,7 +587,7 @@ def test_a_consumer_grants_credit_for_the_items_it_has_taken(
         produced.append(len(record.seen))
 
     def blocking_loop() -> None:
-        for taken, _ in enumerate(client.peer.stream("noted_count"), 1):
+        for taken, _ in enumerate(client.peer.stream("noted_count" + kind), 1):
             if taken in expected:
                 asyncio.run(settle(taken))
             if taken == half + 1:
@@ -585,7 +595,7 @@ def test_a_consumer_grants_credit_for_the_items_it_has_taken(
 
     async def asyncio_loop() -> None:
         taken = 0
-        async for _ in client.peer.stream("noted_count"):
+        async for _ in client.peer.stream("noted_count" + kind):
             taken += 1
             if taken in expected:
                 await settle(taken)
@@ -593,7 +603,7 @@ def test_a_consumer_grants_credit_for_the_items_it_has_taken(
                 break
 
     if how == "next":
-        items = client.stream("noted_count")
+        items = client.stream("noted_count" + kind)
         for taken in range(1, half + 2):
             assert next(items) == taken - 1
             if taken in expected:
@@ -610,8 +620,11 @@ def _run(world: World, job: Any) -> Any:
     return job() if world.loop is None else world.loop.run(job())
 
 
+@pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
 @pytest.mark.parametrize("leave", ["break", "raise"])
-def test_leaving_a_stream_loop_stops_the_producer(world: World, client: Any, record: Record, leave: str) -> None:
+def test_leaving_a_stream_loop_stops_the_producer(
+    world: World, client: Any, record: Record, leave: str, kind: str
+) -> None:
     """The README's pattern: no aclose(), no ``with``; the iterator's last reference goes."""
     in_process(world)
 
@@ -621,12 +634,12 @@ def test_leaving_a_stream_loop_stops_the_producer(world: World, client: Any, rec
         return i == 3
 
     def blocking() -> None:
-        for i in client.peer.stream("forever"):
+        for i in client.peer.stream("forever" + kind):
             if consume(i):
                 break
 
     async def with_asyncio() -> None:
-        async for i in client.peer.stream("forever"):
+        async for i in client.peer.stream("forever" + kind):
             if consume(i):
                 break
 

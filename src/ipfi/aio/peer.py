@@ -766,17 +766,10 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             finally:
                 await iterator.aclose()
         elif procedure.blocking:
-            sentinel = object()
-            while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
-                await self._send_item(call_id, item)
+            await Producer(self, call_id).run_in_threads(iterator)
         else:
             await Producer(self, call_id).run(iterator)
         self._core.send_end(call_id)
-
-    async def _send_item(self, call_id: int, item: Any) -> None:
-        await self._await_credit(call_id)
-        self._core.send_items(call_id, (item,))
-        self._schedule_flush()
 
     async def _await_credit(self, call_id: int) -> None:
         """Until the consumer grants credit and our writes are not backed up (pause_writing)."""

@@ -4,11 +4,17 @@ in batches, each encoded, typed and counted against the credit in one call (in C
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..core.errors import ConnectionLost
 from ..core.producer_batches import FIRST_BATCH, batch_room
+
+log = logging.getLogger("ipfi.aio")
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -50,7 +56,7 @@ class Producer:
                 if len(items) >= self._room:
                     await self._hand_over()
             if items:
-                self._send()
+                self._send(items)
         except asyncio.CancelledError:
             if self._failure is None:
                 raise
@@ -68,13 +74,44 @@ class Producer:
             if len(items) >= self._room:
                 await self._hand_over()
         if items:
-            self._send()
+            self._send(items)
 
-    def _send(self) -> int:
-        """The batch (not empty) to the core; returns the credit left."""
+    async def run_in_threads(self, iterator: Iterator[Any]) -> None:
+        """Stream what a blocking generator yields. It runs in the loop's default executor, one job
+        of at most a batch's room at a time (so a stream waiting for credit holds no thread); the
+        loop takes what a job has made as it gets to it, woken once per take (so the items yielded
+        before the generator blocks go out then). Raises as :meth:`run_async`, or what the
+        generator raised, once the items it yielded before are sent."""
+        core = self._peer._core
+        pump = _Pump(iterator, self._peer._loop)
+        try:
+            pump.start(self._room)
+            size = count = 0
+            while True:
+                await pump.changed()
+                items, running = pump.take()
+                if items:
+                    queued_before = core.item_bytes_queued
+                    self._send(items)
+                    size += core.item_bytes_queued - queued_before
+                    count += len(items)
+                if running:
+                    continue
+                if pump.ended:
+                    break
+                await self._end_turn(core.credit(self._call_id), size, count)
+                pump.start(self._room)
+                size = count = 0
+        finally:
+            pump.stop()
+        if pump.failure is not None:
+            raise pump.failure
+
+    def _send(self, items: list[Any]) -> int:
+        """``items`` (not empty) to the core, and the list emptied; returns the credit left."""
         peer = self._peer
-        credit = peer._core.send_items(self._call_id, self._items)
-        self._items.clear()
+        credit = peer._core.send_items(self._call_id, items)
+        items.clear()
         peer._schedule_flush()
         return credit
 
@@ -84,7 +121,7 @@ class Producer:
         if not count:  # (handed over already)
             return
         try:
-            self._send()
+            self._send(self._items)
         except ConnectionLost:  # the stream has ended: whoever ended it stops the task, and the
             self._items.clear()  # producer's next hand-over raises this again
         except Exception as exc:
@@ -100,15 +137,140 @@ class Producer:
         """A full batch to the core; then the turn ends, or the credit is awaited."""
         if self._failure is not None:
             raise self._failure
-        peer = self._peer
-        core = peer._core
+        core = self._peer._core
         count = len(self._items)
         queued_before = core.item_bytes_queued
-        credit = self._send()
-        size = core.item_bytes_queued - queued_before
+        credit = self._send(self._items)
+        await self._end_turn(credit, core.item_bytes_queued - queued_before, count)
+
+    async def _end_turn(self, credit: int, size: int, count: int) -> None:
+        """After a batch of ``count`` items that took ``size`` bytes: the credit is awaited, or else
+        every other task and peer runs (a generator that never awaits would otherwise hold the
+        loop, whatever its credit); then the next batch's room."""
+        peer = self._peer
         if credit <= 0 or peer._writes_backed_up:
             await peer._await_credit(self._call_id)
-            credit = core.credit(self._call_id)
-        else:  # (_send scheduled the write) every other task and peer runs; a generator that never
-            await asyncio.sleep(0)  # awaits would otherwise hold the loop, whatever its credit
+            credit = peer._core.credit(self._call_id)
+        else:  # (_send scheduled the write)
+            await asyncio.sleep(0)
         self._room = min(credit, batch_room(size, count))
+
+
+#: What ``next`` returns for a generator that has ended.
+_END: Final = object()
+
+
+class _Pump:
+    """A blocking generator run in the loop's default executor, a job of a few items at a time:
+    the items a job makes wait here for the loop, which takes them as it gets to them. Each job
+    copies the context of the task that starts it (as ``asyncio.to_thread`` does)."""
+
+    __slots__ = (
+        "_items",
+        "_iterator",
+        "_lock",
+        "_loop",
+        "_running",
+        "_signalled",
+        "_stopped",
+        "_waiter",
+        "ended",
+        "failure",
+    )
+
+    def __init__(self, iterator: Iterator[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._iterator = iterator
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._running = False  # a job runs (it alone may then touch the generator)
+        self._signalled = False  # the loop was woken since it last took
+        self._stopped = False
+        self._waiter: asyncio.Future[None] | None = None
+        #: The generator has ended (returned, or raised: :attr:`failure`).
+        self.ended = False
+        self.failure: BaseException | None = None
+
+    def start(self, budget: int) -> None:
+        """(In the loop, no job running) a job that makes at most ``budget`` items."""
+        self._running = True
+        try:
+            self._loop.run_in_executor(None, contextvars.copy_context().run, self._job, budget)
+        except BaseException:  # (the executor has shut down: the loop is closing)
+            self._running = False
+            raise
+
+    async def changed(self) -> None:
+        """Until the job has made items, or has stopped."""
+        with self._lock:
+            if self._items or not self._running:
+                return
+            waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def take(self) -> tuple[list[Any], bool]:
+        """The items made so far, and whether the job still runs (if not, it made no more)."""
+        with self._lock:
+            items, self._items = self._items, []
+            self._signalled = False
+            return items, self._running
+
+    def stop(self) -> None:
+        """No more items are wanted: the generator is closed in a worker (its ``finally`` may block)
+        at the next item of a job running, or now."""
+        with self._lock:
+            self._stopped = True
+            idle = not self._running and not self.ended
+        if idle:
+            with contextlib.suppress(RuntimeError):  # (the executor has shut down: left to the collector)
+                self._loop.run_in_executor(None, self._close)
+
+    def _job(self, budget: int) -> None:
+        """(In a worker thread) up to ``budget`` items of the generator, each handed to the loop."""
+        iterator = self._iterator
+        ended = True  # unless the budget runs out, or the loop stops the job
+        failure = None
+        try:
+            while budget and not self._stopped:
+                item = next(iterator, _END)
+                if item is _END:
+                    break
+                budget -= 1
+                with self._lock:
+                    self._items.append(item)
+                    if self._signalled:
+                        continue
+                    self._signalled = True
+                self._wake_loop()
+            else:
+                ended = False
+        except BaseException as exc:  # (handed to the loop: raised there, as an async generator's)
+            failure = exc
+        with self._lock:
+            self._running = False
+            self.ended, self.failure = ended, failure
+            close = self._stopped and not ended
+            signal = not self._signalled
+            self._signalled = True
+        if close:
+            self._close()
+        if signal:
+            self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # (the loop has closed: nobody waits)
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _close(self) -> None:
+        try:
+            self._iterator.close()  # type: ignore[attr-defined]
+        except Exception:
+            log.warning("a blocking generator raised as it was closed", exc_info=True)
