@@ -66,6 +66,12 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         yield 3
 
     @iface.procedure
+    async def then_raises() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("no third")
+
+    @iface.procedure
     async def forever() -> AsyncIterator[int]:
         record.started.set()
         try:
@@ -266,7 +272,22 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
         iface.procedure(name=f"{function.__name__}_in_thread", blocking=True)(function)
         if blocking:
             iface.procedure(function)
-    for function in (forever_in_thread, noted_count_in_thread, lockstep_in_thread):
+
+    def count_in_thread(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    def then_raises_in_thread() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("no third")
+
+    for function in (
+        forever_in_thread,
+        noted_count_in_thread,
+        lockstep_in_thread,
+        count_in_thread,
+        then_raises_in_thread,
+    ):
         iface.procedure(blocking=True)(function)
 
     if blocking:

@@ -429,10 +429,20 @@ def test_the_server_calls_the_client_back(world: World, record: Record) -> None:
     assert client.call("call_back", "hello") == "client got from the server"
 
 
-def test_streams_out_and_collected(client: Any) -> None:
-    assert list(client.stream("count", 1000)) == list(range(1000))
-    assert client.call("count", 600) == list(range(600))  # collected, credit flowing
-    assert client.call("count", 0) == []
+@pytest.mark.parametrize("kind", ["", "_in_thread"], ids=["async", "in-thread"])
+def test_streams_out_and_collected(client: Any, kind: str) -> None:
+    assert list(client.stream("count" + kind, 1000)) == list(range(1000))
+    assert client.call("count" + kind, 600) == list(range(600))  # collected, credit flowing
+    assert client.call("count" + kind, 0) == []
+
+
+@pytest.mark.parametrize("kind", ["", "_in_thread"], ids=["async", "in-thread"])
+def test_a_generator_that_raises_ends_its_stream_after_the_items_before(client: Any, kind: str) -> None:
+    received: list[Any] = []
+    with pytest.raises(ipfi.RemoteError, match="no third") as caught:
+        received.extend(client.stream("then_raises" + kind))
+    assert received == [1, 2] and caught.value.remote_type == "ValueError"
+    assert client.call("add", 1, 2) == 3  # the connection goes on
 
 
 def test_an_item_that_cannot_be_encoded_ends_its_stream_with_an_error_saying_so(client: Any) -> None:

@@ -62,6 +62,10 @@ class Producer:
                 raise
             task.uncancel()  # (the cancellation was this producer's own, to stop the generator)
             raise self._failure from None
+        except Exception:
+            if items:  # what the generator yielded before it raised goes first
+                self._send(items)
+            raise
         if self._failure is not None:  # (a generator that ignored that cancellation, and ended)
             raise self._failure
 
@@ -69,10 +73,15 @@ class Producer:
         """Stream what a plain generator yields (it cannot await: no batch waits for it). Raises as
         :meth:`run_async`."""
         items = self._items
-        for item in iterator:
-            items.append(item)
-            if len(items) >= self._room:
-                await self._hand_over()
+        try:
+            for item in iterator:
+                items.append(item)
+                if len(items) >= self._room:
+                    await self._hand_over()
+        except Exception:
+            if items:  # what the generator yielded before it raised goes first
+                self._send(items)
+            raise
         if items:
             self._send(items)
 
@@ -110,8 +119,10 @@ class Producer:
     def _send(self, items: list[Any]) -> int:
         """``items`` (not empty) to the core, and the list emptied; returns the credit left."""
         peer = self._peer
-        credit = peer._core.send_items(self._call_id, items)
-        items.clear()
+        try:
+            credit = peer._core.send_items(self._call_id, items)
+        finally:  # (refused: those before the refused one were taken, the others are dropped)
+            items.clear()
         peer._schedule_flush()
         return credit
 

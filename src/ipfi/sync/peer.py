@@ -1078,19 +1078,26 @@ class Peer(MakesProxies, PeerBase):
                     item = next(items)
                 except StopIteration:
                     break
+                except Exception:
+                    self._take_rest(batch)  # what it yielded before it raised goes first
+                    raise
                 gathered.append(item)
                 room -= 1
                 if len(gathered) == 1 and not flusher.watching:  # (see _Flusher)
                     batch.check()
                     flusher.request()
-            with self._lock:
-                batch.check()
-                if self._core.is_open:
-                    batch.take(self._core)
+            self._take_rest(batch)
             return True
         finally:
             with self._lock:
                 self._batches.pop(call_id, None)
+
+    def _take_rest(self, batch: Batch) -> None:
+        """The items a stream's iterator yielded last (it has ended, or raised) to the core."""
+        with self._lock:
+            batch.check()
+            if self._core.is_open:
+                batch.take(self._core)
 
     def _take_own(self, batch: Batch, parked: _Work | None) -> int:
         """A sending thread's take: what it gathered to the core, and written (at the writer's
