@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import os
 import threading
 import time
@@ -245,21 +246,17 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
     def forever_in_thread() -> Iterator[int]:
         record.started.set()
         try:
-            i = 0
-            while True:
+            for i in itertools.count():
                 yield i
-                i += 1
                 time.sleep(0.001)
         finally:
             record.stopped.set()
 
     def noted_count_in_thread() -> Iterator[int]:
         """Counts for ever, noting each number in ``record.seen`` as it is produced."""
-        i = 0
-        while True:
+        for i in itertools.count():
             record.seen.append(i)
             yield i
-            i += 1
 
     def lockstep_in_thread(count: int) -> Iterator[int]:
         """Yields each number once the consumer has noted the one before in ``record.seen``."""
