@@ -238,10 +238,11 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             record.stopped.set()
 
     def refused_then_ends() -> Iterator[Any]:
-        """Yields 1, then what no codec carries, then ends after a while."""
+        """Yields 1, then what no codec carries, then 2 after a while (never sent), and ends."""
         yield 1
         yield object()
         time.sleep(0.05)
+        yield 2
 
     def forever_in_thread() -> Iterator[int]:
         record.started.set()
@@ -337,6 +338,7 @@ def interface(driver: str, record: Record) -> ipfi.Interface:
             yield object()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(5)
+            yield 2
 
         @iface.procedure(name="call_back")
         async def call_back_async(name: str) -> Any:

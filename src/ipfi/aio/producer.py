@@ -63,7 +63,7 @@ class Producer:
             task.uncancel()  # (the cancellation was this producer's own, to stop the generator)
             raise self._failure from None
         except Exception:
-            if items:  # what the generator yielded before it raised goes first
+            if items and self._failure is None:  # what the generator yielded before it raised goes first
                 self._send(items)
             raise
         if self._failure is not None:  # (a generator that ignored that cancellation, and ended)
