@@ -574,6 +574,21 @@ def test_an_item_refused_before_its_producer_waits_ends_the_stream_at_once(
     assert received == [1]
 
 
+def test_streams_waiting_for_their_consumers_hold_no_worker_thread(client: Any) -> None:
+    """Blocking generators whose consumers are behind wait for credit without a thread: more of
+    them than any worker pool here has threads (asyncio's default executor has at most 32), and a
+    blocking procedure still runs at once."""
+    streams = [client.stream("noted_count_in_thread") for _ in range(40)]
+    for items in streams:
+        assert next(items) == 0  # its producer has made a window's worth, and waits
+    started = time.monotonic()
+    assert client.call("time_left_in_thread") is None
+    assert time.monotonic() - started < 2
+    for items in streams:
+        items.close()
+    assert client.call("add", 1, 2) == 3
+
+
 @pytest.mark.parametrize("kind", PRODUCERS, ids=["async", "in-thread"])
 @pytest.mark.parametrize("how", ["next", "loop"])
 def test_a_consumer_grants_credit_for_the_items_it_has_taken(
