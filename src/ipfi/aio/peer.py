@@ -325,6 +325,8 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         for timer in (self._timer, self._flush_handle, self._hangup_check):
             if timer is not None:
                 timer.cancel()
+        # (a handle keeps the context it was made in, where current_peer_var may be this peer)
+        self._timer = self._flush_handle = self._hangup_check = None
         calls, self._calls = self._calls, {}
         for future in calls.values():
             if not future.done():
