@@ -733,7 +733,7 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
         # setting current_call_var for every call cost 3% of an async def round trip.
         try:
             kind = procedure.kind
-            if kind is Kind.COROUTINE:  # (an empty ** costs a dict copy: most calls have no keywords)
+            if kind is _COROUTINE:  # (an empty ** costs a dict copy: most calls have no keywords)
                 result = await (procedure.function(*args, **kwargs) if kwargs else procedure.function(*args))
                 check = procedure.result_check
                 if check is not None and type(result) is not check.exact:
@@ -1171,6 +1171,8 @@ _EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 
 _SERVE: Final = Peer._serve.__code__
+#: (a module constant: reading an Enum's member off its class costs ~200 instructions, per call)
+_COROUTINE: Final = Kind.COROUTINE
 
 
 def _serving_call() -> tuple[Peer, int, ProtocolCore] | None:
