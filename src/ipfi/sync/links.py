@@ -89,7 +89,7 @@ class SocketLink:
 
 
 _READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
-_WRITEV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "writev", None)
+_WRITEV: Final[Callable[[int, list[Buffer]], int] | None] = getattr(os, "writev", None)
 #: Pieces given to one gathering write at most (Linux's IOV_MAX is 1024; POSIX promises 16).
 _PIECES_PER_WRITE: Final = 16
 
