@@ -2,6 +2,7 @@
 
     python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|sync-stream|floor|...] [--untyped]
                                       [--calls N] [--warmup N] [--payload BYTES]
+    python -m benchmarks.instructions --client-of SYSTEM [--calls N] [--warmup N]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
@@ -14,6 +15,9 @@ benchmark's asyncio floor and its minimal RPC in Python, for reference; ``minima
 minimal RPC's ``echo`` a plain function, called inline (against ``minimal``: what a Task costs).
 ``--payload`` sets the size of the echoed argument (16 bytes by default; ``--payload 1048576``
 counts a 1 MiB echo's path, where valgrind counts a ``memcpy``'s ``rep movsb`` once per byte).
+``--client-of`` counts one side alone: the client of a system of the benchmark's (``benchmarks/systems``,
+by name, e.g. ``"ipfi blocking->uvloop def"`` against ``"minimal rpc blocking->uvloop (reference)"``),
+its server in a process of its own that valgrind does not watch.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from pathlib import Path
 
 import ipfi
 
-from .harness import load_system
+from .harness import _maybe, load_system, run_loop
+from .processes import running_server
+from .systems import SYSTEMS, System
 
 PAYLOAD = b"0123456789abcdef"  # (--payload replaces it)
 DEFAULT_PAYLOAD = len(PAYLOAD)
@@ -127,22 +133,29 @@ def run(driver: str, calls: int) -> None:
         uvloop.run(_run_aio(address, calls, name))
 
 
-def count(driver: str, calls: int, untyped: bool, payload: int) -> int:
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-m",
-        "benchmarks.instructions",
-        "--driver",
-        driver,
-        "--run",
-        str(calls),
-        "--payload",
-        str(payload),
-        *(["--untyped"] if untyped else []),
-    ]
+def run_client(system: System, path: str, calls: int) -> None:
+    """``calls`` sequential echoes from a benchmark system's client, to its server at ``path``."""
+    module = load_system(system.module)
+    if not module.IS_ASYNC:  # (called as its users call it: no loop, no await)
+        client = module.connect(("unix", path))
+        for _ in range(calls):
+            client.echo(PAYLOAD)
+        client.close()
+        return
+
+    async def echoes() -> None:
+        client = await module.connect(("unix", path))
+        for _ in range(calls):
+            await client.echo(PAYLOAD)
+        await _maybe(client.close())
+
+    run_loop(echoes(), system.loop)
+
+
+def count(run: list[str]) -> int:
+    """Instructions that callgrind counts for ``python -m benchmarks.instructions`` with ``run``."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+    command += ["-m", "benchmarks.instructions", *run]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
@@ -159,8 +172,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
     parser.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="bytes echoed per call")
+    parser.add_argument("--client-of", metavar="SYSTEM", help="count this system's client alone")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
+    parser.add_argument("--server-at", help=argparse.SUPPRESS)  # (its server's socket, with --client-of)
     args = parser.parse_args()
+    if args.client_of is not None:
+        count_client(args.client_of, args.calls, args.warmup, args.run, args.server_at)
+        return
     if args.run is not None:
         global CHECK_TYPES, PAYLOAD
         CHECK_TYPES = not args.untyped
@@ -168,12 +186,28 @@ def main() -> None:
             PAYLOAD = bytes(args.payload)
         run(args.driver, args.run)
         return
-    many, few = (count(args.driver, calls, args.untyped, args.payload) for calls in (args.calls, args.warmup))
+    options = ["--driver", args.driver, "--payload", str(args.payload), *(["--untyped"] if args.untyped else [])]
+    many, few = (count([*options, "--run", str(calls)]) for calls in (args.calls, args.warmup))
     shown = f"{args.driver}{' untyped' if args.untyped else ''}"
     if args.payload != DEFAULT_PAYLOAD:
         shown += f" of {args.payload:,} bytes"
     unit = "item streamed" if args.driver.endswith("-stream") else "round trip"
     print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per {unit}")
+
+
+def count_client(name: str, calls: int, warmup: int, run: int | None, server_at: str | None) -> None:
+    """``--client-of``: in the parent, start the server and count two client runs; in the measured
+    child (``run``), be the client."""
+    system = next((system for system in SYSTEMS if system.name == name), None)
+    if system is None:
+        raise SystemExit(f"no system {name!r}; the systems: {', '.join(system.name for system in SYSTEMS)}")
+    if run is not None and server_at is not None:
+        run_client(system, server_at, run)
+        return
+    with running_server(system, "unix", pinned=False) as (_, (_, path)):
+        options = ["--client-of", name, "--server-at", path]
+        many, few = (count([*options, "--run", str(number)]) for number in (calls, warmup))
+    print(f"the client of {name}: {(many - few) / (calls - warmup):,.0f} instructions per round trip")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,15 @@ def test_cpu_split_benchmark_smoke() -> None:
     command = [PYTHON, "-m", "benchmarks.cpu_split", "--quick", "--systems", systems]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row[0].strip() for row in rows[1:]] == systems.split(",")
-    assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:])
+    tables = result.stdout.split("\n# ")
+    assert len(tables) == 2  # per call, then per item and echo
+    for table in tables:
+        rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+        assert [row[0].strip() for row in rows[1:]] == systems.split(",")
+        assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:4])
+    calls = [line.split("|")[1:-1] for line in tables[0].splitlines() if line.startswith("| ") and "---" not in line]
+    # (each call has the two sides take turns on the one CPU: somebody sleeps or is preempted)
+    assert all(sum(float(cell) for cell in row[4:]) > 0 for row in calls[1:])
 
 
 def test_blocking_streams_benchmark_smoke() -> None:
