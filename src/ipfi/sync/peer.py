@@ -433,10 +433,13 @@ class Peer(MakesProxies, PeerBase):
         handlers = self._handlers
         recv_into = self._link.recv_into
         buffer = self._read_buffer
+        # (only the reader thread pauses, for the backpressure of the calls it hands out: a caller
+        # reading for its own answer must not, nor pay for the test)
+        pausable = self._reader is not None and threading.current_thread() is self._reader
         holding = True
         try:
             while True:
-                if not self._room.is_set() and threading.current_thread() is self._reader:
+                if pausable and not self._room.is_set():
                     self._wait_for_room()
                 wake = self._timer_at if deadline is None else _earliest(deadline, self._timer_at)
                 if wake is not None and not self._link.readable(wake - time.monotonic()):
