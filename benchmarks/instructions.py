@@ -156,7 +156,9 @@ def count(run: list[str]) -> int:
     """Instructions that callgrind counts for ``python -m benchmarks.instructions`` with ``run``."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
     command += ["-m", "benchmarks.instructions", *run]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the measured run failed (exit status {done.returncode}):\n{done.stderr[-2000:]}")
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
         raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
