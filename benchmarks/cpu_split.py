@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any
 
-from .harness import _maybe, cpu_seconds, load_system, run_loop
+from .harness import PAYLOAD, _maybe, cpu_seconds, load_system, run_loop
 from .processes import running_server
 from .systems import SYSTEMS, System
 
@@ -89,12 +89,11 @@ async def _measure(
 ) -> dict[str, Any]:
     client = await _maybe(module.connect(endpoint))
     try:
-        small = b"0123456789abcdef"
         for _ in range(max(1, calls // 10)):
-            await _maybe(client.echo(small))
+            await _maybe(client.echo(PAYLOAD))
         call_split = CallSplit(server_pid)
         for _ in range(calls):
-            await _maybe(client.echo(small))
+            await _maybe(client.echo(PAYLOAD))
         sequential = call_split.per(calls)
         await _maybe(client.stream(max(1, items // 10)))
         split = Split(server_pid)
