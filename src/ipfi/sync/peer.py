@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ..core.codecs import Buffer
 from ..core.connection import Role
@@ -78,6 +78,7 @@ class _Pending:
 
     ``collect``: the items of a streamed result are gathered into a list for :meth:`Peer.call`, and
     the reader grants the producer more credit as they arrive (nobody consumes them one by one).
+    Items iterated one by one wait in a deque.
     """
 
     __slots__ = ("collect", "consumed", "error", "finished", "items", "value")
@@ -86,7 +87,8 @@ class _Pending:
         self.value: Any = None
         self.error: BaseException | None = None
         self.finished = False
-        self.items: deque[Any] = deque()
+        # (a call's result is seldom a stream: an empty list allocates nothing, a deque a block)
+        self.items: list[Any] | deque[Any] = [] if collect else deque()
         self.consumed = 0
         self.collect = collect
 
@@ -470,11 +472,12 @@ class Peer(MakesProxies, PeerBase):
                     else:
                         try:
                             events = core.received_into(count) if filled else core.receive_from(buffer, count)
-                            for event in events:
-                                handlers[type(event)](self, event)
-                            # Nor may this loop keep the values while it waits for the next read:
-                            events.clear()
-                            event = _NO_EVENT
+                            if events:  # (a reply, the commonest read, is none: it went to result_sink)
+                                for event in events:
+                                    handlers[type(event)](self, event)
+                                # Nor may this loop keep the values while it waits for the next read:
+                                events.clear()
+                                event = _NO_EVENT
                         except RemoteProtocolError as exc:
                             self._violation(exc)
                         except ConnectionLost as exc:
@@ -1257,7 +1260,7 @@ class Peer(MakesProxies, PeerBase):
 
     def _items(self, call_id: int, pending: _Pending) -> Iterator[Any]:
         grant_every = grant_at(self.options.limits.stream_window)
-        popleft = pending.items.popleft
+        popleft = cast("deque[Any]", pending.items).popleft  # (not collected: a deque)
         finished = False
         try:
             while True:
