@@ -292,6 +292,48 @@ def test_a_large_binary_is_received_into_a_bytes_of_its_own(sock_path: str) -> N
     assert peak < 1.8 * size, f"{peak / size:.2f} times the binary"
 
 
+def test_a_large_reply_is_received_into_a_bytes_of_its_own(sock_path: str) -> None:
+    """The reply's side of the test above, read by the caller itself (a client without a reader
+    thread, the blocking client's fast path): the reply's bytes, about once."""
+    size = 1536 * 1024
+    payload = os.urandom(size)
+    iface = ipfi.Interface()
+
+    @iface.procedure
+    def large() -> bytes:
+        return payload
+
+    with ipfi.sync.serve(f"unix:{sock_path}", iface), ipfi.sync.connect(f"unix:{sock_path}") as peer:
+        tracemalloc.start()
+        try:
+            reply = peer.call("large")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert reply == payload
+    assert peak < 1.5 * size, f"{peak / size:.2f} times the reply"
+
+
+def test_the_callers_own_deadline_ends_a_call_the_server_cannot_answer(
+    async_server_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    """A call's deadline is kept by the caller too, not only by the server it travels to: a server
+    process stopped (as by a debugger, or a machine stalled) answers nothing, and the call still
+    fails in time. The caller reads for its own reply here (no reader thread)."""
+    process, address = async_server_process
+    with ipfi.sync.connect(address) as peer:
+        assert peer.call("add", 1, 1) == 2
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(ipfi.DeadlineExceeded):
+                peer.with_options(timeout=0.3).call("add", 2, 2)
+            assert time.monotonic() - start < 2.0
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert peer.call("add", 2, 2) == 4
+
+
 def _collect(read: Any, into: list[bytes]) -> threading.Thread:
     def reading() -> None:
         while data := read(1 << 20):
