@@ -531,8 +531,8 @@ class Peer(MakesProxies, PeerBase):
     def _read_reply(self, pending: _Pending) -> bool:
         """The reader role's loop of a thread waiting for its own call's reply (``pending``), the
         commonest wait: a read then costs a lock and a few tests (~2,000 instructions a call less
-        than :meth:`_read_until`). The role is free only in a peer without a reader thread, which
-        serves nothing: no call of the peer's to run here, nor to hold back. Once a timer is set (a
+        than :meth:`_read_until`). Only a peer without a reader thread reads so (see _start): it
+        serves nothing, so no call of the peer's is to run here, nor to hold back. Once a timer is set (a
         deadline) or a large frame is under way, it reads on as :meth:`_read_until`. Returns as it."""
         lock = self._lock
         core = self._core
@@ -1260,8 +1260,8 @@ class Peer(MakesProxies, PeerBase):
         *,
         collect: bool = False,
     ) -> tuple[int, _Pending, bool]:
-        """Send the call. With ``collect`` (for :meth:`call`), also take the reader role if it is free:
-        the last of the returned values says so."""
+        """Send the call. With ``collect`` (for :meth:`call`), also take the reader role if it is free
+        and the peer has no reader thread: the last of the returned values says so."""
         if self._inherited:
             self._check_process()
         pending = _Pending()
@@ -1283,7 +1283,9 @@ class Peer(MakesProxies, PeerBase):
                 if core.timer_moved:
                     self._note_timer()
                 data = core.data_to_send()
-                reader = collect and not self._reading
+                # (a peer with a reader thread leaves reading to it, even in the moment after open()
+                # before it takes the role: _read_reply runs no call of the peer's)
+                reader = collect and not self._reading and self._reader is None
                 if reader:
                     self._reading = _get_ident()
             finally:
