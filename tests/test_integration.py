@@ -57,6 +57,23 @@ async def test_kill_9_of_the_server_fails_pending_calls_within_a_second(server_p
             await peer.call("add", 1, 2)
 
 
+async def test_the_callers_own_deadline_ends_a_call_the_server_cannot_answer(server_process: Any) -> None:
+    """As test_sync's test of that name, on the asyncio driver: the server process is stopped, so
+    only the caller's own timer can end the call."""
+    process, address = server_process
+    async with ipfi.connect(address) as peer:
+        assert await peer.call("add", 1, 1) == 2
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(ipfi.DeadlineExceeded):
+                await peer.with_options(timeout=0.3).call("add", 2, 2)
+            assert time.monotonic() - start < 2.0
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert await peer.call("add", 2, 2) == 4
+
+
 async def test_bidirectional_calls_with_a_server_process(server_process: Any) -> None:
     _, address = server_process
     mine = ipfi.Interface()
