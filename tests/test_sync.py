@@ -334,6 +334,72 @@ def test_the_callers_own_deadline_ends_a_call_the_server_cannot_answer(
         assert peer.call("add", 2, 2) == 4
 
 
+def _answered_in_another_thread(peer: ipfi.sync.Peer) -> bool:
+    """Whether a call made by another thread, while this one waits for nothing, is answered: it
+    is, if nobody holds the reader role (the thread that last read let go of it)."""
+    answers: list[int] = []
+    thread = threading.Thread(target=lambda: answers.append(peer.call("add", 2, 2)), daemon=True)
+    thread.start()
+    thread.join(5)
+    return answers == [4]
+
+
+def test_a_call_with_a_deadline_hands_the_read_on(sync_server: str) -> None:
+    """A caller that reads for its own reply (no reader thread) and has a deadline reads as the
+    general loop does; once answered, it lets go of the reader role like any other."""
+    with ipfi.sync.connect(sync_server) as peer:
+        assert peer.with_options(timeout=5).call("add", 1, 1) == 2
+        assert _answered_in_another_thread(peer)
+
+
+def test_a_call_interrupted_in_its_read_is_cancelled_and_hands_the_read_on(sync_server: str) -> None:
+    """An exception raised in the caller while it reads for its reply (here a signal handler's)
+    cancels the call on the peer and lets go of the reader role."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    tag = f"interrupted-{time.monotonic_ns()}"
+    with ipfi.sync.connect(sync_server) as peer:
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(Interrupted):
+                peer.call("sleep", 5, tag)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert _answered_in_another_thread(peer)
+        give_up_at = time.monotonic() + 5
+        while tag not in calc.cancelled and time.monotonic() < give_up_at:
+            time.sleep(0.01)
+        assert tag in calc.cancelled
+
+
+def test_a_call_whose_write_fails_ends_at_once_though_nothing_comes_to_read() -> None:
+    """The peer stopped reading (its end of our pipe is closed) but keeps its own end open and
+    silent: the call's write fails, and so does the call, without waiting for a reply that
+    cannot come."""
+    outcome: list[BaseException] = []
+
+    def call(peer: ipfi.sync.Peer) -> None:
+        try:
+            peer.call("add", 1, 1)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with ipfi.sync.connect(f"exec:{PYTHON} -m tests.helpers.deaf_child 3") as peer:
+        thread = threading.Thread(target=call, args=(peer,), daemon=True)
+        thread.start()
+        thread.join(2)
+        assert len(outcome) == 1, "the call waited for a reply"
+        assert isinstance(outcome[0], ipfi.ConnectionLost)
+        assert "write failed" in str(outcome[0])
+
+
 def _collect(read: Any, into: list[bytes]) -> threading.Thread:
     def reading() -> None:
         while data := read(1 << 20):

@@ -528,58 +528,72 @@ class Peer(MakesProxies, PeerBase):
         if self._waiters:
             self._wake_ready()
 
-    def _read_reply(self, pending: _Pending) -> bool:
-        """The reader role's loop of a thread waiting for its own call's reply (``pending``), the
-        commonest wait: a read then costs a lock and a few tests (~2,000 instructions a call less
-        than :meth:`_read_until`). Only a peer without a reader thread reads so (see _start): it
-        serves nothing, so no call of the peer's is to run here, nor to hold back. Once a timer is set (a
-        deadline) or a large frame is under way, it reads on as :meth:`_read_until`. Returns as it."""
-        lock = self._lock
-        core = self._core
-        decoder = core.decoder
-        buffer = self._read_buffer
-        recv_into = self._link.recv_into
-        holding = True
+    def _outcome(self, call_id: int, pending: _Pending, reader: bool) -> Any:
+        """Wait for the reply to call ``call_id``, sent by :meth:`_start`: return its value, or raise
+        its error (as :meth:`call` says).
+
+        A thread that took the reader role there (``reader``) reads for its reply in a loop of its
+        own, the commonest wait: a read then costs a lock and a few tests (~2,000 instructions a call
+        less than :meth:`_read_until`). Only a peer without a reader thread reads so (see _start): it
+        serves nothing, so no call of the peer's is to run here, nor to hold back. Once a timer is
+        set (a deadline) or a large frame is under way, it reads on as :meth:`_read_until`; any
+        other thread waits for whoever reads (:meth:`_wait_until`)."""
+        holding = reader
         try:
-            while self._timer_at is None and decoder.idle:
-                try:
-                    count = recv_into(buffer)
-                except OSError:  # reset, or closed by another thread
-                    count = 0
-                lock.acquire()
-                try:
-                    if not count:
-                        self._receive_eof()
-                    else:
-                        try:
-                            events = core.receive_from(buffer, count)
-                        except RemoteProtocolError as exc:
-                            self._violation(exc)
-                        except ConnectionLost as exc:
-                            self._lose(exc)
+            if reader:
+                lock = self._lock
+                core = self._core
+                decoder = core.decoder
+                buffer = self._read_buffer
+                recv_into = self._link.recv_into
+                if pending.finished:  # (its write failed: nothing is coming to read for)
+                    holding = False
+                    with lock:
+                        self._give_up_reading()
+                while holding and self._timer_at is None and decoder.idle:
+                    try:
+                        count = recv_into(buffer)
+                    except OSError:  # reset, or closed by another thread
+                        count = 0
+                    lock.acquire()
+                    try:
+                        if not count:
+                            self._receive_eof()
                         else:
-                            if events or core.timer_moved or self._waiters:
-                                self._handle_read(events)
-                    done = pending.finished
-                    if done or self._error is not None:
-                        if self._waiters:
-                            self._give_up_reading()
-                        else:
-                            self._reading = 0
-                        holding = False
-                    output = core.has_output or self._closing_after_flush  # (a pong, a grant of credit...)
-                finally:
-                    lock.release()
-                if output:
-                    self._flush()
-                if not holding:
-                    return done
-            holding = False  # (handed on with the role)
-            return self._read_until(pending.done, None, hold_role=False)
-        finally:
+                            try:
+                                events = core.receive_from(buffer, count)
+                            except RemoteProtocolError as exc:
+                                self._violation(exc)
+                            except ConnectionLost as exc:
+                                self._lose(exc)
+                            else:
+                                if events or core.timer_moved or self._waiters:
+                                    self._handle_read(events)
+                        if pending.finished or self._error is not None:
+                            if self._waiters:
+                                self._give_up_reading()
+                            else:
+                                self._reading = 0
+                            holding = False
+                        output = core.has_output or self._closing_after_flush  # (a pong, a grant of credit...)
+                    finally:
+                        lock.release()
+                    if output:
+                        self._flush()
+                if holding:
+                    holding = False  # (handed on with the role)
+                    self._read_until(pending.done, None, hold_role=False)
+            if not pending.finished:
+                self._wait_until(pending.done, None)
+        except BaseException:
             if holding:
-                with lock:
+                with self._lock:
                     self._give_up_reading()
+            self._give_up(call_id)
+            raise
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
 
     def _give_up_reading(self) -> None:
         """Under the lock: hand the reader role on, waking one thread still waiting, so somebody reads."""
@@ -857,11 +871,14 @@ class Peer(MakesProxies, PeerBase):
                 else:
                     self._link.send_pieces(data)  # a large binary is sent from where it is, not copied
             except OSError as exc:
-                with self._lock:
-                    self._lose(ConnectionLost(f"write failed: {exc}"))
+                self._write_failed(exc)
         if self._closing_after_flush:
             with self._lock:
                 self._lose(ConnectionLost("the peer shut the connection down"))
+
+    def _write_failed(self, error: OSError) -> None:
+        with self._lock:
+            self._lose(ConnectionLost(f"write failed: {error}"))
 
     # -- serving the peer's calls ------------------------------------------------------------------
 
@@ -1207,21 +1224,15 @@ class Peer(MakesProxies, PeerBase):
         sent); :class:`InvalidState` after this side closed; :class:`LocalProtocolError` with a
         plain ipcprims peer; :class:`InheritedConnection` in a forked child.
         """
-        return self._call_with(name, args, kwargs, None, None)
+        call_id, pending, reader = self._start(name, args, kwargs, None, None, collect=True)
+        return self._outcome(call_id, pending, reader)
 
     def _call_with(
         self, name: str | int, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, input_items: Any
     ) -> Any:
+        # (a deadline is the core's: it fails the call with DeadlineExceeded)
         call_id, pending, reader = self._start(name, args, kwargs, timeout, input_items, collect=True)
-        try:  # (a deadline is the core's: it fails the call with DeadlineExceeded)
-            if not (reader and self._read_reply(pending)):
-                self._wait_until(pending.done, None)
-        except BaseException:
-            self._give_up(call_id)
-            raise
-        if pending.error is not None:
-            raise pending.error
-        return pending.value
+        return self._outcome(call_id, pending, reader)
 
     def with_options(self, *, timeout: float | None = None, input: Iterable[Any] | None = None) -> Caller:
         """This peer's ``call``, ``stream`` and ``proxy`` with call options:
@@ -1290,7 +1301,13 @@ class Peer(MakesProxies, PeerBase):
                     self._reading = _get_ident()
             finally:
                 lock.release()
-            self._write(data)
+            if len(data) == 1 and not self._closing_after_flush:  # (_write's commonest case, inlined)
+                try:
+                    self._send(data[0])
+                except OSError as exc:
+                    self._write_failed(exc)
+            else:
+                self._write(data)
         finally:
             write_lock.release()
         if input_items is not None:

@@ -1,0 +1,33 @@
+"""A child that answers the handshake on its stdin and stdout, then stops hearing: it closes its
+stdin (a write to it fails at once) and keeps its stdout open and silent for SECONDS, then exits.
+
+    python -m tests.helpers.deaf_child SECONDS
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ipfi.core.connection import Connection
+from ipfi.core.state import Role
+
+
+def main(seconds: float) -> None:
+    server = Connection(Role.SERVER)
+    while not server.is_open:
+        data = os.read(0, 65536)
+        if not data:
+            return
+        server.receive_data(data)
+    for frame in server.data_to_send():
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(1, view) :]
+    os.close(0)
+    time.sleep(seconds)
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]))
