@@ -1295,7 +1295,7 @@ class Peer(MakesProxies, PeerBase):
                     self._note_timer()
                 data = core.data_to_send()
                 # (a peer with a reader thread leaves reading to it, even in the moment after open()
-                # before it takes the role: _read_reply runs no call of the peer's)
+                # before it takes the role: _outcome runs no call of the peer's)
                 reader = collect and not self._reading and self._reader is None
                 if reader:
                     self._reading = _get_ident()
