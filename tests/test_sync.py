@@ -379,27 +379,6 @@ def test_a_call_interrupted_in_its_read_is_cancelled_and_hands_the_read_on(sync_
         assert tag in calc.cancelled
 
 
-def test_a_call_whose_write_fails_ends_at_once_though_nothing_comes_to_read() -> None:
-    """The peer stopped reading (its end of our pipe is closed) but keeps its own end open and
-    silent: the call's write fails, and so does the call, without waiting for a reply that
-    cannot come."""
-    outcome: list[BaseException] = []
-
-    def call(peer: ipfi.sync.Peer) -> None:
-        try:
-            peer.call("add", 1, 1)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    with ipfi.sync.connect(f"exec:{PYTHON} -m tests.helpers.deaf_child 3") as peer:
-        thread = threading.Thread(target=call, args=(peer,), daemon=True)
-        thread.start()
-        thread.join(2)
-        assert len(outcome) == 1, "the call waited for a reply"
-        assert isinstance(outcome[0], ipfi.ConnectionLost)
-        assert "write failed" in str(outcome[0])
-
-
 def _collect(read: Any, into: list[bytes]) -> threading.Thread:
     def reading() -> None:
         while data := read(1 << 20):

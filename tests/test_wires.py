@@ -7,6 +7,7 @@ import gc
 import hashlib
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -104,6 +105,43 @@ def test_closing_an_exec_connection_waits_for_its_child_to_exit(loop: str, monke
         return cast(int | None, peer.process.returncode)
 
     assert run_on(loop, scenario()) == 0
+
+
+# (Not on uvloop: libuv's spawn leaves the child a second copy of its stdin, libuv/libuv#3716, so
+# writing to a child that closed fd 0 still succeeds, and nothing tells the connection.)
+@pytest.mark.parametrize("driver", ["asyncio", "blocking"])
+def test_a_call_to_a_child_that_stopped_reading_fails_at_once(driver: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child closed its stdin and keeps its stdout open and silent: a call fails as its write
+    does (or as it finds the child's stdin closed), not once the child exits, 3 s later."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    address = f"exec:{PYTHON} -m tests.helpers.deaf_child 3"
+    outcome: list[BaseException] = []
+    if driver == "blocking":
+
+        def call(peer: ipfi.sync.Peer) -> None:
+            try:
+                peer.call("add", 1, 1)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        with ipfi.sync.connect(address) as peer:
+            thread = threading.Thread(target=call, args=(peer,), daemon=True)
+            thread.start()
+            thread.join(2)
+            answered_in_time = len(outcome) == 1  # (before closing, which ends a waiting call too)
+    else:
+
+        async def scenario() -> None:
+            async with ipfi.connect(address) as peer:
+                try:
+                    await asyncio.wait_for(peer.call("add", 1, 1), 2)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+        run_on("asyncio", scenario())
+        answered_in_time = len(outcome) == 1 and not isinstance(outcome[0], TimeoutError)
+    assert answered_in_time, "the call waited for a reply"
+    assert isinstance(outcome[0], ipfi.ConnectionLost), repr(outcome[0])
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's fds in /proc")

@@ -200,6 +200,8 @@ class ChildProcessTransport(_WritePipeTransport):
         self._stdout: asyncio.ReadTransport | None = None
         self._exit_timeout = exit_timeout
         self.child: ChildProcess | None = None
+        #: Set once the child closed its stdin: what a write then does instead (see _ChildProtocol).
+        self.unheard: Callable[[], object] | None = None
 
     @classmethod
     async def spawn(
@@ -236,6 +238,18 @@ class ChildProcessTransport(_WritePipeTransport):
         protocol.connection_made(transport)
         child_protocol.connected()  # what the child wrote before now reaches the protocol only now
         return transport
+
+    def write(self, data: Data) -> None:
+        if self.unheard is not None:
+            self.unheard()
+        else:
+            super().write(data)
+
+    def writelines(self, list_of_data: Iterable[Data]) -> None:
+        if self.unheard is not None:
+            self.unheard()
+        else:
+            super().writelines(list_of_data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername" and self.child is not None:
@@ -365,6 +379,13 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             self._lost_once(exc)
         elif fd == 0 and exc is not None:  # writing to the child failed (it died)
             self._lost_once(exc)
+        elif fd == 0 and not self._transport.is_closing():
+            # The child closed its stdin (asyncio's pipe transport tells before a write fails, and
+            # drops what it is given after): what the child still writes is read, and the next
+            # write ends the connection, as a write that fails does.
+            lost = BrokenPipeError("the child closed its standard input")
+            loop = asyncio.get_running_loop()
+            self._transport.unheard = lambda: loop.call_soon(self._lost_once, lost)
 
     def process_exited(self) -> None:
         if not self._exited.done():
