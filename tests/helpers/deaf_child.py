@@ -1,5 +1,5 @@
-"""A child that answers the handshake on its stdin and stdout, then stops hearing: it closes its
-stdin (a write to it fails at once) and keeps its stdout open and silent for SECONDS, then exits.
+"""A child that answers the handshake on its stdin and stdout and stops hearing: it closes its
+stdin (a write to it fails) and keeps its stdout open and silent for SECONDS, then exits.
 
     python -m tests.helpers.deaf_child SECONDS
 """
@@ -21,11 +21,11 @@ def main(seconds: float) -> None:
         if not data:
             return
         server.receive_data(data)
+    os.close(0)  # (before the reply: whatever the parent writes once it is connected finds it closed)
     for frame in server.data_to_send():
         view = memoryview(frame)
         while view:
             view = view[os.write(1, view) :]
-    os.close(0)
     time.sleep(seconds)
 
 
