@@ -108,7 +108,9 @@ def test_a_generator_given_endless_credit_does_not_starve_others(start: Callable
         readers = []
         for _ in range(2):
             sock = handshaken(target, window=1 << 16)
-            sock.sendall(call(1, "flood", [64]))
+            # (items of 4 KiB: the 65,536 items of credit an attacker may hold then take long enough
+            # to send that a producer which never yielded between batches would be seen)
+            sock.sendall(call(1, "flood", [4096]))
             reader = threading.Thread(target=lambda s=sock: (consume(s), s.close()), daemon=True)
             reader.start()
             readers.append(reader)
