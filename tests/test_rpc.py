@@ -52,6 +52,25 @@ async def test_each_procedure_sees_its_own_caller(sock_path: str) -> None:
     await calc.callers_are_told_apart(f"unix:{sock_path}")
 
 
+@pytest.mark.parametrize("suspend", [False, True])
+async def test_an_async_procedures_task_is_named_after_it(suspend: bool) -> None:
+    """(What asyncio's debug output and ``all_tasks()`` show; unnamed, 3.11 formats "Task-<n>" for
+    every call.)"""
+    served = ipfi.Interface()
+
+    @served.procedure
+    async def task_name(suspend: bool) -> str:
+        if suspend:
+            await asyncio.sleep(0)
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_name()
+
+    client, _ = await ipfi.pair(ipfi.Interface(), served)
+    assert await client.call("task_name", suspend) == "task_name"
+    await client.aclose()
+
+
 async def test_a_callback_over_the_in_memory_pair_sees_its_own_peer() -> None:
     """The pair hands bytes over in the writer's context: the reader must still see itself."""
     client, server = await ipfi.pair(calc.iface, calc.iface)

@@ -714,11 +714,13 @@ class Peer(MakesProxies, PeerBase, asyncio.BufferedProtocol):
             # (current_task(), asyncio.timeout() and a context of its own all hold); one that never
             # suspends is done here, its reply queued for this read's write: no loop turn.
             serving = self._serve(call_id, procedure, args, kwargs)
-            task = asyncio.Task(serving, loop=self._loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            task = asyncio.Task(serving, loop=self._loop, name=procedure.name, eager_start=True)  # type: ignore[call-arg,unused-ignore]
             if task.done():
                 return
         else:  # (3.11 has no eager start that keeps those promises: the task starts next turn)
-            task = self._loop.create_task(self._serve(call_id, procedure, args, kwargs))
+            # (named after its procedure: 3.11 formats "Task-<n>" for a task without a name, ~1,100
+            # instructions a call)
+            task = asyncio.Task(self._serve(call_id, procedure, args, kwargs), loop=self._loop, name=procedure.name)
         if not call_id:
             self._notifications |= {task}
             task.add_done_callback(self._notification_done)
