@@ -14,16 +14,9 @@ _STDOUT = os.dup(1)
 iface = ipfi.Interface()
 
 
-def _pipe_size(fd: int) -> int | None:
-    try:
-        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
-    except OSError:  # not a pipe (uvloop gives a child socket pairs)
-        return None
-
-
 @iface.procedure
-def pipe_sizes() -> list[int | None]:
-    return [_pipe_size(0), _pipe_size(_STDOUT)]
+def pipe_sizes() -> list[int]:
+    return [fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), fcntl.fcntl(_STDOUT, fcntl.F_GETPIPE_SZ)]
 
 
 async def main() -> None:

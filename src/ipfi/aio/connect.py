@@ -23,9 +23,10 @@ from ..net.tls import server_arguments as tls_server_arguments
 from ..net.websocket import interfaces_by_path, require_websockets
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
+from .child_process import ChildProcessTransport
 from .event_feed import EventFeed
 from .peer import Peer, new_peer
-from .transports import CallbackTransport, ChildProcessTransport, MemoryTransport, PipePairTransport
+from .transports import CallbackTransport, MemoryTransport, PipePairTransport
 from .websocket import attach, connect_websocket, serve_websockets
 
 log = logging.getLogger("ipfi.aio")
