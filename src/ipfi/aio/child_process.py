@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
 from ..net.credentials import size_pipes
-from .transports import ByteReceiver, Data, _WritePipeTransport
+from .transports import ByteReceiver, Data, _PipesTransport
 
 
 class _ChildSubprocess(Protocol):
@@ -64,7 +64,7 @@ class ChildProcess:
         return f"<ChildProcess pid={self.pid} returncode={self.returncode} args={self.args!r}>"
 
 
-class ChildProcessTransport(_WritePipeTransport):
+class ChildProcessTransport(_PipesTransport):
     """Talks to a spawned child over its stdin/stdout; its stderr goes where ``stderr`` says
     (inherited by default).
 
@@ -74,7 +74,6 @@ class ChildProcessTransport(_WritePipeTransport):
     def __init__(self, exit_timeout: float = 2.0) -> None:
         super().__init__()
         self._process: _ChildSubprocess | None = None
-        self._stdout: asyncio.ReadTransport | None = None
         self._exit_timeout = exit_timeout
         self.child: ChildProcess | None = None
         #: Set once the child closed its stdin: what a write then does instead (see _ChildProtocol).
@@ -105,9 +104,9 @@ class ChildProcessTransport(_WritePipeTransport):
             pipe = asyncio.subprocess.PIPE
             process, _ = await loop.subprocess_exec(lambda: child_protocol, *argv, stdin=pipe, stdout=pipe, **child)
             transport.writer = cast(asyncio.WriteTransport, process.get_pipe_transport(0))
-            transport._stdout = cast(asyncio.ReadTransport, process.get_pipe_transport(1))
+            transport.reader = cast(asyncio.ReadTransport, process.get_pipe_transport(1))
         else:
-            process, transport.writer, transport._stdout = await _spawn_through_own_pipes(
+            process, transport.writer, transport.reader = await _spawn_through_own_pipes(
                 child_protocol, argv, pipe_size, child
             )
         transport._process = process
@@ -133,14 +132,6 @@ class ChildProcessTransport(_WritePipeTransport):
             return f"exec:{shlex.join(self.child.args)} (pid {self.child.pid})"
         return super().get_extra_info(name, default)
 
-    def pause_reading(self) -> None:
-        if self._stdout is not None:
-            self._stdout.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._stdout is not None:
-            self._stdout.resume_reading()
-
     def close(self) -> None:
         if self._closing or self._process is None:
             return
@@ -161,8 +152,8 @@ class ChildProcessTransport(_WritePipeTransport):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         process.close()
-        if self._stdout is not None:  # (a grandchild may still hold the child's stdout open)
-            self._stdout.close()
+        if self.reader is not None:  # (a grandchild may still hold the child's stdout open)
+            self.reader.close()
 
 
 class _ChildPipe(asyncio.Protocol):

@@ -53,13 +53,23 @@ class _ForwardingProtocol(asyncio.Protocol):
         self._on_lost(exc)
 
 
-class _WritePipeTransport(asyncio.Transport):
-    """The write side shared by the pipe-based transports: ``writer`` is the pipe we write to."""
+class _PipesTransport(asyncio.Transport):
+    """What the pipe-based transports share: ``writer`` is the pipe we write to, ``reader`` the one
+    we read from."""
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self.writer: asyncio.WriteTransport | None = None
+        self.reader: asyncio.ReadTransport | None = None
         self._closing = False
+
+    def pause_reading(self) -> None:
+        if self.reader is not None:
+            self.reader.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reader is not None:
+            self.reader.resume_reading()
 
     def write(self, data: Data) -> None:
         if self.writer is not None and not self._closing:
@@ -87,12 +97,11 @@ class _WritePipeTransport(asyncio.Transport):
         return self.writer is not None and type(self.writer).writelines is asyncio.WriteTransport.writelines
 
 
-class PipePairTransport(_WritePipeTransport):
+class PipePairTransport(_PipesTransport):
     """A duplex transport made of a read pipe and a write pipe (stdio, a child's stdin/stdout)."""
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
-        self.reader: asyncio.ReadTransport | None = None
         self._protocol: ByteReceiver | None = None
         self._lost = False
 
@@ -122,14 +131,6 @@ class PipePairTransport(_WritePipeTransport):
         if not self._lost and self._protocol is not None:
             self._lost = True
             self._protocol.connection_lost(exc)
-
-    def pause_reading(self) -> None:
-        if self.reader is not None:
-            self.reader.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.reader is not None:
-            self.reader.resume_reading()
 
     def close(self) -> None:
         if self._closing:
