@@ -8,6 +8,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -145,6 +146,30 @@ def test_a_call_to_a_child_that_stopped_reading_fails_at_once(driver: str, monke
         answered_in_time = len(outcome) == 1 and not isinstance(outcome[0], TimeoutError)
     assert answered_in_time, "the call waited for a reply"
     assert isinstance(outcome[0], ipfi.ConnectionLost), repr(outcome[0])
+
+
+@pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
+def test_a_child_that_closed_its_stdout_ends_the_connection_while_it_runs(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At once, not when the child exits (3 s later; its stdin stays open)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    address = f"exec:{PYTHON} -m tests.helpers.deaf_child 3 stdout"
+    if driver == "blocking":
+        with ipfi.sync.connect(address) as peer:
+            peer.wait_closed(timeout=1.5)  # (TimeoutError if it has not ended)
+            assert peer.process.poll() is None  # the child still runs
+    else:
+
+        async def scenario() -> None:
+            async with ipfi.connect(address) as peer:
+                deadline = time.monotonic() + 1.5
+                while peer.is_open and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                assert not peer.is_open
+                assert peer.process.returncode is None  # the child still runs
+
+        run_on(driver, scenario())
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the child's fds in /proc")
