@@ -148,6 +148,30 @@ def test_a_call_to_a_child_that_stopped_reading_fails_at_once(driver: str, monke
     assert isinstance(outcome[0], ipfi.ConnectionLost), repr(outcome[0])
 
 
+def _children() -> set[str]:
+    return {pid for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"), reason="lists children in /proc")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connect_cancelled_while_it_spawns_leaves_no_child(loop: str) -> None:
+    """Cancelled once the child is started, while its pipes are being connected to the loop."""
+
+    async def scenario() -> set[str]:
+        before = _children()
+        connecting = asyncio.ensure_future(ipfi.connect("exec:sleep 30"))
+        await asyncio.sleep(0)  # (its first step: up to the loop's taking the child's stdin)
+        connecting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await connecting
+        deadline = time.monotonic() + 1  # (the child is killed; it leaves once reaped)
+        while _children() - before and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return _children() - before
+
+    assert run_on(loop, scenario()) == set()
+
+
 @pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
 def test_a_child_that_closed_its_stdout_ends_the_connection_while_it_runs(
     driver: str, monkeypatch: pytest.MonkeyPatch

@@ -192,7 +192,7 @@ async def _spawn_through_own_pipes(
     from_child, child_stdout = os.pipe()
     size_pipes((to_child, from_child), size)
     ours = [os.fdopen(to_child, "wb", buffering=0), os.fdopen(from_child, "rb", buffering=0)]
-    process: _SpawnedChild | None = None
+    popen: subprocess.Popen[bytes] | None = None
     writer: asyncio.WriteTransport | None = None
     try:
         try:
@@ -204,14 +204,15 @@ async def _spawn_through_own_pipes(
         process = _SpawnedChild(popen, loop, child_protocol.process_exited)
         writer, _ = await loop.connect_write_pipe(lambda: _ChildPipe(child_protocol, 0), ours[0])
         reader, _ = await loop.connect_read_pipe(lambda: _ChildPipe(child_protocol, 1), ours[1])
-    except BaseException:
+    except BaseException:  # (cancelled, say: the child goes too, first)
+        if popen is not None:
+            popen.kill()  # (nothing once it has been reaped; reaped by its watcher, or by subprocess)
         if writer is not None:
             writer.close()
         for pipe in ours:
-            pipe.close()
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            # (uvloop closes the fd of a pipe it failed to connect, not its file object: EBADF here)
+            with contextlib.suppress(OSError):
+                pipe.close()
         raise
     return process, writer, reader
 
