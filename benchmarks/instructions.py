@@ -3,6 +3,7 @@
     python -m benchmarks.instructions [--driver aio|aio-async|aio-stream|sync|sync-stream|floor|...] [--untyped]
                                       [--calls N] [--warmup N] [--payload BYTES]
     python -m benchmarks.instructions --client-of SYSTEM [--calls N] [--warmup N]
+    python -m benchmarks.instructions --server-of SYSTEM [--calls N] [--warmup N]
 
 Runs a client and a server in one process over a Unix socket (the asyncio driver on uvloop, or the
 blocking driver with its threads) under ``valgrind --tool=callgrind`` twice, for ``calls`` and for
@@ -17,7 +18,8 @@ minimal RPC's ``echo`` a plain function, called inline (against ``minimal``: wha
 counts a 1 MiB echo's path, where valgrind counts a ``memcpy``'s ``rep movsb`` once per byte).
 ``--client-of`` counts one side alone: the client of a system of the benchmark's (``benchmarks/systems``,
 by name, e.g. ``"ipfi blocking->uvloop def"`` against ``"minimal rpc blocking->uvloop (reference)"``),
-its server in a process of its own that valgrind does not watch.
+its server in a process of its own that valgrind does not watch; ``--server-of`` the other side,
+the server under valgrind (stopped by SIGTERM, which valgrind counts to), the client unwatched.
 """
 
 from __future__ import annotations
@@ -152,16 +154,22 @@ def run_client(system: System, path: str, calls: int) -> None:
     run_loop(echoes(), system.loop)
 
 
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+
+
 def count(run: list[str]) -> int:
     """Instructions that callgrind counts for ``python -m benchmarks.instructions`` with ``run``."""
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
-    command += ["-m", "benchmarks.instructions", *run]
+    command = [*CALLGRIND, sys.executable, "-m", "benchmarks.instructions", *run]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the measured run failed (exit status {done.returncode}):\n{done.stderr[-2000:]}")
-    match = re.search(r"Collected : (\d+)", done.stderr)
+    return _collected(done.stderr)
+
+
+def _collected(report: str) -> int:
+    match = re.search(r"Collected : (\d+)", report)
     if match is None:
-        raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
+        raise RuntimeError(f"no callgrind total in: {report[-500:]}")
     return int(match[1])
 
 
@@ -175,11 +183,15 @@ def main() -> None:
     parser.add_argument("--untyped", action="store_true", help="procedures' type hints not checked")
     parser.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="bytes echoed per call")
     parser.add_argument("--client-of", metavar="SYSTEM", help="count this system's client alone")
+    parser.add_argument("--server-of", metavar="SYSTEM", help="count this system's server alone")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
     parser.add_argument("--server-at", help=argparse.SUPPRESS)  # (its server's socket, with --client-of)
     args = parser.parse_args()
     if args.client_of is not None:
         count_client(args.client_of, args.calls, args.warmup, args.run, args.server_at)
+        return
+    if args.server_of is not None:
+        count_server(args.server_of, args.calls, args.warmup)
         return
     if args.run is not None:
         global CHECK_TYPES, PAYLOAD
@@ -197,12 +209,17 @@ def main() -> None:
     print(f"{shown}: {(many - few) / (args.calls - args.warmup):,.0f} instructions per {unit}")
 
 
-def count_client(name: str, calls: int, warmup: int, run: int | None, server_at: str | None) -> None:
-    """``--client-of``: in the parent, start the server and count two client runs; in the measured
-    child (``run``), be the client."""
+def _system(name: str) -> System:
     system = next((system for system in SYSTEMS if system.name == name), None)
     if system is None:
         raise SystemExit(f"no system {name!r}; the systems: {', '.join(system.name for system in SYSTEMS)}")
+    return system
+
+
+def count_client(name: str, calls: int, warmup: int, run: int | None, server_at: str | None) -> None:
+    """``--client-of``: in the parent, start the server and count two client runs; in the measured
+    child (``run``), be the client."""
+    system = _system(name)
     if run is not None and server_at is not None:
         run_client(system, server_at, run)
         return
@@ -210,6 +227,19 @@ def count_client(name: str, calls: int, warmup: int, run: int | None, server_at:
         options = ["--client-of", name, "--server-at", path]
         many, few = (count([*options, "--run", str(number)]) for number in (calls, warmup))
     print(f"the client of {name}: {(many - few) / (calls - warmup):,.0f} instructions per round trip")
+
+
+def count_server(name: str, calls: int, warmup: int) -> None:
+    """``--server-of``: two runs of the server under callgrind, each answering this process's client."""
+    system = _system(name)
+    totals = []
+    for number in (calls, warmup):
+        with running_server(system, "unix", pinned=False, under=CALLGRIND) as (server, (_, path)):
+            run_client(system, path, number)
+            server.terminate()
+            _, report = server.communicate()
+            totals.append(_collected(report.decode()))
+    print(f"the server of {name}: {(totals[0] - totals[1]) / (calls - warmup):,.0f} instructions per call")
 
 
 if __name__ == "__main__":

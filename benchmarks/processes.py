@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +49,17 @@ def environment(**extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(
-    system: System, transport: str, pinned: bool, env: dict[str, str] | None = None
+    system: System, transport: str, pinned: bool, env: dict[str, str] | None = None, under: Sequence[str] = ()
 ) -> Iterator[tuple[subprocess.Popen[bytes], Endpoint]]:
     """``system``'s server, ready, on a Unix socket in a temporary directory or a free TCP port;
-    killed on the way out."""
+    killed on the way out. ``under``: a command it runs under (valgrind), whose stderr is kept."""
     with tempfile.TemporaryDirectory(prefix="ipfi-bench-") as directory:
         endpoint: Endpoint = ("unix", os.path.join(directory, "s")) if transport == "unix" else ("tcp", free_port())
         module, loop = system.server_module or system.module, system.server_loop or system.loop
         server = subprocess.Popen(
-            command("server", module, loop, endpoint, pinned),
+            [*under, *command("server", module, loop, endpoint, pinned)],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if under else None,
             cwd=ROOT,
             env=env or environment(),
         )
