@@ -1,6 +1,6 @@
 """Run every system in every table and print medians, spreads and ipfi's ratios.
 
-    python -m benchmarks [--repeat 3] [--duration 0.3] [--tables unix-pinned,...,memory] [--quick]
+    python -m benchmarks [--repeat 3] [--duration 0.3] [--tables unix-pinned,...,memory] [--clients 1,4,16,64] [--quick]
 
 Each run starts the server and the client as two processes (``taskset -c 0`` on both for a pinned
 table) and measures, from the client: sequential ``echo(16 bytes)`` (calls/s, p50, p99, CPU of both
@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from . import scaling
 from .processes import ROOT, command, environment, running_server
@@ -159,27 +160,44 @@ def print_targets(medians: dict[str, dict[str, float]]) -> None:
             print(f"- {key}: {least / medians[floor][key]:.0%} of {floor}{ours}")
 
 
-def print_many_clients(results: dict[str, list[dict[str, float]]], repeat: int) -> None:
+def print_many_clients(results: dict[str, list[dict[str, float]]], repeat: int, counts: tuple[int, ...]) -> None:
     title = "Many clients: aggregate sequential calls/s of N client processes, unix, unpinned"
     print(f"\n## {title} (medians of {repeat})\n")
-    counts = scaling.CLIENT_COUNTS
-    print("| system | " + " | ".join(f"{count} clients" for count in counts) + " |")
-    print("|---|" + "---:|" * len(counts))
     medians = {name: scaling.median_of(runs) for name, runs in results.items()}
     floor = medians.get(RAW_ASYNC)
-    for name, figures in medians.items():
-        cells = []
-        for count in counts:
-            value = figures[f"clients_{count}"]
-            share = f" ({value / floor[f'clients_{count}']:.0%})" if floor and name != RAW_ASYNC else ""
-            cells.append(f"{value:,.0f}{share}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    _print_counts_table(medians, counts, lambda name, figures, count: _with_share(name, figures, count, floor))
+    print("\nWhose CPU: the server's and all the clients' CPU µs per call, and the server's busy share of the run:\n")
+    _print_counts_table(medians, counts, _cpu_split_cell)
     if USERS_PATH in medians and floor:
         print()
         for count in (16, 64):
+            if count not in counts:
+                continue
             ratio = medians[USERS_PATH][f"clients_{count}"] / floor[f"clients_{count}"]
             verdict = _verdict(ratio >= 0.7)
             print(f"- {USERS_PATH} with {count} clients vs {RAW_ASYNC}: {ratio:.0%} (target ≥ 70%): {verdict}")
+
+
+def _print_counts_table(
+    medians: dict[str, dict[str, float]],
+    counts: tuple[int, ...],
+    cell: Callable[[str, dict[str, float], int], str],
+) -> None:
+    print("| system | " + " | ".join(f"{count} clients" for count in counts) + " |")
+    print("|---|" + "---:|" * len(counts))
+    for name, figures in medians.items():
+        print(f"| {name} | " + " | ".join(cell(name, figures, count) for count in counts) + " |")
+
+
+def _with_share(name: str, figures: dict[str, float], count: int, floor: dict[str, float] | None) -> str:
+    value = figures[f"clients_{count}"]
+    share = f" ({value / floor[f'clients_{count}']:.0%})" if floor and name != RAW_ASYNC else ""
+    return f"{value:,.0f}{share}"
+
+
+def _cpu_split_cell(name: str, figures: dict[str, float], count: int) -> str:
+    server, clients, busy = (figures[f"{key}_{count}"] for key in ("server_us", "clients_us", "server_busy"))
+    return f"{server:.1f} / {clients:.1f} ({busy:.0%})"
 
 
 def print_memory(results: dict[str, list[dict[str, float]]], repeat: int) -> None:
@@ -199,7 +217,7 @@ def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
-def run_scaling_table(table: str, systems: list[System], repeat: int, duration: float) -> None:
+def run_scaling_table(table: str, systems: list[System], repeat: int, duration: float, counts: tuple[int, ...]) -> None:
     chosen = [system for system in systems if system.name in SCALING_SYSTEMS]
     results: dict[str, list[dict[str, float]]] = {system.name: [] for system in chosen}
     for _ in range(repeat):
@@ -207,8 +225,11 @@ def run_scaling_table(table: str, systems: list[System], repeat: int, duration: 
             if table == "memory":
                 results[system.name].append(scaling.memory(system, "unix"))
             else:
-                results[system.name].append(scaling.many_clients(system, "unix", duration))
-    (print_memory if table == "memory" else print_many_clients)(results, repeat)
+                results[system.name].append(scaling.many_clients(system, "unix", duration, counts))
+    if table == "memory":
+        print_memory(results, repeat)
+    else:
+        print_many_clients(results, repeat, counts)
 
 
 def main() -> None:
@@ -220,6 +241,12 @@ def main() -> None:
     default_tables = "unix-pinned,unix,tcp-pinned,many-clients,memory"
     parser.add_argument("--tables", default=default_tables, help=f"some of {every_table}")
     parser.add_argument("--systems", help="comma-separated names (default: all installed)")
+    parser.add_argument(
+        "--clients",
+        type=lambda text: tuple(int(count) for count in text.split(",")),
+        default=scaling.CLIENT_COUNTS,
+        help="client processes in the many-clients table (default: 1,4,16,64)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of two tables")
     args = parser.parse_args()
     if args.quick:
@@ -238,7 +265,7 @@ def main() -> None:
     print(f"# ipfi benchmark: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
     for table in args.tables.split(","):
         if table in SCALING_TABLES:
-            run_scaling_table(table, systems, args.repeat, args.duration)
+            run_scaling_table(table, systems, args.repeat, args.duration, args.clients)
             continue
         transport, pinned = TABLES[table]
         results: dict[str, list[dict[str, float]]] = {system.name: [] for system in systems}

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from .harness import PAYLOAD, _maybe, load_system, run_loop, timed_awaits, timed_calls
+from .harness import PAYLOAD, _maybe, cpu_seconds, load_system, run_loop, timed_awaits, timed_calls
 from .processes import ROOT, Endpoint, allow_many_files, command, environment, running_server
 from .systems import System
 
@@ -68,24 +68,41 @@ def _tell(process: subprocess.Popen[str], word: str) -> None:
     process.stdin.flush()
 
 
-def many_clients(system: System, transport: str, duration: float) -> dict[str, float]:
-    """Aggregate sequential calls/s of 1, 4, 16 and 64 client processes against one server (unpinned)."""
+def many_clients(
+    system: System, transport: str, duration: float, counts: tuple[int, ...] = CLIENT_COUNTS
+) -> dict[str, float]:
+    """Aggregate sequential calls/s of each count of client processes against one server (unpinned),
+    and whose CPU the calls took: the server's and all the clients' CPU µs per call, every thread
+    counted, and the server's busy share of the run (under 100%: the clients are what is short of
+    CPU)."""
     figures = {}
-    for count in CLIENT_COUNTS:
-        with running_server(system, transport, pinned=False) as (_, endpoint):
+    for count in counts:
+        with running_server(system, transport, pinned=False) as (server, endpoint):
             clients = [_spawn("many", system, endpoint, str(duration)) for _ in range(count)]
             try:
                 for client in clients:
                     _expect(client, "ready")
+                server_cpu, clients_cpu = _cpu_seconds(server, clients)
+                started = time.perf_counter()
                 for client in clients:
                     _tell(client, "go")
-                rates = [json.loads(_expect(client, "{"))["per_s"] for client in clients]
+                reports = [json.loads(_expect(client, "{")) for client in clients]
+                elapsed = time.perf_counter() - started
+                server_after, clients_after = _cpu_seconds(server, clients)
             finally:
                 for client in clients:
                     client.kill()
                     client.wait()
-        figures[f"clients_{count}"] = sum(rates)
+        calls = sum(report["calls"] for report in reports)
+        figures[f"clients_{count}"] = sum(report["per_s"] for report in reports)
+        figures[f"server_us_{count}"] = (server_after - server_cpu) / calls * 1e6
+        figures[f"clients_us_{count}"] = (clients_after - clients_cpu) / calls * 1e6
+        figures[f"server_busy_{count}"] = (server_after - server_cpu) / elapsed
     return figures
+
+
+def _cpu_seconds(server: subprocess.Popen[bytes], clients: list[subprocess.Popen[str]]) -> tuple[float, float]:
+    return cpu_seconds(server.pid), sum(cpu_seconds(client.pid) for client in clients)
 
 
 def memory(system: System, transport: str) -> dict[str, float]:
@@ -125,7 +142,7 @@ async def _many(module: Any, endpoint: Endpoint, duration: float) -> None:
     await asyncio.to_thread(sys.stdin.readline)
     started = time.perf_counter()
     calls = len(await _maybe(timed(lambda: client.echo(PAYLOAD), duration)))
-    print(json.dumps({"per_s": calls / (time.perf_counter() - started)}), flush=True)
+    print(json.dumps({"calls": calls, "per_s": calls / (time.perf_counter() - started)}), flush=True)
     await _maybe(client.close())
 
 

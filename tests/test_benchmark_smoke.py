@@ -67,3 +67,24 @@ def test_blocking_streams_benchmark_smoke() -> None:
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row[0].strip() for row in rows[1:]] == ["async generator", "generator on the loop", "blocking generator"]
     assert all(float(row[1].replace(",", "")) > 0 for row in rows[1:])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads each process's CPU time in /proc")
+def test_many_clients_benchmark_smoke() -> None:
+    systems = "ipfi uvloop async-def,raw asyncio floor"
+    command = [PYTHON, "-m", "benchmarks", "--tables", "many-clients", "--clients", "1,2", "--repeat", "1"]
+    command += ["--duration", "0.05", "--systems", systems]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rates, cpu = (
+        [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+        for table in result.stdout.split("Whose CPU")
+    )
+    assert rates[0] == cpu[0] == [" system ", " 1 clients ", " 2 clients "]
+    assert [row[0].strip() for row in rates[1:]] == [row[0].strip() for row in cpu[1:]] == systems.split(",")
+    assert all(float(cell.split()[0].replace(",", "")) > 0 for row in rates[1:] for cell in row[1:])
+    assert "% of" not in rates[2][1] and "%)" in rates[1][1]  # (ipfi's share of the floor's calls/s)
+    for row in cpu[1:]:
+        for cell in row[1:]:  # "server µs / clients µs (server busy %)"
+            server, _, clients, busy = cell.split()
+            assert float(server) > 0 and float(clients) > 0 and 0 < int(busy.strip("(%)")) <= 100
