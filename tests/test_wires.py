@@ -172,6 +172,48 @@ def test_a_connect_cancelled_while_it_spawns_leaves_no_child(loop: str) -> None:
     assert run_on(loop, scenario()) == set()
 
 
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"), reason="lists children in /proc")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connect_cancelled_during_the_handshake_kills_its_child_at_once(loop: str) -> None:
+    """Not 2 s later (a closed connection's grace), when the loop may have ended: the child has not
+    answered, and nobody will speak to it."""
+
+    async def scenario() -> set[str]:
+        before = _children()
+        connecting = asyncio.ensure_future(ipfi.connect("exec:sleep 30"))
+        await asyncio.sleep(0.3)  # (started; its handshake unanswered)
+        assert _children() - before
+        connecting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await connecting
+        deadline = time.monotonic() + 1  # (killed at once; it leaves once reaped)
+        while _children() - before and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return _children() - before
+
+    assert run_on(loop, scenario()) == set()
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"), reason="lists children in /proc")
+@pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
+def test_a_child_that_never_answers_is_gone_when_connect_gives_up(driver: str) -> None:
+    """``HandshakeTimeout``; the child, which ignores the end of its stdin, is killed and reaped
+    before connect() raises, so that nothing of it outlives a program that ends then."""
+    limits = ipfi.Limits(handshake_timeout=0.2)
+    before = _children()
+    if driver == "blocking":
+        with pytest.raises(ipfi.HandshakeTimeout):
+            ipfi.sync.connect("exec:sleep 30", limits=limits)
+    else:
+
+        async def scenario() -> None:
+            with pytest.raises(ipfi.HandshakeTimeout):
+                await ipfi.connect("exec:sleep 30", limits=limits)
+
+        run_on(driver, scenario())  # (its loop closed as connect() returned)
+    assert _children() - before == set()
+
+
 @pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
 def test_a_child_that_closed_its_stdout_ends_the_connection_while_it_runs(
     driver: str, monkeypatch: pytest.MonkeyPatch

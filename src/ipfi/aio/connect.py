@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -62,12 +63,28 @@ async def _handshaken(peer: Peer) -> Peer:
     try:
         await asyncio.wait_for(peer.wait_opened(), peer.options.limits.handshake_timeout)
     except TimeoutError:
-        peer.abort()
+        await _given_up(peer)
         raise HandshakeTimeout(f"no handshake reply within {peer.options.limits.handshake_timeout} s") from None
-    except BaseException:
+    except Exception:
+        await _given_up(peer)
+        raise
+    except BaseException:  # (cancelled: an exec: child is killed at once, not waited for)
         peer.abort()
+        if peer.process is not None:
+            with contextlib.suppress(ProcessLookupError):  # (it has exited)
+                peer.process.kill()
         raise
     return peer
+
+
+async def _given_up(peer: Peer) -> None:
+    """The handshake failed: close; over ``exec:``, also wait until the child has exited (killed at
+    once after a protocol error or the core's handshake deadline, else 2 s after its stdin closed)
+    and been reaped, as the blocking driver's connect does: that was otherwise due on a loop the
+    program may end right then, leaving a zombie or a child that ignores its stdin running."""
+    peer.abort()
+    if peer.process is not None:
+        await peer.wait_closed()
 
 
 def connect(address: str, iface: Interface | None = None, **options: Unpack[OptionArgs]) -> Opening:
