@@ -197,10 +197,12 @@ def test_a_connect_cancelled_during_the_handshake_kills_its_child_at_once(loop: 
 @pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"), reason="lists children in /proc")
 @pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])
 def test_a_child_that_never_answers_is_gone_when_connect_gives_up(driver: str) -> None:
-    """``HandshakeTimeout``; the child, which ignores the end of its stdin, is killed and reaped
-    before connect() raises, so that nothing of it outlives a program that ends then."""
+    """``HandshakeTimeout``; the child, which ignores the end of its stdin, is killed at once (not
+    after a closed connection's 2 s of grace) and reaped before connect() raises, so that nothing of
+    it outlives a program that ends then."""
     limits = ipfi.Limits(handshake_timeout=0.2)
     before = _children()
+    started = time.monotonic()
     if driver == "blocking":
         with pytest.raises(ipfi.HandshakeTimeout):
             ipfi.sync.connect("exec:sleep 30", limits=limits)
@@ -212,6 +214,7 @@ def test_a_child_that_never_answers_is_gone_when_connect_gives_up(driver: str) -
 
         run_on(driver, scenario())  # (its loop closed as connect() returned)
     assert _children() - before == set()
+    assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])

@@ -332,6 +332,8 @@ class Peer(MakesProxies, PeerBase):
             try:
                 self._wait_until(lambda: self._core.is_open, None)  # the core's timer ends the handshake
             except ConnectionLost as exc:
+                if self.process is not None:  # nobody will speak to an exec: child: killed now, not 2 s later
+                    self.process.kill()  # (nothing if it has exited; closing reaps it)
                 self.close()
                 if isinstance(self._fatal, HandshakeError):  # (the timeout, a refusal, a stranger...)
                     raise type(self._fatal)(str(self._fatal)) from None
