@@ -68,9 +68,7 @@ def _tell(process: subprocess.Popen[str], word: str) -> None:
     process.stdin.flush()
 
 
-def many_clients(
-    system: System, transport: str, duration: float, counts: tuple[int, ...] = CLIENT_COUNTS
-) -> dict[str, float]:
+def many_clients(system: System, transport: str, duration: float, counts: tuple[int, ...]) -> dict[str, float]:
     """Aggregate sequential calls/s of each count of client processes against one server (unpinned),
     and whose CPU the calls took: the server's and all the clients' CPU µs per call, every thread
     counted, and the server's busy share of the run (under 100%: the clients are what is short of
