@@ -207,6 +207,7 @@ class Server(TimersAndFds):
         self._accepting: weakref.WeakSet[Peer] = weakref.WeakSet()  # made by the factory, not yet connected
         self._listener: Listener | None = None
         self._server: asyncio.Server | None = None  # (or websockets' server: the same close and wait_closed)
+        self._end_openings: Callable[[], None] | None = None  # (websockets' server: its handshakes under way)
         self._stdio_peer: Peer | None = None
         self._feed: EventFeed | None = None
         self._stopped = False
@@ -287,7 +288,7 @@ class Server(TimersAndFds):
         try:
             if address.is_websocket:
                 require_websockets()
-                self._server = await serve_websockets(
+                self._server, self._end_openings = await serve_websockets(
                     listener.sock, address, options, self._serve_websocket, self._serves
                 )
             elif address.is_unix:
@@ -320,6 +321,8 @@ class Server(TimersAndFds):
             self._feed.wake()
         if self._server is not None:
             self._server.close()
+        if self._end_openings is not None:
+            self._end_openings()
         if (
             self._listener is not None and not self.address.is_websocket
         ):  # (websockets' server closes its socket itself)

@@ -4,6 +4,7 @@ peer's byte stream (see :mod:`ipfi.net.websocket`)."""
 from __future__ import annotations
 
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ def attach(peer: Peer, websocket: Any) -> CallbackTransport:
     async def received() -> AsyncIterator[bytes]:
         async for message in websocket:
             if isinstance(message, str):
+                await websocket.close(TextMessage.close_code, TextMessage.close_reason)
                 raise TextMessage()
             yield message
 
@@ -63,10 +65,20 @@ async def serve_websockets(
     options: Options,
     admit: Callable[[Any], Awaitable[None]],
     serves: Callable[[str], object],
-) -> Any:
+) -> tuple[Any, Callable[[], None]]:
     """A ``websockets`` server on listening ``sock``: ``admit(websocket)`` serves each connection
-    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404."""
-    from websockets.asyncio.server import serve
+    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404.
+    And what ends the opening handshakes under way, for after its ``close()`` (websockets leaves
+    them to their deadline, which its ``wait_closed()`` would wait for)."""
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.protocol import State
+
+    connections: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+
+    class TrackedConnection(ServerConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            connections.add(self)
 
     def check_path(connection: Any, request: Any) -> Any:
         if serves(request.path) is False:
@@ -74,12 +86,20 @@ async def serve_websockets(
         return None
 
     tls = tls_server_arguments(address.scheme, options.ssl, options.limits.handshake_timeout)
-    return await serve(
+    server = await serve(
         admit,
         sock=sock,
         ssl=tls.get("ssl"),
         process_request=check_path,
         open_timeout=options.limits.handshake_timeout,
         backlog=BACKLOG,  # (asyncio listens again on the socket, with 100 unless told)
+        create_connection=TrackedConnection,
         **CONNECTION_OPTIONS,
     )
+
+    def end_openings() -> None:
+        for connection in list(connections):
+            if connection.protocol.state is State.CONNECTING:
+                connection.transport.abort()
+
+    return server, end_openings

@@ -1,6 +1,7 @@
 """Whether a peer has gone, without reading what it sent: a connection whose reading is paused
 (its messages unread, its replies not taken, its calls at the limit) must still end when the peer
-leaves, or its fd, memory and slot would be held for ever. And waiting until an fd can be read.
+leaves, or its fd, memory and slot would be held for ever. And waiting until an fd can be read, or
+written.
 
 Both use ``poll()``; where there is none (Windows), ``select()``, which cannot tell a hang-up from
 data without reading (there a paused connection ends when it is read again), and takes only
@@ -33,14 +34,24 @@ def peer_hung_up(fd: int) -> bool:
 
 def wait_readable(fd: int, timeout: float | None) -> bool:
     """Whether ``fd`` can be read (data, its end, or an error) within ``timeout`` seconds."""
+    return _wait(fd, timeout, writing=False)
+
+
+def wait_writable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` can take bytes without blocking (or is broken) within ``timeout`` seconds."""
+    return _wait(fd, timeout, writing=True)
+
+
+def _wait(fd: int, timeout: float | None, *, writing: bool) -> bool:
     if not _HAS_POLL:
+        watched = [fd]
         try:
-            readable, _, broken = select.select([fd], [], [fd], timeout)
-        except OSError:  # Windows selects sockets only: a pipe is read at once, and blocks the read
+            ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
+        except OSError:  # Windows selects sockets only: a pipe is taken as ready, and blocks the read or write
             return True
-        return bool(readable or broken)
+        return any(ready)
     poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    poller.register(fd, (select.POLLOUT if writing else select.POLLIN | select.POLLHUP) | select.POLLERR)
     return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 

@@ -48,10 +48,14 @@ def messages_of(data: bytes | bytearray | memoryview) -> Iterator[bytes | bytear
 
 
 class TextMessage(ConnectionError):
-    """A peer sent a text message: ipfi's stream travels in binary ones."""
+    """A peer sent a text message: ipfi's stream travels in binary ones. Its connection is closed
+    with :attr:`close_code` (1003, unsupported data) and :attr:`close_reason`."""
+
+    close_code: Final = 1003
+    close_reason: Final = "ipfi's byte stream travels in binary messages"
 
     def __init__(self) -> None:
-        super().__init__("a text WebSocket message: ipfi's byte stream travels in binary messages")
+        super().__init__(f"a text WebSocket message: {self.close_reason}")
 
 
 def interfaces_by_path(

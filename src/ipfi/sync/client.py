@@ -18,7 +18,7 @@ from ..options import Options
 from .links import Link, PipeLink, SocketLink, stdio_link
 from .peer import Peer
 from .tls_link import tls_link
-from .websocket_link import connect_websocket
+from .websocket_link import open_websocket
 
 
 def open_client(
@@ -54,15 +54,15 @@ def open_link(address: Address, settings: Options) -> Link:
             sock.close()
             raise
         return SocketLink(sock)
-    if address.is_websocket:
-        require_websockets()
-        return connect_websocket(address, settings)
     if address.is_tcp:
+        if address.is_websocket:
+            require_websockets()
         tls = tls_client_arguments(address.scheme, address.host, settings.ssl, timeout)
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
-        if not tls:
-            return SocketLink(sock)
-        return tls_link(sock, tls["ssl"], server_side=False, server_hostname=address.host, timeout=timeout)
+        link: Link = SocketLink(sock)
+        if tls:
+            link = tls_link(sock, tls["ssl"], server_side=False, server_hostname=address.host, timeout=timeout)
+        return open_websocket(link, address, timeout) if address.is_websocket else link
     if address.scheme == "stdio":
         return stdio_link()
     process = subprocess.Popen(address.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **settings.spawns)

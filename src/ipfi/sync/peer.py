@@ -297,6 +297,7 @@ class Peer(MakesProxies, PeerBase):
         self._reader: threading.Thread | None = None
         self._timer_at: float | None = None  # the core's next moment, as last asked (see _note_timer)
         self._fatal: Exception | None = None  # what the core raised to end the connection
+        self._read_error: OSError | None = None  # why the wire's last read failed
         self._pid = os.getpid()
         self._inherited = False
         _live_peers.add(self)
@@ -461,8 +462,8 @@ class Peer(MakesProxies, PeerBase):
                 target = buffer if frames.idle else core.receive_target() or buffer
                 try:
                     count = recv_into(target)
-                except OSError:  # reset, or closed by another thread (close() does not wait for us)
-                    count = 0
+                except OSError as exc:  # reset, or closed by another thread (close() does not wait for us)
+                    count, self._read_error = 0, exc
                 filled = target is not buffer
                 del target
                 lock.acquire()  # (not "with": that costs ~85 ns more, and this runs for every read)
@@ -555,8 +556,8 @@ class Peer(MakesProxies, PeerBase):
                 while holding and self._timer_at is None and decoder.idle:
                     try:
                         count = recv_into(buffer)
-                    except OSError:  # reset, or closed by another thread
-                        count = 0
+                    except OSError as exc:  # reset, or closed by another thread
+                        count, self._read_error = 0, exc
                     lock.acquire()
                     try:
                         if not count:
@@ -654,6 +655,10 @@ class Peer(MakesProxies, PeerBase):
                 waiter.event.set()
 
     def _receive_eof(self) -> None:
+        """Under the lock: the wire's end; a read that failed says why (a reset, a WebSocket close code)."""
+        if self._read_error is not None:
+            self._lose(ConnectionLost(f"connection to {self.peer_id or 'peer'} lost: {self._read_error}"))
+            return
         try:
             self._core.receive_eof()
         except ConnectionLost as exc:

@@ -9,7 +9,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Unpack
+from typing import Unpack
 
 from ..core.connection import Role
 from ..core.interface import Interface
@@ -21,11 +21,11 @@ from ..net.websocket import interfaces_by_path, require_websockets
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
 from .event_feed import EventFeed
-from .links import SocketLink, stdio_link
+from .links import Link, SocketLink, stdio_link
 from .loop_thread import LoopThread
 from .peer import Peer
 from .tls_link import tls_link
-from .websocket_link import WebSocketLink, serve_websockets
+from .websocket_link import WebSocketLink, accept_websocket
 
 log = logging.getLogger("ipfi.sync")
 
@@ -49,10 +49,10 @@ class Server(TimersAndFds):
         #: Which interface a connection gets, by its WebSocket path ("" for other wires).
         self._serves = interfaces_by_path(address, iface)
         self.interface = self._interface_at("")
-        self._websockets: Any = None  # websockets' server, for ws:// and wss://
         self.options = options.for_scheme(address.scheme)
         self.connections: set[Peer] = set()
-        self._connections_lock = threading.Lock()
+        self._handshaking: set[socket.socket] = set()  # accepted, their handshakes under way
+        self._connections_lock = threading.Lock()  # connections and _handshaking
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfi-worker")
         self._loop_thread = LoopThread("ipfi-async")  # for async def procedures; started at first use
         self._closed = threading.Event()
@@ -70,13 +70,7 @@ class Server(TimersAndFds):
         if self.address.is_websocket:
             require_websockets()
         self._listener = Listener.open(self.address, mode=self.options.mode, authenticated=self.options.authenticates)
-        accept = self._accept_forever
-        if self.address.is_websocket:
-            self._websockets = serve_websockets(
-                self._listener.sock, self.address, self.options, self._serve_websocket, self._serves
-            )
-            accept = self._websockets.serve_forever
-        self._acceptor = threading.Thread(target=accept, name="ipfi-accept", daemon=True)
+        self._acceptor = threading.Thread(target=self._accept_forever, name="ipfi-accept", daemon=True)
         self._acceptor.start()
         log.info("serving %s", self.bound_address)
         return self
@@ -102,51 +96,72 @@ class Server(TimersAndFds):
                 self._closed.wait(backoff)
                 continue
             backoff = 0.0
-            if len(self.connections) >= self.options.limits.max_connections:
-                self._refusals.warning(
-                    "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
-                )
+            # (A WebSocket client is refused after its opening handshake, with a close code that says why.)
+            if not self.address.is_websocket and self._full():
                 sock.close()
-                continue
-            if self._tls is None:
+            elif self._tls is None and not self.address.is_websocket:
                 self._add(SocketLink(sock))
-            else:  # (the TLS handshake in a thread of its own: a slow client holds up nobody)
-                threading.Thread(target=self._add_tls, args=(sock,), name="ipfi-tls-accept", daemon=True).start()
+            else:  # (the handshakes in a thread of its own: a slow client holds up nobody)
+                with self._connections_lock:
+                    self._handshaking.add(sock)
+                threading.Thread(target=self._open, args=(sock,), name="ipfi-handshake", daemon=True).start()
 
-    def _add_tls(self, sock: socket.socket) -> None:
-        assert self._tls is not None
+    def _full(self) -> bool:
+        if len(self.connections) < self.options.limits.max_connections:
+            return False
+        self._refusals.warning(
+            "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
+        )
+        return True
+
+    def _open(self, sock: socket.socket) -> None:
+        """In a thread of its own: the TLS handshake, the WebSocket opening handshake, or both, then
+        the connection served (its reader is another thread: this one ends)."""
+        timeout = self.options.limits.handshake_timeout
+        path = ""
         try:
-            link = tls_link(
-                sock, self._tls, server_side=True, server_hostname=None, timeout=self.options.limits.handshake_timeout
+            link: Link = (
+                SocketLink(sock)
+                if self._tls is None
+                else tls_link(sock, self._tls, server_side=True, server_hostname=None, timeout=timeout)
             )
-        except (OSError, ssl.SSLError) as exc:  # (SSLError is an OSError; named for the reader)
-            self._refusals.warning("server %s: a TLS handshake failed: %s", self.address, exc)
+            if self.address.is_websocket:
+                websocket = accept_websocket(link, self._serves, timeout)
+                if websocket is None:
+                    return  # (answered with an HTTP error)
+                link, path = websocket, websocket.extra["path"]
+        except (OSError, ssl.SSLError) as exc:  # (SSLError and TimeoutError are OSErrors; named for the reader)
+            if not self._closed.is_set():
+                self._refusals.warning("server %s: a handshake failed: %s", self.address, exc)
             return
-        if not self._closed.is_set():
-            self._add(link)
-        else:
+        finally:
+            with self._connections_lock:
+                self._handshaking.discard(sock)
+        if isinstance(link, WebSocketLink) and self._full():
+            link.shutdown(1013, "the server is full")
             link.close()
+        else:
+            self._add(link, self._interface_at(path))
 
     def _interface_at(self, path: str) -> Interface | None:
         served = self._serves(path)
         return None if isinstance(served, bool) else served
 
-    def _serve_websocket(self, websocket: Any) -> None:
-        """In websockets' thread for one connection: serve it for as long as it lasts."""
-        if len(self.connections) >= self.options.limits.max_connections:
-            self._refusals.warning("server %s: max_connections reached; refusing connections", self.address)
-            websocket.close(1013, "the server is full")
-            return
-        self._add(WebSocketLink(websocket), self._interface_at(websocket.request.path)).wait_closed()
-
-    def _add(self, link: Any, interface: Interface | None = None) -> Peer:
+    def _add(self, link: Link, interface: Interface | None = None) -> None:
         peer = Peer(link, Role.SERVER, interface or self.interface, self.options, executor=self._executor)
         peer.on_open, peer.on_close = self._peer_opened, self._peer_closed
         peer.loop_thread = self._loop_thread
         with self._connections_lock:
-            self.connections.add(peer)
+            closed = self._closed.is_set()  # (checked with the lock that close() takes its peers under)
+            if not closed:
+                self.connections.add(peer)
+        if closed:
+            link.shutdown()
+            link.close()
+            return
         peer.open(background_reader=True)
-        return peer
+        if self._closed.is_set():  # (close() took its peers while this one opened)
+            peer.close(timeout=0.0)
 
     def _peer_opened(self, peer: Peer) -> None:
         if self._feed is not None:
@@ -186,8 +201,6 @@ class Server(TimersAndFds):
     def close(self) -> None:
         """Stop accepting, close every connection, wait for running procedures and threads."""
         self._closed.set()
-        if self._websockets is not None:
-            self._websockets.shutdown()  # (it closes the listening socket; close() below removes nothing more)
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
@@ -196,6 +209,9 @@ class Server(TimersAndFds):
             self._acceptor.join()
         with self._connections_lock:
             peers = list(self.connections)
+            for sock in self._handshaking:  # (their handshakes fail at once; their threads end)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         for peer in peers:
             peer.close(timeout=0.0)
         self._executor.shutdown(wait=True, cancel_futures=True)
