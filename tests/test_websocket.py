@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +16,14 @@ from typing import Any
 import pytest
 import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Opcode
 from websockets.sync.client import connect as raw_connect
 
 import ipfi
 import ipfi.sync
 from ipfi.net import websocket as websocket_wire
+from ipfi.sync.links import SocketLink
+from ipfi.sync.websocket_link import WebSocketLink
 
 from .helpers.servers import DRIVERS, run_on, serving
 
@@ -237,6 +241,40 @@ def test_wss_connections_between_blocking_peers_open_every_time(tls: dict[str, s
             target = address.replace("127.0.0.1", "localhost")
             with ipfi.sync.connect(target, ssl=tls["client"], limits=limits) as peer:
                 assert peer.call("add", number, 1) == number + 1
+
+
+def test_a_blocking_reader_reads_on_while_a_writer_waits_for_the_wire() -> None:
+    """A ping comes while a writer is blocked on a peer that does not read: the reader answers it
+    without waiting for the wire (that peer may be waiting for this reader), and reads on; the
+    pong leaves after the writer's message."""
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        link = WebSocketLink(SocketLink(ours), ClientProtocol(parse_uri("ws://x/"), state=State.OPEN), "/", [])
+        remote = ServerProtocol(state=State.OPEN, max_size=None)
+        large = b"\x01" * (8 << 20)  # far more than the socket pair holds
+        writer = threading.Thread(target=link.send, args=(large,), daemon=True)
+        writer.start()
+        time.sleep(0.2)  # (blocked in its write)
+        remote.send_ping(b"are you there")
+        remote.send_binary(b"data")
+        theirs.sendall(b"".join(remote.data_to_send()))
+        ours.settimeout(5)
+        buffer = memoryview(bytearray(16))
+        assert link.recv_into(buffer) == 4 and buffer[:4] == b"data"
+        assert writer.is_alive()  # (still blocked: the reader did not wait for it)
+        received = []
+        theirs.settimeout(5)
+        while not any(frame.opcode == Opcode.PONG for frame in received):
+            remote.receive_data(theirs.recv(1 << 20))
+            received += remote.events_received()
+        writer.join(5)
+        assert [frame.opcode for frame in received][-1:] == [Opcode.PONG]
+        assert sum(len(frame.data) for frame in received if frame.opcode != Opcode.PONG) == len(large)
 
 
 def test_the_extra_is_named_when_websockets_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

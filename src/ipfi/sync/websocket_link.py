@@ -52,6 +52,7 @@ class WebSocketLink:
         # _state_lock only, and what it owes the wire leaves under _send_lock, whole and in order.
         self._state_lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._owed: list[bytes] = []  # what the reader owes the wire while a writer holds it (under _state_lock)
         self._messages: deque[memoryview] = deque()  # received, not yet read
         self._left = _NOTHING  # what the message being read still holds
         self._end: BaseException | None = None  # how the connection ended, for the read after the last message
@@ -129,11 +130,25 @@ class WebSocketLink:
                 self._end = ConnectionResetError(f"WebSocket connection closed by the peer: {closing}")
 
     def _send_owed(self, owed: list[bytes]) -> None:
-        """What the protocol owes the wire for frames received (a pong, a close frame): a broken
-        wire ends the next read, not this one."""
+        """What the protocol owes the wire for frames received (a pong, a close frame). The reader
+        never waits for the wire: a writer that holds it may be waiting for a peer that waits for
+        this reader, so what it owes is left for that writer to send when it is done."""
         if owed:
-            with contextlib.suppress(OSError), self._send_lock:
-                _write(self._link, owed)
+            with self._state_lock:
+                self._owed += owed
+            self._send_left_owed()
+
+    def _send_left_owed(self) -> None:
+        """What the reader owes, sent if no writer holds the wire (else that writer sends it). A
+        broken wire ends the next read, not this one."""
+        while self._owed and self._send_lock.acquire(blocking=False):
+            try:
+                with self._state_lock:
+                    owed, self._owed = self._owed, []
+                with contextlib.suppress(OSError):
+                    _write(self._link, owed)
+            finally:
+                self._send_lock.release()
 
     def send(self, data: Buffer) -> None:
         self.send_pieces([data])
@@ -149,6 +164,8 @@ class WebSocketLink:
                         self._protocol.send_binary(message)
                 owed = self._protocol.data_to_send()
             _write(self._link, owed)
+        if self._owed:  # (the reader's, left while this wrote)
+            self._send_left_owed()
 
     def shutdown(self, code: int = 1000, reason: str = "") -> None:
         """A close frame with ``code`` and ``reason`` if it can leave at once (no writer holds the
@@ -159,7 +176,7 @@ class WebSocketLink:
                 with self._state_lock:
                     if self._protocol.state is self._open:
                         self._protocol.send_close(code, reason)
-                    owed = self._protocol.data_to_send()
+                    owed, self._owed = self._owed + self._protocol.data_to_send(), []
                 if owed and fd is not None and wait_writable(fd, 0):
                     with contextlib.suppress(OSError):
                         _write(self._link, owed)
