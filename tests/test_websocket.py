@@ -231,6 +231,27 @@ def test_closing_a_server_ends_the_opening_handshakes_under_way(server_driver: s
         assert time.monotonic() - start < 2
 
 
+def test_silent_clients_past_the_limit_are_refused_at_once_by_the_blocking_server() -> None:
+    """Each opening handshake holds a thread of the blocking server: at most max_connections at
+    once; clients past that are closed as they come, and the server serves again once they go."""
+    limits = ipfi.Limits(max_connections=4, handshake_timeout=5.0)
+    with serving("blocking", "ws://127.0.0.1:0/calc", calc, limits=limits) as address:
+        host, port = address.removeprefix("ws://").split("/")[0].rsplit(":", 1)
+        with contextlib.ExitStack() as stack:
+            silent = [stack.enter_context(socket.create_connection((host, int(port)), timeout=0.3)) for _ in range(12)]
+            refused = 0
+            for sock in silent:
+                with contextlib.suppress(TimeoutError):
+                    refused += sock.recv(1) == b""
+            assert refused == 8
+            assert sum(thread.name == "ipfi-handshake" for thread in threading.enumerate()) == 4
+        deadline = time.monotonic() + 5
+        while any(thread.name == "ipfi-handshake" for thread in threading.enumerate()):
+            assert time.monotonic() < deadline  # (each ends as its client leaves)
+            time.sleep(0.05)
+        assert session("blocking", address)[0] == 3
+
+
 def test_wss_connections_between_blocking_peers_open_every_time(tls: dict[str, ssl.SSLContext]) -> None:
     """With websockets 17.3's sync connections (the blocking driver's then), about one opening
     handshake in 250 between a new blocking server and its first client waited out its deadline:

@@ -96,8 +96,9 @@ class Server(TimersAndFds):
                 self._closed.wait(backoff)
                 continue
             backoff = 0.0
-            # (A WebSocket client is refused after its opening handshake, with a close code that says why.)
-            if not self.address.is_websocket and self._full():
+            # Handshakes under way count (each holds a thread); a WebSocket client is refused after
+            # its opening handshake rather than now, with a close code that says why.
+            if self._full(len(self._handshaking) if self.address.is_websocket else None):
                 sock.close()
             elif self._tls is None and not self.address.is_websocket:
                 self._add(SocketLink(sock))
@@ -106,12 +107,14 @@ class Server(TimersAndFds):
                     self._handshaking.add(sock)
                 threading.Thread(target=self._open, args=(sock,), name="ipfi-handshake", daemon=True).start()
 
-    def _full(self) -> bool:
-        if len(self.connections) < self.options.limits.max_connections:
+    def _full(self, count: int | None = None) -> bool:
+        """Whether ``count`` (by default the connections and the handshakes under way) has reached
+        ``max_connections``; logged, at most once in a while."""
+        if count is None:
+            count = len(self.connections) + len(self._handshaking)
+        if count < self.options.limits.max_connections:
             return False
-        self._refusals.warning(
-            "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
-        )
+        self._refusals.warning("server %s: max_connections (%d) reached; refusing connections", self.address, count)
         return True
 
     def _open(self, sock: socket.socket) -> None:
@@ -137,7 +140,7 @@ class Server(TimersAndFds):
         finally:
             with self._connections_lock:
                 self._handshaking.discard(sock)
-        if isinstance(link, WebSocketLink) and self._full():
+        if isinstance(link, WebSocketLink) and self._full(len(self.connections)):
             link.shutdown(1013, "the server is full")
             link.close()
         else:
