@@ -215,12 +215,14 @@ class Server(TimersAndFds):
         self._refusals = RateLimitedLog(log, burst=1, period=10.0)
 
     def _new_peer(self) -> asyncio.BaseProtocol:
-        if len(self.connections) + len(self._accepting) >= self.options.limits.max_connections:
-            self._refusals.warning(
-                "server %s: max_connections (%d) reached; refusing connections", self.address, len(self.connections)
-            )
+        count = len(self.connections) + len(self._accepting)
+        if count >= self.options.limits.max_connections:
+            self._refused(count)
             return _Refuser()
         return self._adopt(new_peer(Role.SERVER, self.interface, self.options))
+
+    def _refused(self, count: int) -> None:
+        self._refusals.warning("server %s: max_connections (%d) reached; refusing connections", self.address, count)
 
     def _interface_at(self, path: str) -> Interface | None:
         served = self._serves(path)
@@ -229,7 +231,7 @@ class Server(TimersAndFds):
     async def _serve_websocket(self, websocket: Any) -> None:
         """One WebSocket connection, for as long as it lasts."""
         if len(self.connections) >= self.options.limits.max_connections:
-            self._refusals.warning("server %s: max_connections reached; refusing connections", self.address)
+            self._refused(len(self.connections))
             await websocket.close(1013, "the server is full")
             return
         peer = self._adopt(Peer(Role.SERVER, self._interface_at(websocket.request.path), self.options))
@@ -289,7 +291,7 @@ class Server(TimersAndFds):
             if address.is_websocket:
                 require_websockets()
                 self._server, self._end_openings = await serve_websockets(
-                    listener.sock, address, options, self._serve_websocket, self._serves
+                    listener.sock, address, options, self._serve_websocket, self._serves, refused=self._refused
                 )
             elif address.is_unix:
                 self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock, backlog=BACKLOG)

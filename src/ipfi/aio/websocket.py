@@ -3,8 +3,8 @@ peer's byte stream (see :mod:`ipfi.net.websocket`)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -65,20 +65,33 @@ async def serve_websockets(
     options: Options,
     admit: Callable[[Any], Awaitable[None]],
     serves: Callable[[str], object],
+    *,
+    refused: Callable[[int], None],
 ) -> tuple[Any, Callable[[], None]]:
     """A ``websockets`` server on listening ``sock``: ``admit(websocket)`` serves each connection
-    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404.
-    And what ends the opening handshakes under way, for after its ``close()`` (websockets leaves
-    them to their deadline, which its ``wait_closed()`` would wait for)."""
+    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404. At
+    most ``max_connections`` opening handshakes at once: a client past that is closed as it comes
+    (``refused(count)`` told). And what ends the handshakes under way, for after the server's
+    ``close()`` (websockets leaves them to their deadline, which its ``wait_closed()`` waits for)."""
     from websockets.asyncio.server import ServerConnection, serve
-    from websockets.protocol import State
 
-    connections: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+    opening: set[ServerConnection] = set()  # (between connection_made and the handshake's end)
+    limit = options.limits.max_connections
 
-    class TrackedConnection(ServerConnection):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            connections.add(self)
+    class Connection(ServerConnection):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if len(opening) >= limit:
+                refused(len(opening))
+                self.transport.abort()
+            else:
+                opening.add(self)
+
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().handshake(*args, **kwargs)
+            finally:
+                opening.discard(self)
 
     def check_path(connection: Any, request: Any) -> Any:
         if serves(request.path) is False:
@@ -93,13 +106,12 @@ async def serve_websockets(
         process_request=check_path,
         open_timeout=options.limits.handshake_timeout,
         backlog=BACKLOG,  # (asyncio listens again on the socket, with 100 unless told)
-        create_connection=TrackedConnection,
+        create_connection=Connection,
         **CONNECTION_OPTIONS,
     )
 
     def end_openings() -> None:
-        for connection in list(connections):
-            if connection.protocol.state is State.CONNECTING:
-                connection.transport.abort()
+        for connection in list(opening):
+            connection.transport.abort()
 
     return server, end_openings
