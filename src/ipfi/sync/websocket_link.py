@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..core.codecs import Buffer
 from ..net.addresses import Address
@@ -95,8 +95,8 @@ class WebSocketLink:
             self._end = exc
             return
         with self._state_lock:
-            if count:
-                self._protocol.receive_data(self._chunk[:count])
+            if count:  # (a view: the protocol's buffer copies it, once)
+                self._protocol.receive_data(cast(bytes, memoryview(self._chunk)[:count]))
             else:
                 self._protocol.receive_eof()
             events = self._protocol.events_received()
