@@ -88,3 +88,15 @@ def test_many_clients_benchmark_smoke() -> None:
         for cell in row[1:]:  # "server µs / clients µs (server busy %)"
             server, _, clients, busy = cell.split()
             assert float(server) > 0 and float(clients) > 0 and 0 < int(busy.strip("(%)")) <= 100
+
+
+def test_websocket_benchmark_smoke() -> None:
+    command = [PYTHON, "-m", "benchmarks.websocket", "--quick"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [(row[0].strip(), row[1].strip()) for row in rows[1:]] == [
+        (driver, f"{wire}://") for driver in ("blocking", "asyncio") for wire in ("tcp", "tls", "ws", "wss")
+    ]
+    assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[2:])
+    assert [row[3].strip() for row in rows[1:]][::4] == ["1.00", "1.00"]  # (each driver's tcp:// is its own measure)
