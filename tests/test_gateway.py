@@ -204,6 +204,34 @@ def test_what_is_past_the_gateways_limits_is_refused_and_it_goes_on(service: dic
     assert session("asyncio", f"tcp://{host}:{port}")[0] == 3
 
 
+@pytest.mark.parametrize("service", ["asyncio", "uvloop"], indirect=True, ids=["gateway-asyncio", "gateway-uvloop"])
+@pytest.mark.parametrize("listen", ["tcp", "tls", "ws", "wss"])
+def test_closing_the_gateway_ends_the_clients_still_saying_hello(listen: str, service: dict[str, Any]) -> None:
+    """A client that connects and says nothing (no TLS hello, no WebSocket request, no ipcprims
+    hello) is closed with the gateway, not at its deadline."""
+    options: dict[str, Any] = {"limits": ipfi.GatewayLimits(hello_timeout=10.0)}
+    if listen in ("tls", "wss"):
+        options["ssl"] = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("localhost").configure_cert(options["ssl"])
+    address = start_gateway(service, f"{listen}://127.0.0.1:0", **options)
+    host, port = address.removeprefix(f"{listen}://").split("/")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as silent:
+        time.sleep(0.2)  # (accepted, its hello awaited)
+        gateway = service["gateways"].pop()
+        start = time.monotonic()
+
+        async def close() -> None:
+            gateway.close()
+            await gateway.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), service["loop"]).result(15)
+        assert time.monotonic() - start < 2
+        if listen in ("tls", "wss") and isinstance(service["loop"], uvloop.Loop):
+            return  # (uvloop shows no socket in its TLS handshake: it is closed at its deadline)
+        silent.settimeout(2)
+        assert silent.recv(1) == b""
+
+
 def test_the_frame_scanner_counts_frames_in_any_chunking_and_keeps_nothing() -> None:
     stream = encode_frame(DATA, b"a" * 10) + encode_frame(DATA, b"") + encode_frame(1, b"b" * 300)
     for size in (1, 3, 8, 9, 64, len(stream)):

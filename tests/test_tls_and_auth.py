@@ -1,7 +1,8 @@
 """``tls://`` in both drivers (a call and a stream; mutual TLS and the client's subject; a wrong CA,
 a wrong host name and a missing client certificate refused; failed handshakes that cost the server
-nothing), the CLI's TLS flags, and authentication by tokens: refused clients get
-``AuthenticationFailed``, tokens come from a keyword, ``$IPFI_TOKEN`` or a file, and never reach a log."""
+nothing; handshakes under way ended with the server), the CLI's TLS flags, and authentication by
+tokens: refused clients get ``AuthenticationFailed``, tokens come from a keyword, ``$IPFI_TOKEN`` or
+a file, and never reach a log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -319,3 +321,22 @@ def test_an_async_authenticate_is_awaited_before_anything_the_client_sent_is_act
                 while eager.recv(65536):
                     pass
     assert marks == []  # refused: its call never ran
+
+
+@pytest.mark.parametrize("scheme", ["tls", "wss"])
+@pytest.mark.parametrize("server_driver", DRIVERS)
+def test_closing_a_server_ends_the_tls_handshakes_under_way(
+    server_driver: str, scheme: str, server_tls: ssl.SSLContext
+) -> None:
+    """A client that connects and never says hello holds no server open past its close (asyncio on
+    3.12+ would otherwise wait for that handshake's deadline in ``Server.wait_closed``)."""
+    limits = ipfi.Limits(handshake_timeout=10.0)
+    with contextlib.ExitStack() as stack:
+        with serving(server_driver, f"{scheme}://127.0.0.1:0", served, ssl=server_tls, limits=limits) as address:
+            host, port = address.removeprefix(f"{scheme}://").split("/")[0].rsplit(":", 1)
+            silent = stack.enter_context(socket.create_connection((host, int(port)), timeout=5))
+            time.sleep(0.2)  # (accepted, its handshake waiting)
+            start = time.monotonic()
+        assert time.monotonic() - start < 2
+        silent.settimeout(2)
+        assert silent.recv(1) == b""  # (closed with the server, not at its handshake's deadline)

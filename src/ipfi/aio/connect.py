@@ -24,6 +24,7 @@ from ..net.tls import server_arguments as tls_server_arguments
 from ..net.websocket import interfaces_by_path, require_websockets
 from ..options import OptionArgs, Options, make_options
 from ..server_events import TimersAndFds
+from .accepted import ListenerKeepingAccepted
 from .child_process import ChildProcessTransport
 from .event_feed import EventFeed
 from .peer import Peer, new_peer
@@ -208,6 +209,7 @@ class Server(TimersAndFds):
         self._listener: Listener | None = None
         self._server: asyncio.Server | None = None  # (or websockets' server: the same close and wait_closed)
         self._end_openings: Callable[[], None] | None = None  # (websockets' server: its handshakes under way)
+        self._tls_listening: ListenerKeepingAccepted | None = None  # (its TLS handshakes under way)
         self._stdio_peer: Peer | None = None
         self._feed: EventFeed | None = None
         self._stopped = False
@@ -286,17 +288,25 @@ class Server(TimersAndFds):
         if address.scheme == "exec":
             raise AddressError(f"cannot serve on {address}: exec addresses are for connect()")
         options = self.options
+        tls = tls_server_arguments(address.scheme, options.ssl, options.limits.handshake_timeout)
         listener = self._listener = Listener.open(address, mode=options.mode, authenticated=options.authenticates)
         try:
+            if tls:
+                listener.sock = self._tls_listening = ListenerKeepingAccepted(listener.sock)
             if address.is_websocket:
                 require_websockets()
                 self._server, self._end_openings = await serve_websockets(
-                    listener.sock, address, options, self._serve_websocket, self._serves, refused=self._refused
+                    listener.sock,
+                    self._serve_websocket,
+                    ssl=tls.get("ssl"),
+                    handshake_timeout=options.limits.handshake_timeout,
+                    max_openings=options.limits.max_connections,
+                    refused=self._refused,
+                    serves=self._serves,
                 )
             elif address.is_unix:
                 self._server = await loop.create_unix_server(self._new_peer, sock=listener.sock, backlog=BACKLOG)
             else:
-                tls = tls_server_arguments(address.scheme, self.options.ssl, self.options.limits.handshake_timeout)
                 self._server = await loop.create_server(self._new_peer, sock=listener.sock, backlog=BACKLOG, **tls)
         except BaseException:
             listener.close()
@@ -331,6 +341,8 @@ class Server(TimersAndFds):
             self._listener.close()
         for peer in list(self.connections):
             peer.abort()
+        if self._tls_listening is not None:
+            self._tls_listening.end_accepted()
         if not self._closed.done():
             self._closed.set_result(None)
 

@@ -28,7 +28,9 @@ from ..net.listeners import BACKLOG, Listener
 from ..net.services import check_name_form
 from ..net.tls import server_arguments as tls_server_arguments
 from ..net.tls import subject_of
-from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, require_websockets
+from ..net.websocket import TextMessage, messages_of, require_websockets
+from .accepted import ListenerKeepingAccepted
+from .websocket import serve_websockets
 
 log = logging.getLogger("ipfi.gateway")
 #: The target that makes a gateway libIPC's TCP daemon: each client names its service first.
@@ -71,6 +73,8 @@ class Gateway:
         self.clients: set[asyncio.Task[Any]] = set()
         self._listener: Listener | None = None
         self._server: Any = None
+        self._end_openings: Callable[[], None] | None = None  # (its WebSocket handshakes under way)
+        self._tls_listening: ListenerKeepingAccepted | None = None  # (its TLS handshakes under way)
         self._closed = asyncio.get_running_loop().create_future()
         self._refusals = RateLimitedLog(log, burst=5, period=10.0)
 
@@ -78,16 +82,20 @@ class Gateway:
         listen = self.listen
         if listen.is_websocket:
             require_websockets()
-        self._listener = Listener.open(listen, authenticated=self.tokens is not None)
+        listener = self._listener = Listener.open(listen, authenticated=self.tokens is not None)
+        if self._tls:
+            listener.sock = self._tls_listening = ListenerKeepingAccepted(listener.sock)
         if listen.is_websocket:
-            from websockets.asyncio.server import serve
-
-            sock, context = self._listener.sock, self._tls.get("ssl")
-            self._server = await serve(
-                self._serve_websocket, sock=sock, ssl=context, backlog=BACKLOG, **CONNECTION_OPTIONS
+            self._server, self._end_openings = await serve_websockets(
+                listener.sock,
+                self._serve_websocket,
+                ssl=self._tls.get("ssl"),
+                handshake_timeout=self.limits.hello_timeout,
+                max_openings=self.limits.max_clients,
+                refused=self._refused,
             )
         else:
-            sock = self._listener.sock
+            sock = listener.sock
             self._server = await asyncio.start_server(self._serve_stream, sock=sock, backlog=BACKLOG, **self._tls)
         log.info("gateway %s -> %s", self.bound_address, self.target)
 
@@ -131,9 +139,12 @@ class Gateway:
         identity = {"remote": _address_text(websocket.remote_address), "path": websocket.request.path}
         await self._relay(receive, send, identity, websocket.transport.get_extra_info("peercert"))
 
+    def _refused(self, count: int) -> None:
+        self._refusals.warning("gateway %s: max_clients (%d) reached; refusing clients", self.bound_address, count)
+
     async def _relay(self, receive: Receive, send: Send, identity: dict[str, str], certificate: Any) -> None:
         if len(self.clients) >= self.limits.max_clients:
-            self._refusals.warning("gateway %s: max_clients reached; refusing clients", self.bound_address)
+            self._refused(len(self.clients))
             return
         task = asyncio.current_task()
         assert task is not None
@@ -240,6 +251,10 @@ class Gateway:
             self._listener.close()
         for task in list(self.clients):
             task.cancel()
+        if self._end_openings is not None:
+            self._end_openings()
+        if self._tls_listening is not None:
+            self._tls_listening.end_accepted()
         if not self._closed.done():
             self._closed.set_result(None)
 

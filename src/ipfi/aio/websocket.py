@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from ssl import SSLContext
 from typing import Any
 
 from ..net.addresses import Address
 from ..net.listeners import BACKLOG
 from ..net.tls import client_arguments as tls_client_arguments
-from ..net.tls import server_arguments as tls_server_arguments
 from ..net.websocket import CONNECTION_OPTIONS, TextMessage, messages_of, url_of
 from ..options import Options
 from .peer import Peer
@@ -61,27 +61,28 @@ def attach(peer: Peer, websocket: Any) -> CallbackTransport:
 
 async def serve_websockets(
     sock: socket.socket,
-    address: Address,
-    options: Options,
     admit: Callable[[Any], Awaitable[None]],
-    serves: Callable[[str], object],
     *,
+    ssl: SSLContext | None,
+    handshake_timeout: float,
+    max_openings: int,
     refused: Callable[[int], None],
+    serves: Callable[[str], object] = lambda path: True,
 ) -> tuple[Any, Callable[[], None]]:
-    """A ``websockets`` server on listening ``sock``: ``admit(websocket)`` serves each connection
-    (returning when it has ended); a request whose path ``serves`` refuses (``False``) gets 404. At
-    most ``max_connections`` opening handshakes at once: a client past that is closed as it comes
+    """A ``websockets`` server on listening ``sock`` (with TLS where ``ssl`` is given):
+    ``admit(websocket)`` serves each connection (returning when it has ended); a request whose path
+    ``serves`` refuses (``False``) gets 404. At most ``max_openings`` opening handshakes at once,
+    each within ``handshake_timeout`` seconds: a client past that is closed as it comes
     (``refused(count)`` told). And what ends the handshakes under way, for after the server's
     ``close()`` (websockets leaves them to their deadline, which its ``wait_closed()`` waits for)."""
     from websockets.asyncio.server import ServerConnection, serve
 
     opening: set[ServerConnection] = set()  # (between connection_made and the handshake's end)
-    limit = options.limits.max_connections
 
     class Connection(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-            if len(opening) >= limit:
+            if len(opening) >= max_openings:
                 refused(len(opening))
                 self.transport.abort()
             else:
@@ -98,13 +99,12 @@ async def serve_websockets(
             return connection.respond(404, "no ipfi service at this path\n")
         return None
 
-    tls = tls_server_arguments(address.scheme, options.ssl, options.limits.handshake_timeout)
     server = await serve(
         admit,
         sock=sock,
-        ssl=tls.get("ssl"),
+        ssl=ssl,
         process_request=check_path,
-        open_timeout=options.limits.handshake_timeout,
+        open_timeout=handshake_timeout,
         backlog=BACKLOG,  # (asyncio listens again on the socket, with 100 unless told)
         create_connection=Connection,
         **CONNECTION_OPTIONS,

@@ -26,7 +26,8 @@ class GatewayLimits:
     max_frame_payload: int = DEFAULT_MAX_PAYLOAD
     #: Largest hello.
     max_hello: int = 16 * 1024
-    #: Seconds a client has to send its hello.
+    #: Seconds a client has to send its hello (and, before it, to finish its TLS or WebSocket
+    #: opening handshake).
     hello_timeout: float = 5.0
     #: Frames per second a client may send, on average (bursts of one second's worth pass at once);
     #: past it the gateway reads from it more slowly.
