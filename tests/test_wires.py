@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import os
@@ -111,6 +112,35 @@ def test_closing_an_exec_connection_waits_for_its_child_to_exit(
         return cast(int | None, peer.process.returncode)
 
     assert run_on(loop, asyncio.wait_for(scenario(), 10)) == 0
+
+
+def pidfds() -> int:
+    """This process's pidfds (listing /proc/self/fd opens one more fd, gone by the time it is read)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    return count
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open") or not os.path.isdir("/proc/self/fd"), reason="Linux 5.3+")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_loop_closed_before_its_exec_child_exited_keeps_no_pidfd(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program that ends its loop with an exec: connection still open (never closed) leaks no
+    descriptor of the child's exit watch: its pidfd is closed once the loop's reader is gone."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    gc.collect()  # (what earlier tests left to the collector)
+    before = pidfds()
+
+    async def left_open() -> None:
+        peer = await ipfi.connect(f"exec:{PYTHON} -m tests.helpers.stdio_child")
+        assert await peer.call("add", 1, 2) == 3
+        assert pidfds() > before  # (its exit watched)
+
+    for _ in range(3):
+        run_on(loop, left_open())
+    gc.collect()
+    assert pidfds() == before
 
 
 @pytest.mark.parametrize("driver", ["asyncio", "uvloop", "blocking"])

@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
@@ -232,11 +233,14 @@ class _SpawnedChild:
         except (AttributeError, OSError):  # (not Linux, or before 5.3)
             threading.Thread(target=self._wait_in_thread, name=f"ipfi-wait-{popen.pid}", daemon=True).start()
         else:
+            # (closed at the exit, or once this is collected: a loop closed before the child exited
+            # forgets its reader, and would leak the fd)
+            self._release_pidfd = weakref.finalize(self, os.close, pidfd)
             loop.add_reader(pidfd, self._pidfd_ready, pidfd)
 
     def _pidfd_ready(self, pidfd: int) -> None:
         self._loop.remove_reader(pidfd)
-        os.close(pidfd)
+        self._release_pidfd()
         self._popen.wait()  # (exited: this reaps it at once)
         self._exited()
 
