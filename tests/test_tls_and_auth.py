@@ -340,3 +340,18 @@ def test_closing_a_server_ends_the_tls_handshakes_under_way(
         assert time.monotonic() - start < 2
         silent.settimeout(2)
         assert silent.recv(1) == b""  # (closed with the server, not at its handshake's deadline)
+
+
+@pytest.mark.parametrize("scheme", ["tls", "wss"])
+@pytest.mark.parametrize("server_driver", DRIVERS)
+def test_a_client_silent_in_its_tls_handshake_is_closed_at_handshake_timeout(
+    server_driver: str, scheme: str, server_tls: ssl.SSLContext
+) -> None:
+    limits = ipfi.Limits(handshake_timeout=0.5)
+    with serving(server_driver, f"{scheme}://127.0.0.1:0", served, ssl=server_tls, limits=limits) as address:
+        host, port = address.removeprefix(f"{scheme}://").split("/")[0].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as silent:
+            start = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                assert silent.recv(1) == b""
+            assert 0.4 < time.monotonic() - start < 2
