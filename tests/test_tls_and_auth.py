@@ -136,17 +136,20 @@ def test_failed_tls_handshakes_cost_the_server_nothing(
         assert call_and_stream("asyncio", by_name(address), ssl=client_tls) == (None, [0, 1, 2])
 
 
-def test_tls_settings_that_do_not_fit_their_address(server_tls: ssl.SSLContext) -> None:
+@pytest.mark.parametrize("plain", ["tcp://127.0.0.1:0", "unix:{tmp}/plain.sock"])
+def test_tls_settings_that_do_not_fit_their_address(plain: str, server_tls: ssl.SSLContext, tmp_path: Path) -> None:
+    plain = plain.format(tmp=tmp_path)
     with pytest.raises(ipfi.AddressError, match="needs ssl="):
         ipfi.sync.serve("tls://127.0.0.1:0", served)
     with pytest.raises(ipfi.AddressError, match="for tls:// and wss:// addresses"):
-        ipfi.sync.serve("tcp://127.0.0.1:0", served, ssl=server_tls)
+        ipfi.sync.serve(plain, served, ssl=server_tls)
 
     async def serve_plain_with_a_context() -> None:
-        await ipfi.serve("tcp://127.0.0.1:0", served, ssl=server_tls)
+        await ipfi.serve(plain, served, ssl=server_tls)
 
     with pytest.raises(ipfi.AddressError, match="for tls:// and wss:// addresses"):
         asyncio.run(serve_plain_with_a_context())
+    assert not (tmp_path / "plain.sock").exists()  # (refused before anything was bound)
 
 
 # -- authentication ------------------------------------------------------------------------------
