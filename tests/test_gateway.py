@@ -6,6 +6,7 @@ past them refused while the gateway goes on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -230,6 +231,33 @@ def test_closing_the_gateway_ends_the_clients_still_saying_hello(listen: str, se
             return  # (uvloop shows no socket in its TLS handshake: it is closed at its deadline)
         silent.settimeout(2)
         assert silent.recv(1) == b""
+
+
+@pytest.mark.parametrize("service", ["asyncio", "uvloop"], indirect=True, ids=["gateway-asyncio", "gateway-uvloop"])
+def test_websocket_openings_are_bounded_by_max_clients_and_hello_timeout(service: dict[str, Any]) -> None:
+    """Silent WebSocket clients: at most max_clients opening at once (those past it closed as they
+    come), and each closed at hello_timeout; then the gateway serves again."""
+    limits = ipfi.GatewayLimits(max_clients=2, hello_timeout=2.0)
+    address = start_gateway(service, "ws://127.0.0.1:0", limits=limits)
+    host, port = address.removeprefix("ws://").split("/")[0].rsplit(":", 1)
+    with contextlib.ExitStack() as stack:
+        start = time.monotonic()
+        silent = [stack.enter_context(socket.create_connection((host, int(port)), timeout=5)) for _ in range(5)]
+        time.sleep(0.3)  # (those past the limit are closed as they come)
+        closed = []
+        for sock in silent:
+            sock.setblocking(False)
+            try:
+                closed.append(sock.recv(1) == b"")
+            except BlockingIOError:
+                closed.append(False)
+            sock.settimeout(5)
+        assert closed.count(True) == 3  # (two openings held: the limit)
+        for sock in silent:
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+        assert 1.5 < time.monotonic() - start < 4.5  # (closed at hello_timeout, not websockets' 10 s)
+    assert session("asyncio", address + "/calc")[0] == 3
 
 
 def test_the_frame_scanner_counts_frames_in_any_chunking_and_keeps_nothing() -> None:
